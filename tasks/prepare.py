@@ -1,0 +1,368 @@
+"""Dataset preparation: read an expression input, validate it, choose the contrast, write it.
+
+Three input layouts are detected from content: the original example's layout
+(`phenotype` column, samples as rows), a GEO series matrix, and an expression matrix
+(probesets as rows) with a sample sheet. Every problem names the file; nothing is
+written unless everything passed.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+RAW_INTENSITY_MAX = 100.0
+
+
+class DatasetError(ValueError):
+    """An input file that cannot be prepared; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What the user chose about how to read and prepare the input."""
+
+    case: str | None = None
+    control: str | None = None
+    sample_sheet: Path | None = None
+    phenotype_field: str | None = None
+    cv_folds: int = 10
+    log2_transform: bool = False
+
+
+@dataclass
+class RawDataset:
+    """An input as read: samples x probesets (strings not yet checked) and labels."""
+
+    path: Path
+    layout: str
+    sample_ids: list[str]
+    labels: list[str]
+    probesets: list[str]
+    cells: pd.DataFrame  # samples x probesets, object dtype, NaN for missing
+
+
+@dataclass
+class PreparedDataset:
+    """A validated two-class dataset and the record of every decision taken."""
+
+    matrix: pd.DataFrame  # samples x probesets, float64
+    labels: list[str]
+    sample_ids: list[str]
+    case: str
+    control: str
+    layout: str
+    decisions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_text(path: Path) -> str:
+    """Read a text file, transparently gunzipping; a missing or empty file is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DatasetError(f"{path}: corrupt gzip data ({exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise DatasetError(f"{path}: file is empty")
+    return text
+
+
+def detect_layout(text: str) -> str:
+    """Tell the input layout from its content: 'seed', 'geo' or 'matrix'."""
+    first = next(line for line in text.splitlines() if line.strip())
+    if first.startswith(("!", "^")):
+        return "geo"
+    delimiter = "\t" if "\t" in first else ","
+    head = first.split(delimiter)[0].strip().strip('"').lower()
+    return "seed" if head == "phenotype" else "matrix"
+
+
+def _check_unique(ids: list[str], what: str, path: Path) -> None:
+    duplicates = sorted(k for k, n in Counter(ids).items() if n > 1)
+    if duplicates:
+        raise DatasetError(f"{path}: duplicate {what} ids: {', '.join(duplicates[:10])}")
+
+
+def _read_table(text: str, path: Path, delimiter: str) -> tuple[list[str], pd.DataFrame]:
+    """Read a delimited table as strings, keeping the header exactly (no mangling)."""
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=delimiter))
+    header = [h.strip() for h in header]
+    body = pd.read_csv(
+        io.StringIO(text), sep=delimiter, header=None, skiprows=1, dtype=str,
+        skip_blank_lines=True,
+    )  # fmt: skip
+    if body.shape[1] != len(header):
+        raise DatasetError(f"{path}: {body.shape[1]} columns in rows but {len(header)} in header")
+    return header, body
+
+
+def read_seed_layout(text: str, path: Path) -> RawDataset:
+    """Read the original example's layout: `phenotype`, then one column per probeset."""
+    header, body = _read_table(text, path, "\t")
+    probesets = header[1:]
+    if not probesets:
+        raise DatasetError(f"{path}: no probeset columns after 'phenotype'")
+    _check_unique(probesets, "probeset", path)
+    cells = body.iloc[:, 1:].set_axis(probesets, axis=1)
+    labels = body.iloc[:, 0].fillna("").str.strip().tolist()
+    sample_ids = [f"sample_{i + 1}" for i in range(len(labels))]
+    return RawDataset(path, "seed", sample_ids, labels, probesets, cells.set_axis(sample_ids))
+
+
+def _geo_fields(lines: list[str], key: str) -> list[list[str]]:
+    rows = [line for line in lines if line.split("\t", 1)[0] == key]
+    return [[v.strip().strip('"') for v in r.split("\t")[1:]] for r in rows]
+
+
+def read_geo_series_matrix(text: str, path: Path, phenotype_field: str | None) -> RawDataset:
+    """Read a GEO series matrix: `!Sample_` metadata and the table between its markers."""
+    lines = text.splitlines()
+    try:
+        begin = lines.index("!series_matrix_table_begin")
+        end = lines.index("!series_matrix_table_end")
+    except ValueError:
+        raise DatasetError(f"{path}: no !series_matrix_table_begin/_end markers") from None
+    meta = lines[:begin]
+    accessions = (_geo_fields(meta, "!Sample_geo_accession") or [[]])[0]
+    if not phenotype_field or phenotype_field.lower() in ("source_name", "source_name_ch1"):
+        labels = (_geo_fields(meta, "!Sample_source_name_ch1") or [[]])[0]
+        where = "!Sample_source_name_ch1"
+    else:
+        labels, where = [], f"!Sample_characteristics_ch1 '{phenotype_field}'"
+        prefix = phenotype_field.lower() + ":"
+        for row in _geo_fields(meta, "!Sample_characteristics_ch1"):
+            if row and all(v.lower().startswith(prefix) for v in row):
+                labels = [v.split(":", 1)[1].strip() for v in row]
+    if not labels:
+        raise DatasetError(f"{path}: no phenotype field {where}")
+    header, body = _read_table("\n".join(lines[begin + 1 : end]), path, "\t")
+    header = [h.strip('"') for h in header]
+    samples = header[1:]
+    if accessions and samples != accessions:
+        raise DatasetError(f"{path}: table columns do not match !Sample_geo_accession")
+    if len(labels) != len(samples):
+        raise DatasetError(f"{path}: {len(labels)} phenotype values for {len(samples)} samples")
+    probesets = body.iloc[:, 0].str.strip('"').tolist()
+    _check_unique(probesets, "probeset", path)
+    _check_unique(samples, "sample", path)
+    cells = body.iloc[:, 1:].T.set_axis(probesets, axis=1).set_axis(samples)
+    return RawDataset(path, "geo", samples, labels, probesets, cells)
+
+
+def read_matrix_with_sheet(
+    text: str, path: Path, sheet_path: Path | None, phenotype_field: str | None
+) -> RawDataset:
+    """Read probesets x samples (CSV/TSV) and take phenotypes from a sample sheet."""
+    if sheet_path is None:
+        raise DatasetError(
+            f"{path}: looks like an expression matrix (no 'phenotype' column); "
+            "give a sample sheet (sample id -> phenotype)"
+        )
+    first = text.split("\n", 1)[0]
+    header, body = _read_table(text, path, "\t" if "\t" in first else ",")
+    samples = header[1:]
+    probesets = body.iloc[:, 0].fillna("").str.strip().tolist()
+    _check_unique(probesets, "probeset", path)
+    _check_unique(samples, "sample", path)
+    sheet_text = read_text(sheet_path)
+    sheet_first = sheet_text.split("\n", 1)[0]
+    sheet_header, sheet = _read_table(sheet_text, sheet_path, "\t" if "\t" in sheet_first else ",")
+    column = phenotype_field or ("phenotype" if "phenotype" in sheet_header else None)
+    if column is None and len(sheet_header) >= 2:
+        column = sheet_header[1]
+    if column not in sheet_header[1:]:
+        raise DatasetError(f"{sheet_path}: no phenotype column '{column}' in {sheet_header}")
+    ids = sheet.iloc[:, 0].fillna("").str.strip().tolist()
+    _check_unique(ids, "sample", sheet_path)
+    phenotype = dict(zip(ids, sheet.iloc[:, sheet_header.index(column)].fillna("").str.strip()))
+    unlabelled = [s for s in samples if s not in phenotype]
+    if unlabelled:
+        raise DatasetError(f"{sheet_path}: no phenotype for samples {', '.join(unlabelled[:10])}")
+    cells = body.iloc[:, 1:].T.set_axis(probesets, axis=1).set_axis(samples)
+    return RawDataset(path, "matrix", samples, [phenotype[s] for s in samples], probesets, cells)
+
+
+def read_input(path: Path, options: PrepareOptions) -> RawDataset:
+    """Read any supported input layout, detected from the file's content."""
+    path = Path(path)
+    text = read_text(path)
+    layout = detect_layout(text)
+    if layout == "seed":
+        return read_seed_layout(text, path)
+    if layout == "geo":
+        return read_geo_series_matrix(text, path, options.phenotype_field)
+    return read_matrix_with_sheet(text, path, options.sample_sheet, options.phenotype_field)
+
+
+def choose_contrast(labels: list[str], case: str | None, control: str | None, path: Path):
+    """Pick (case, control); with two labels and none chosen, the minority is the case."""
+    counts = Counter(labels)
+    if "" in counts:
+        raise DatasetError(f"{path}: {counts['']} samples have an empty phenotype")
+    present = sorted(counts)
+    for name, label in (("case", case), ("control", control)):
+        if label is not None and label not in counts:
+            raise DatasetError(f"{path}: {name} label '{label}' not found; labels: {present}")
+    if case is None and control is None:
+        if len(present) != 2:
+            raise DatasetError(f"{path}: {len(present)} labels {present}; choose case and control")
+        case = min(present, key=lambda k: (counts[k], k))
+        control = next(k for k in present if k != case)
+        return case, control, f"contrast chosen automatically: minority label '{case}' is the case"
+    if case is None or control is None:
+        others = [k for k in present if k != (case or control)]
+        if len(others) != 1:
+            raise DatasetError(f"{path}: give both case and control; labels: {present}")
+        case, control = (case, others[0]) if case else (others[0], control)
+    if case == control:
+        raise DatasetError(f"{path}: case and control are the same label '{case}'")
+    return case, control, f"contrast: case '{case}' vs control '{control}'"
+
+
+def _to_float(cells: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Convert string cells to floats, naming the first offending cell."""
+    numeric = cells.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna().to_numpy() & cells.notna().to_numpy()
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        raise DatasetError(
+            f"{path}: non-numeric value {cells.iat[row, col]!r} "
+            f"(sample '{cells.index[row]}', probeset '{cells.columns[col]}')"
+        )
+    return numeric.astype(np.float64)
+
+
+def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset:
+    """Validate a raw input and reduce it to a two-class float matrix (inputs unchanged)."""
+    path = raw.path
+    if not raw.labels:
+        raise DatasetError(f"{path}: no samples")
+    _check_unique(raw.sample_ids, "sample", path)
+    case, control, contrast_note = choose_contrast(raw.labels, options.case, options.control, path)
+    decisions = [f"input layout: {raw.layout}", contrast_note]
+    warnings: list[str] = []
+    keep = [lab in (case, control) for lab in raw.labels]
+    dropped = Counter(lab for lab, k in zip(raw.labels, keep) if not k)
+    if dropped:
+        decisions.append(f"dropped {sum(dropped.values())} samples of other labels: {dict(dropped)}")
+    labels = [lab for lab, k in zip(raw.labels, keep) if k]
+    counts = Counter(labels)
+    for label in (case, control):
+        if counts[label] < options.cv_folds:
+            raise DatasetError(
+                f"{path}: class '{label}' has {counts[label]} samples, "
+                f"fewer than cv_folds={options.cv_folds}"
+            )
+    matrix = _to_float(raw.cells.loc[keep], path)
+    missing = matrix.isna().any(axis=0)
+    if missing.any():
+        decisions.append(f"dropped {int(missing.sum())} probesets with missing values")
+        matrix = matrix.loc[:, ~missing]
+    constant = matrix.nunique(axis=0) <= 1
+    if constant.any():
+        decisions.append(f"dropped {int(constant.sum())} constant probesets")
+        matrix = matrix.loc[:, ~constant]
+    if matrix.shape[1] == 0:
+        raise DatasetError(f"{path}: no probesets left after dropping missing and constant ones")
+    high = float(matrix.to_numpy().max())
+    if high > RAW_INTENSITY_MAX:
+        if options.log2_transform:
+            if float(matrix.to_numpy().min()) <= 0:
+                raise DatasetError(f"{path}: cannot log2-transform values <= 0")
+            matrix = np.log2(matrix)
+            decisions.append(f"log2-transformed (max value {high:g} looked like raw intensities)")
+        else:
+            warnings.append(
+                f"max value {high:g} > {RAW_INTENSITY_MAX:g} looks like raw intensities; "
+                "consider log2_transform"
+            )
+    decisions.append(
+        f"{matrix.shape[1]} probesets; {counts[case]} '{case}' and {counts[control]} '{control}'"
+    )
+    sample_ids = [s for s, k in zip(raw.sample_ids, keep) if k]
+    return PreparedDataset(
+        matrix.set_axis(sample_ids), labels, sample_ids, case, control, raw.layout,
+        decisions, warnings,
+    )  # fmt: skip
+
+
+def dataset_text(prepared: PreparedDataset) -> str:
+    """Serialize in the original layout; repr floats round-trip exactly."""
+    header = "\t".join(["phenotype", *prepared.matrix.columns])
+    rows = (
+        "\t".join([label, *map(repr, values)])
+        for label, values in zip(prepared.labels, prepared.matrix.to_numpy().tolist())
+    )
+    return "\n".join([header, *rows]) + "\n"
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file so readers see the old or the new content, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_prepared(prepared: PreparedDataset, data_dir: Path, name: str) -> dict:
+    """Write `<name>.tsv` and its `.sha256` sidecar; return the preparation summary."""
+    data = dataset_text(prepared).encode("utf-8")
+    digest = sha256_hex(data)
+    target = Path(data_dir) / f"{name}.tsv"
+    write_atomic(target, data)
+    write_atomic(target.with_suffix(".tsv.sha256"), f"{digest}\n".encode())
+    counts = Counter(prepared.labels)
+    return {
+        "name": name,
+        "path": str(target),
+        "sha256": digest,
+        "layout": prepared.layout,
+        "case": prepared.case,
+        "control": prepared.control,
+        "samples": {prepared.case: counts[prepared.case], prepared.control: counts[prepared.control]},
+        "sample_ids": prepared.sample_ids,
+        "n_probesets": int(prepared.matrix.shape[1]),
+        "decisions": prepared.decisions,
+        "warnings": prepared.warnings,
+    }
+
+
+def read_prepared(path: Path) -> tuple[list[str], pd.DataFrame]:
+    """Load a prepared dataset (original layout) as labels and a samples x probesets frame."""
+    frame = pd.read_csv(path, sep="\t", float_precision="round_trip")
+    labels = frame.pop("phenotype").astype(str).tolist()
+    return labels, frame.astype(np.float64)

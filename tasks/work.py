@@ -1,0 +1,166 @@
+"""The work function every backend runs, and what the job client needs to know about it.
+
+`evaluate_slice` is shipped to workers as source (DCP) or executed from that same
+source (local backend), so it is fully self-contained: imports inside, no closures,
+no project imports. It must run under DCP's Pyodide worktime (numpy 1.26.4,
+pandas 2.2.0, scikit-learn 1.4.2, scipy 1.12.0) and on current releases.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+CLASSIFIERS = (
+    "logistic",
+    "logistic_l1",
+    "bagging",
+    "random_forest",
+    "svm",
+    "decision_tree",
+)
+# Pyodide package names the work function imports (checked against the SDK's lock file).
+WORK_MODULES = ("numpy", "scikit-learn", "scipy")
+
+
+def evaluate_slice(datum, dataset, config):
+    """Evaluate a slice's signatures with every configured classifier; return JSON text."""
+    import builtins
+    import hashlib
+    import json
+    import time
+    import warnings
+
+    import numpy as np
+    import scipy
+    import sklearn
+    from sklearn.ensemble import BaggingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    # Plain strings cross the DCP serializer untouched (anything else is pickled).
+    datum = json.loads(datum) if isinstance(datum, str) else dict(datum)
+    config = json.loads(config) if isinstance(config, str) else dict(config)
+    if isinstance(dataset, (bytes, bytearray)):
+        dataset = dataset.decode("utf-8")
+    sha256 = hashlib.sha256(dataset.encode("utf-8")).hexdigest()
+    expected_sha = config.get("dataset_sha256")
+    if expected_sha and expected_sha != sha256:
+        raise ValueError(f"dataset sha256 {sha256} does not match expected {expected_sha}")
+
+    # Parse once per process: workers run many slices of the same job.
+    cache = getattr(builtins, "_signature_search_dataset_cache", None)
+    if cache is None or cache["sha256"] != sha256:
+        rows = [line.split("\t") for line in dataset.splitlines() if line.strip()]
+        header = rows[0]
+        if header[0] != "phenotype":
+            raise ValueError("dataset's first column must be 'phenotype'")
+        cache = {
+            "sha256": sha256,
+            "column": {name: i for i, name in enumerate(header[1:])},
+            "labels": np.array([r[0] for r in rows[1:]]),
+            "matrix": np.array([r[1:] for r in rows[1:]], dtype=np.float64),
+        }
+        builtins._signature_search_dataset_cache = cache
+    parse_seconds = time.perf_counter() - started
+
+    seed = int(config.get("seed", 0))
+    folds = int(config.get("cv_folds", 10))
+    y = (cache["labels"] == str(config["case"])).astype(np.int64)
+    permutation_seed = datum.get("permutation_seed", config.get("permutation_seed"))
+    if permutation_seed is not None:
+        y = np.random.RandomState(int(permutation_seed)).permutation(y)
+    if y.sum() < folds or (len(y) - y.sum()) < folds:
+        raise ValueError(f"fewer samples in a class than cv_folds={folds}")
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+
+    sk_version = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
+    # scikit-learn 1.8 deprecates `penalty`; 1.4 ignores l1_ratio without it.
+    l1_kwargs = {"l1_ratio": 1.0} if sk_version >= (1, 8) else {"penalty": "l1"}
+    factories = {
+        "logistic": lambda: LogisticRegression(max_iter=1000, random_state=seed),
+        "logistic_l1": lambda: LogisticRegression(
+            solver="liblinear", max_iter=1000, random_state=seed, **l1_kwargs
+        ),
+        "bagging": lambda: BaggingClassifier(
+            estimator=DecisionTreeClassifier(random_state=seed), random_state=seed
+        ),
+        "random_forest": lambda: RandomForestClassifier(n_estimators=100, random_state=seed),
+        "svm": lambda: SVC(probability=True, random_state=seed),
+        "decision_tree": lambda: DecisionTreeClassifier(random_state=seed),
+    }
+    names = list(config.get("classifiers") or factories)
+    unknown = [n for n in names if n not in factories]
+    if unknown:
+        raise ValueError(f"unknown classifiers {unknown}; known: {sorted(factories)}")
+
+    records, fit_seconds = [], 0.0
+    for signature in datum["signatures"]:
+        try:
+            columns = [cache["column"][p] for p in signature["probesets"]]
+        except KeyError as exc:
+            raise ValueError(f"signature {signature['id']}: unknown probeset {exc}") from None
+        x = cache["matrix"][:, columns]
+        for name in names:
+            record = {"signature": int(signature["id"]), "classifier": name}
+            fit_started = time.perf_counter()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    proba = cross_val_predict(
+                        factories[name](), x, y, cv=cv, method="predict_proba"
+                    )[:, 1]
+                record["auc"] = float(roc_auc_score(y, proba))
+                record["accuracy"] = float(np.mean((proba >= 0.5) == y))
+            except Exception as exc:  # a classifier that cannot fit is reported, not fatal
+                record["auc"] = None
+                record["accuracy"] = None
+                record["error"] = f"{type(exc).__name__}: {exc}"
+            fit_seconds += time.perf_counter() - fit_started
+            records.append(record)
+    if records and all(r["auc"] is None for r in records):
+        raise RuntimeError(f"no record could be computed: {records[0]['error']}")
+
+    result = {
+        "slice": int(datum["slice"]),
+        "dataset_sha256": sha256,
+        "permutation_seed": None if permutation_seed is None else int(permutation_seed),
+        "records": records,
+        "timings": {
+            "parse_seconds": parse_seconds,
+            "fit_seconds": fit_seconds,
+            "total_seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu_started,
+        },
+        "versions": {
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__,
+        },
+    }
+    return json.dumps(result, sort_keys=True)
+
+
+def work_function_source() -> str:
+    """Return the exact source shipped to workers (both backends run this text)."""
+    return inspect.getsource(evaluate_slice)
+
+
+def load_work_function(source: str):
+    """Compile shipped work-function source into a callable, as a worker does."""
+    namespace: dict = {}
+    exec(compile(source, "<work-function>", "exec"), namespace)  # noqa: S102
+    return namespace["evaluate_slice"]
+
+
+def check_classifiers(names: list[str]) -> list[str]:
+    """Refuse unknown classifier names before any job starts."""
+    unknown = [n for n in names if n not in CLASSIFIERS]
+    if unknown:
+        raise ValueError(f"unknown classifiers {unknown}; known: {list(CLASSIFIERS)}")
+    if not names:
+        raise ValueError("at least one classifier is required")
+    return list(names)
