@@ -1,0 +1,79 @@
+"""Serving prepared datasets to workers (per-run token, ETag = sha256, gzip)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import threading
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, request
+
+from . import db
+from .auth import check_run_token
+
+bp = Blueprint("datasets", __name__)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_cache: dict[Path, tuple[tuple[int, int], str, bytes, bytes]] = {}
+_cache_lock = threading.Lock()
+
+
+def dataset_path(data_dir: Path, name: str) -> Path | None:
+    """The file for a dataset name, or None for anything that is not a plain name inside."""
+    if not NAME.match(name) or ".." in name:
+        return None
+    path = (data_dir / f"{name}.tsv").resolve()
+    if path.parent != data_dir or not path.is_file():
+        return None
+    return path
+
+
+def load_dataset(path: Path) -> tuple[str, bytes, bytes]:
+    """(sha256, bytes, gzip bytes) of a dataset file, cached on its mtime and size."""
+    stat = path.stat()
+    key = (stat.st_mtime_ns, stat.st_size)
+    with _cache_lock:
+        hit = _cache.get(path)
+    if hit and hit[0] == key:
+        return hit[1], hit[2], hit[3]
+    data = path.read_bytes()
+    entry = (key, hashlib.sha256(data).hexdigest(), data, gzip.compress(data, mtime=0))
+    with _cache_lock:
+        _cache[path] = entry
+    return entry[1], entry[2], entry[3]
+
+
+def dataset_problems(data_dir: Path) -> list[str]:
+    """Datasets whose recorded sha256 (`<name>.tsv.sha256`) does not match the file."""
+    problems = []
+    for sidecar in sorted(data_dir.glob("*.tsv.sha256")):
+        name = sidecar.name[: -len(".tsv.sha256")]
+        path = data_dir / f"{name}.tsv"
+        if not path.is_file():
+            problems.append(f"dataset {name!r} is missing")
+            continue
+        recorded = sidecar.read_text().strip()
+        if load_dataset(path)[0] != recorded:
+            problems.append(f"dataset {name!r} does not match its recorded sha256")
+    return problems
+
+
+@bp.get("/datasets/<name>")
+def get_dataset(name: str):
+    """The prepared dataset as TSV, for a token of a run registered on it."""
+    path = dataset_path(current_app.config["DATA_DIR"], name)
+    if path is None:
+        abort(404, description="unknown dataset")
+    runs = db.get_db().execute("SELECT token_sha256 FROM runs WHERE dataset = ?", (name,))
+    check_run_token(*(r[0] for r in runs))
+    sha256, data, compressed = load_dataset(path)
+    if sha256 in request.if_none_match:
+        return Response(status=304, headers={"ETag": f'"{sha256}"'})
+    gzip_ok = "gzip" in request.accept_encodings
+    response = Response(compressed if gzip_ok else data, mimetype="text/tab-separated-values")
+    response.set_etag(sha256)
+    response.headers["Vary"] = "Accept-Encoding"
+    if gzip_ok:
+        response.headers["Content-Encoding"] = "gzip"
+    return response

@@ -1,0 +1,195 @@
+"""SQLite storage of runs and slice results (WAL; a result is acknowledged after commit)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from flask import current_app, g
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    dataset TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL,
+    expected TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    attempt INTEGER NOT NULL,
+    slices TEXT NOT NULL,
+    PRIMARY KEY (run_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    slice INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    element_type TEXT,
+    content TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    UNIQUE (run_id, slice)
+);
+CREATE TABLE IF NOT EXISTS slice_errors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    slice INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS slice_errors_run ON slice_errors (run_id, slice);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database with durable WAL settings."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before we acknowledge it, even across power loss.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def init_db(path: Path) -> None:
+    """Create the database file and schema if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    try:
+        conn.executescript(SCHEMA)
+    finally:
+        conn.close()
+
+
+def get_db() -> sqlite3.Connection:
+    """The request's connection, opened on first use."""
+    if "db" not in g:
+        g.db = connect(current_app.config["DATABASE"])
+    return g.db
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    """Close the request's connection."""
+    conn = g.pop("db", None)
+    if conn is not None:
+        conn.close()
+
+
+def get_run(run_id: str) -> sqlite3.Row | None:
+    """A registered run, or None."""
+    return get_db().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+
+
+def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[int]) -> bool:
+    """Insert a run; False when the same id is already registered differently."""
+    db = get_db()
+    row = get_run(run_id)
+    if row is not None:
+        return row["dataset"] == dataset and json.loads(row["expected"]) == expected
+    db.execute(
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?)",
+        (run_id, dataset, token_sha256, json.dumps(expected), time.time()),
+    )
+    return True
+
+
+def register_attempt(run_id: str, attempt: int, slices: list[int]) -> bool:
+    """Map a deployment's job elements (1..n) to plan slices; False on a conflict."""
+    db = get_db()
+    row = db.execute(
+        "SELECT slices FROM attempts WHERE run_id = ? AND attempt = ?", (run_id, attempt)
+    ).fetchone()
+    if row is not None:
+        return json.loads(row["slices"]) == slices
+    db.execute("INSERT INTO attempts VALUES (?, ?, ?)", (run_id, attempt, json.dumps(slices)))
+    return True
+
+
+def attempt_slices(run_id: str, attempt: int) -> list[int] | None:
+    """The plan slices of a registered attempt, or None."""
+    row = get_db().execute(
+        "SELECT slices FROM attempts WHERE run_id = ? AND attempt = ?", (run_id, attempt)
+    ).fetchone()
+    return None if row is None else json.loads(row["slices"])
+
+
+def store_result(run_id: str, slice_no: int, attempt: int, element_type: str | None,
+                 content: str, content_sha256: str) -> str:  # fmt: skip
+    """Store a slice result once: 'stored', 'duplicate' or 'conflict'."""
+    db = get_db()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute(
+            "SELECT content_sha256 FROM results WHERE run_id = ? AND slice = ?",
+            (run_id, slice_no),
+        ).fetchone()
+        if row is None:
+            db.execute(
+                "INSERT INTO results (run_id, slice, attempt, element_type, content,"
+                " content_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, slice_no, attempt, element_type, content, content_sha256, time.time()),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    if row is None:
+        return "stored"
+    return "duplicate" if row["content_sha256"] == content_sha256 else "conflict"
+
+
+def store_error(run_id: str, slice_no: int, attempt: int, error: str) -> None:
+    """Record a slice's error report."""
+    get_db().execute(
+        "INSERT INTO slice_errors (run_id, slice, attempt, error, received_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (run_id, slice_no, attempt, error, time.time()),
+    )
+
+
+def run_status(run: sqlite3.Row) -> dict:
+    """Expected, received, errored (without a later result) and missing slices."""
+    db = get_db()
+    expected = json.loads(run["expected"])
+    received = {
+        r[0] for r in db.execute("SELECT slice FROM results WHERE run_id = ?", (run["run_id"],))
+    }
+    errors: dict[int, dict] = {}
+    for r in db.execute(
+        "SELECT slice, attempt, error FROM slice_errors WHERE run_id = ? ORDER BY id",
+        (run["run_id"],),
+    ):
+        if r["slice"] not in received:
+            errors[r["slice"]] = {"slice": r["slice"], "attempt": r["attempt"], "error": r["error"]}
+    missing = [s for s in expected if s not in received and s not in errors]
+    return {
+        "run_id": run["run_id"],
+        "dataset": run["dataset"],
+        "expected": len(expected),
+        "received": sorted(received),
+        "errored": [errors[s] for s in sorted(errors)],
+        "missing": missing,
+        "complete": len(received) == len(expected),
+    }
+
+
+def results_page(run_id: str, after: int, limit: int) -> tuple[list[dict], int]:
+    """Results with a cursor greater than `after`, and the next cursor."""
+    rows = get_db().execute(
+        "SELECT id, slice, attempt, content FROM results WHERE run_id = ? AND id > ?"
+        " ORDER BY id LIMIT ?",
+        (run_id, after, limit),
+    ).fetchall()
+    items = [
+        {"cursor": r["id"], "slice": r["slice"], "attempt": r["attempt"],
+         "content": json.loads(r["content"])}
+        for r in rows
+    ]  # fmt: skip
+    return items, (rows[-1]["id"] if rows else after)
