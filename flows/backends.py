@@ -1,0 +1,24 @@
+"""Backend selection from the flow's parameters."""
+
+from __future__ import annotations
+
+import os
+
+from tasks.backend_local import FaultPlan, LocalBackend
+
+from .params import SearchParameters
+
+
+def make_backend(params: SearchParameters, server_url: str):
+    """The configured backend and how many slices it runs at once (for time bounds)."""
+    if params.backend == "local":
+        workers = params.workers or os.cpu_count() or 1
+        backend = LocalBackend(
+            workers=workers, allowed_origins=(server_url,), slice_timeout=params.slice_timeout,
+            faults=FaultPlan.from_dict(params.faults),
+        )  # fmt: skip
+        return backend, workers
+    from tasks.backend_dcp import DcpBackend, compute_group_from
+
+    group = compute_group_from(params.dcp.compute_group_block)
+    return DcpBackend(params.dcp, server_url, group), 1

@@ -1,0 +1,260 @@
+"""The `local` backend: worker processes that behave as DCP workers started with --allow-origin.
+
+Each worker fetches the job's dataset URL over HTTP (allowed origins only), runs the
+shipped work-function source on a slice and POSTs the DCP result envelope to the
+result-storage URL. A manager thread hands out slices, replaces dead workers and
+kills slices that run past the timeout; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from urllib.parse import urlsplit
+
+from .jobs import JobSpec, SliceEvent, drain
+
+HTTP_TIMEOUT = 30.0
+
+
+class OriginNotAllowed(PermissionError):
+    """A URL whose origin the worker was not told to allow."""
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Injected faults by plan slice number, applied on a slice's first attempt only."""
+
+    fail: frozenset[int] = frozenset()
+    kill: frozenset[int] = frozenset()
+    hang: frozenset[int] = frozenset()
+
+    @classmethod
+    def from_dict(cls, faults: dict | None) -> FaultPlan:
+        """Build from `{"fail": [k], "kill": [k], "hang": [k]}`."""
+        faults = faults or {}
+        unknown = set(faults) - {"fail", "kill", "hang"}
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}")
+        return cls(*(frozenset(int(k) for k in faults.get(n, ())) for n in ("fail", "kill", "hang")))
+
+
+def origin_of(url: str) -> str:
+    """scheme://host:port of a URL, with the default port made explicit."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def check_origin(url: str, allowed: tuple[str, ...]) -> None:
+    """Refuse a URL whose origin is not allowed, as a DCP worker does."""
+    if origin_of(url) not in {origin_of(a) for a in allowed}:
+        raise OriginNotAllowed(f"origin {origin_of(url)} is not in the worker's allowed origins")
+
+
+def post_envelope(url: str, fields: dict, allowed: tuple[str, ...]) -> None:
+    """POST the DCP result envelope, retrying transient failures a few times."""
+    import requests
+
+    check_origin(url, allowed)
+    for attempt in range(4):
+        try:
+            response = requests.post(url, data=fields, timeout=HTTP_TIMEOUT)
+            if response.status_code < 500:
+                response.raise_for_status()
+                return
+        except requests.ConnectionError:
+            if attempt == 3:
+                raise
+        time.sleep(0.2 * 2**attempt)
+    response.raise_for_status()
+
+
+def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -> None:
+    """Worker process: run slices sent over `conn` until told to stop."""
+    import requests
+
+    from .work import load_work_function
+
+    work = load_work_function(work_source)
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        element, spec, inject = message
+        started = time.perf_counter()
+        fields = {**spec["result_params"], "element": str(element)}
+        try:
+            if inject == "kill":
+                os._exit(17)
+            if inject == "hang":
+                time.sleep(10**6)
+            if inject == "fail":
+                raise RuntimeError(f"injected fault in element {element}")
+            check_origin(spec["dataset_url"], allowed)
+            response = requests.get(spec["dataset_url"], timeout=HTTP_TIMEOUT)
+            response.raise_for_status()
+            content = work(spec["slices"][element - 1], response.text, spec["config_json"])
+            fields.update(contentType="application/json", content=content)
+            outcome = "result"
+        except Exception as exc:  # a slice that raises posts an error, as DCP workers do
+            fields["error"] = f"{type(exc).__name__}: {exc}"
+            outcome = "error"
+        try:
+            post_envelope(spec["result_url"], fields, allowed)
+        except Exception:  # noqa: BLE001 - the manager must still hear about the slice
+            conn.send(("error", element, time.perf_counter() - started, traceback.format_exc(1)))
+            continue
+        conn.send((outcome, element, time.perf_counter() - started, fields.get("error", "")))
+
+
+@dataclass
+class _Worker:
+    process: mp.Process
+    conn: Connection
+    element: int | None = None
+    started: float = 0.0
+
+
+@dataclass
+class LocalJob:
+    """A job running on local worker processes."""
+
+    spec: JobSpec
+    workers: int
+    allowed_origins: tuple[str, ...]
+    slice_timeout: float
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    first_attempt: bool = True
+    job_id: str = field(default_factory=lambda: "local-" + uuid.uuid4().hex[:12])
+
+    def __post_init__(self) -> None:
+        self._events: queue.Queue = queue.Queue()
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._ctx = mp.get_context("spawn")
+        self._thread = threading.Thread(target=self._run, name=self.job_id, daemon=True)
+        self._thread.start()
+
+    def events(self, timeout: float) -> list[SliceEvent]:
+        """Events since the last call."""
+        return drain(self._events, timeout)
+
+    def done(self) -> bool:
+        """True when every slice was reported (or the job was cancelled)."""
+        return self._finished.is_set() and self._events.empty()
+
+    def cancel(self) -> None:
+        """Stop all workers now."""
+        self._cancel.set()
+        self._thread.join(timeout=30)
+
+    def _inject(self, element: int) -> str | None:
+        if not self.first_attempt:
+            return None
+        slice_no = _slice_number(self.spec.slices[element - 1])
+        for kind in ("kill", "hang", "fail"):
+            if slice_no in getattr(self.faults, kind):
+                return kind
+        return None
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=_worker_main, args=(child, self.allowed_origins, self.spec.work_source),
+            daemon=True,
+        )  # fmt: skip
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _run(self) -> None:
+        spec = {
+            "slices": list(self.spec.slices), "dataset_url": self.spec.dataset_url,
+            "config_json": self.spec.config_json, "result_url": self.spec.result_url,
+            "result_params": self.spec.result_params,
+        }  # fmt: skip
+        pending = list(range(1, len(self.spec.slices) + 1))
+        pool = [self._spawn() for _ in range(min(self.workers, len(pending)))]
+        self._events.put(SliceEvent("accepted", message=self.job_id))
+        try:
+            while (pending or any(w.element for w in pool)) and not self._cancel.is_set():
+                for worker in pool:
+                    if worker.element is None and pending:
+                        worker.element, worker.started = pending.pop(0), time.perf_counter()
+                        worker.conn.send((worker.element, spec, self._inject(worker.element)))
+                self._collect(pool)
+        finally:
+            for worker in pool:
+                _stop(worker)
+            self._events.put(SliceEvent("done", message=self.job_id))
+            self._finished.set()
+
+    def _collect(self, pool: list[_Worker]) -> None:
+        """Wait (bounded) for messages, deaths and timeouts; replace lost workers."""
+        busy = {w.conn: w for w in pool if w.element}
+        sentinels = {w.process.sentinel: w for w in pool if w.element}
+        ready = wait([*busy, *sentinels], timeout=0.2)
+        for i, worker in enumerate(pool):
+            if worker.element is None:
+                continue
+            if worker.conn in ready:
+                try:
+                    kind, element, seconds, message = worker.conn.recv()
+                except (EOFError, OSError):
+                    kind = None
+                else:
+                    self._events.put(SliceEvent(kind, element, seconds, message))
+                    worker.element = None
+                    continue
+            elapsed = time.perf_counter() - worker.started
+            if worker.process.is_alive() and elapsed <= self.slice_timeout:
+                continue
+            reason = "worker died" if not worker.process.is_alive() else "slice timed out"
+            self._events.put(SliceEvent("lost", worker.element, elapsed, reason))
+            _stop(worker)
+            pool[i] = self._spawn()
+
+
+def _slice_number(datum_json: str) -> int:
+    import json
+
+    return int(json.loads(datum_json)["slice"])
+
+
+def _stop(worker: _Worker) -> None:
+    """Stop a worker process within a bounded time."""
+    if worker.process.is_alive():
+        try:
+            worker.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        worker.process.join(timeout=0.5)
+    if worker.process.is_alive():
+        worker.process.kill()
+        worker.process.join(timeout=5)
+    worker.conn.close()
+
+
+@dataclass(frozen=True)
+class LocalBackend:
+    """Deploys jobs on local worker processes."""
+
+    workers: int = max(1, os.cpu_count() or 1)
+    allowed_origins: tuple[str, ...] = ()
+    slice_timeout: float = 600.0
+    faults: FaultPlan = field(default_factory=FaultPlan)
+
+    def deploy(self, spec: JobSpec, first_attempt: bool = True) -> LocalJob:
+        """Start the job's workers and return its handle."""
+        return LocalJob(
+            spec, self.workers, self.allowed_origins, self.slice_timeout, self.faults,
+            first_attempt,
+        )  # fmt: skip

@@ -1,0 +1,118 @@
+"""Assemble `results/<run_id>/`: tables, plots, report.html/.md/.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import report
+from .aggregate import (
+    gene_evidence,
+    gene_table,
+    permutation_baseline,
+    save_json,
+    save_tsv,
+    signature_table,
+    top_signatures,
+)
+from .destats import differential_expression
+from .plan import Signature
+from .prepare import read_prepared
+
+
+def read_records(path: Path) -> pd.DataFrame:
+    """Load a records TSV written by the flow."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""],
+                       dtype={"classifier": str, "error": str})  # fmt: skip
+
+
+def read_annotation(path: Path | None) -> pd.Series | None:
+    """probeset -> description, when an annotation file is given."""
+    if path is None or not Path(path).is_file():
+        return None
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return frame.set_index(frame.columns[0])[frame.columns[1]]
+
+
+def build_report(
+    run_dir: Path,
+    summary: dict,
+    dataset_path: Path,
+    case: str,
+    control: str,
+    signatures: list[Signature],
+    records_path: Path,
+    permutation_records_path: Path | None,
+    classifiers: list[str],
+    failed_signatures: set[int],
+    top_fraction: float,
+    annotation_path: Path | None,
+) -> dict:
+    """Write every report file; return their paths and the markdown summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records = read_records(records_path)
+    permutation_records = read_records(permutation_records_path) if permutation_records_path else None
+    annotation = read_annotation(annotation_path)
+    labels, matrix = read_prepared(dataset_path)
+    sig_table = signature_table(signatures, records, classifiers, failed_signatures)
+    de = differential_expression(matrix, labels, case, control)
+    genes = gene_table(de, gene_evidence(sig_table, top_fraction), annotation)
+    save_tsv(sig_table, run_dir / "signatures.tsv")
+    save_tsv(genes, run_dir / "genes.tsv")
+    top = top_signatures(sig_table, top_fraction)
+    baseline = pd.DataFrame(columns=["signature", "observed_mean_auc", "empirical_p", "perm_aucs"])
+    if permutation_records is not None and len(permutation_records):
+        observed = sig_table[sig_table["signature"].isin(set(permutation_records["signature"]))]
+        baseline = permutation_baseline(observed, permutation_records)
+        save_tsv(baseline, run_dir / "permutation.tsv")
+    plots_dir = run_dir / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    top_probesets = list(dict.fromkeys(p for s in top["probesets"].head(10) for p in s.split(",")))
+    plots = {
+        "auc_by_classifier": report.plot_auc_by_classifier(sig_table, classifiers,
+                                                           plots_dir / "auc_by_classifier.png"),
+        "auc_by_length": report.plot_auc_by_length(sig_table, plots_dir / "auc_by_length.png"),
+        "volcano": report.plot_volcano(genes, plots_dir / "volcano.png"),
+        "heatmap": report.plot_heatmap(matrix, labels, case, top_probesets[:40],
+                                       plots_dir / "heatmap.png"),
+    }  # fmt: skip
+    if len(baseline):
+        plots["permutation"] = report.plot_permutation(baseline, plots_dir / "permutation.png")
+    show_sigs = top.head(report.TOP_ROWS)[["rank", "signature", "length", "mean_auc",
+                                          *[f"auc_{c}" for c in classifiers], "probesets"]]  # fmt: skip
+    show_genes = genes.head(report.TOP_ROWS)[["probeset", "description", "logFC", "t", "P.Value",
+                                              "adj.P.Val", "n_signatures", "n_top_signatures",
+                                              "enrichment_adj_p"]]  # fmt: skip
+    ranked = sig_table["mean_auc"].dropna()
+    summary = {
+        **summary,
+        "signatures evaluated": int(len(ranked)),
+        "signatures without a result": int(len(sig_table) - len(ranked)),
+        "best mean AUC": f"{ranked.max():.4f}" if len(ranked) else "n/a",
+        "median mean AUC": f"{ranked.median():.4f}" if len(ranked) else "n/a",
+        "probesets with adj.P.Val < 0.05": int((genes["adj.P.Val"] < 0.05).sum()),
+    }
+    html_path, md_path = run_dir / "report.html", run_dir / "report.md"
+    markdown = report.render_markdown(summary, show_sigs, show_genes)
+    report.save_text(report.render_html(summary, show_sigs, show_genes, baseline, plots), html_path)
+    report.save_text(markdown, md_path)
+    save_json(
+        {
+            "summary": summary,
+            "top_signatures": _records(show_sigs),
+            "top_genes": _records(show_genes),
+            "permutation_baseline": _records(baseline),
+            "files": {k: str(v) for k, v in plots.items()},
+        },
+        run_dir / "report.json",
+    )
+    return {"html": str(html_path), "markdown": markdown, "top_signatures": _records(show_sigs)}
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-safe rows (NaN -> None)."""
+    clean = frame.astype(object).where(pd.notna(frame), None)
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+            for row in clean.to_dict(orient="records")]  # fmt: skip

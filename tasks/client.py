@@ -1,0 +1,123 @@
+"""HTTP client of the data server for the flow (admin token in a header), and the embedded server."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+class ServerNotReady(RuntimeError):
+    """The server did not become ready in time; the message lists its reasons."""
+
+
+@dataclass
+class ServerClient:
+    """Talks to the data server; the only place (with the workers) that does HTTP."""
+
+    base_url: str
+    admin_token: str
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {self.admin_token}"
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        response = self._session.request(
+            method, self.base_url + path, timeout=self.timeout, **kwargs
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def wait_ready(self, timeout: float, interval: float = 0.5) -> None:
+        """Poll /ready until 200; raise ServerNotReady with the last reasons after `timeout`."""
+        deadline, reasons = time.monotonic() + timeout, ["no answer"]
+        while time.monotonic() < deadline:
+            try:
+                response = requests.get(self.base_url + "/ready", timeout=5)
+                if response.status_code == 200:
+                    return
+                reasons = response.json().get("reasons", [response.text[:200]])
+            except requests.RequestException as exc:
+                reasons = [type(exc).__name__]
+            time.sleep(interval)
+        raise ServerNotReady(f"{self.base_url} not ready after {timeout:.0f}s: {reasons}")
+
+    def register_run(self, run_id: str, dataset: str, token: str, expected: list[int]) -> None:
+        """Register a run and its worker token."""
+        body = {"run_id": run_id, "dataset": dataset, "token": token, "expected": expected}
+        self._call("POST", "/runs", json=body)
+
+    def register_attempt(self, run_id: str, attempt: int, slices: list[int]) -> None:
+        """Declare which plan slices a retry job's elements stand for."""
+        self._call("POST", f"/runs/{run_id}/attempts", json={"attempt": attempt, "slices": slices})
+
+    def status(self, run_id: str) -> dict:
+        """Expected, received, errored and missing slices."""
+        return self._call("GET", f"/runs/{run_id}/status")
+
+    def iter_results(self, run_id: str, page: int = 500) -> Iterator[dict]:
+        """Every stored result of a run, page by page."""
+        cursor = 0
+        while True:
+            body = self._call("GET", f"/runs/{run_id}/results", params={"cursor": cursor, "limit": page})
+            yield from body["results"]
+            if len(body["results"]) < page:
+                return
+            cursor = body["cursor"]
+
+    def dataset_url(self, name: str, token: str) -> str:
+        """The URL workers fetch the dataset from."""
+        return f"{self.base_url}/datasets/{quote(name)}?token={quote(token)}"
+
+    def sink_url(self, run_id: str, token: str) -> str:
+        """The result-storage URL workers post to."""
+        return f"{self.base_url}/dcp-results/{quote(run_id)}?token={quote(token)}"
+
+    def served_sha256(self, name: str, token: str) -> str:
+        """sha256 of the dataset as the server serves it (computed here, not trusted)."""
+        response = requests.get(self.dataset_url(name, token), timeout=self.timeout)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET dataset {name!r}: HTTP {response.status_code}")
+        return hashlib.sha256(response.content).hexdigest()
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class EmbeddedServer:
+    """The data server on waitress in a background thread, bound to loopback."""
+
+    def __init__(self, data_dir: Path, database: Path, admin_token: str) -> None:
+        from waitress import create_server
+
+        from server import create_app
+
+        app = create_app({"DATA_DIR": data_dir, "DATABASE": database, "ADMIN_TOKEN": admin_token})
+        self._server = create_server(app, host="127.0.0.1", port=free_loopback_port(), threads=8)
+        self.url = f"http://127.0.0.1:{self._server.effective_port}"
+        self._thread = threading.Thread(target=self._server.run, name="embedded-server", daemon=True)
+        self._thread.start()
+        log.info("embedded server on %s", self.url)
+
+    def stop(self) -> None:
+        """Close the listening socket and stop serving."""
+        self._server.close()
+        self._thread.join(timeout=10)

@@ -1,0 +1,67 @@
+"""What every backend is given (a job spec) and what it reports (events), behind one interface."""
+
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One deployment: the slices, the shipped work function and where data and results go."""
+
+    name: str
+    slices: tuple[str, ...]  # JSON slice data; job element k (from 1) is slices[k - 1]
+    work_source: str
+    dataset_url: str  # carries the run token; fetched by workers, never read from disk
+    config_json: str
+    result_url: str  # the sink, with the run token
+    result_params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SliceEvent:
+    """Something a backend observed: accepted, result, error, lost, done, log."""
+
+    kind: str
+    element: int | None = None
+    seconds: float | None = None
+    message: str = ""
+    at: float = field(default_factory=time.time)
+
+
+class JobHandle(Protocol):
+    """A deployed job."""
+
+    job_id: str
+
+    def events(self, timeout: float) -> list[SliceEvent]:
+        """Events since the last call, waiting at most `timeout` seconds for the first."""
+
+    def done(self) -> bool:
+        """True when the backend will report nothing more."""
+
+    def cancel(self) -> None:
+        """Stop the job; bounded in time."""
+
+
+class Backend(Protocol):
+    """Deploys jobs."""
+
+    def deploy(self, spec: JobSpec) -> JobHandle:
+        """Start a job and return its handle."""
+
+
+def drain(events: queue.Queue, timeout: float) -> list[SliceEvent]:
+    """Take every queued event, waiting up to `timeout` for the first one."""
+    try:
+        items = [events.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            items.append(events.get_nowait())
+        except queue.Empty:
+            return items

@@ -1,0 +1,101 @@
+"""Deploy a run's slices, poll the sink, and redeploy what failed, in bounded rounds."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .client import ServerClient
+from .jobs import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    """What happened to a run's slices over all rounds."""
+
+    job_ids: list[str] = field(default_factory=list)
+    attempts: list[dict] = field(default_factory=list)  # one per round
+    failed: dict[int, str] = field(default_factory=dict)  # slice -> last reason
+
+
+def round_timeout(n_slices: int, parallelism: int, slice_timeout: float) -> float:
+    """Time a round may take: every wave of slices at most `slice_timeout`, plus slack."""
+    return slice_timeout * math.ceil(n_slices / max(1, parallelism)) + 30.0
+
+
+def run_slices(
+    backend,
+    client: ServerClient,
+    run_id: str,
+    slices: dict[int, str],
+    make_spec: Callable[[int, list[int]], JobSpec],
+    *,
+    max_retries: int,
+    slice_timeout: float,
+    parallelism: int,
+    deadline: float,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+    poll_interval: float = 0.5,
+) -> RunOutcome:
+    """Run every slice to a stored result or until retries or the deadline run out."""
+    outcome = RunOutcome()
+    remaining = sorted(slices)
+    for attempt in range(max_retries + 1):
+        if not remaining or time.monotonic() >= deadline:
+            break
+        if attempt:
+            client.register_attempt(run_id, attempt, remaining)
+            log.warning("attempt %d: redeploying slices %s", attempt, remaining)
+        handle = backend.deploy(make_spec(attempt, remaining), first_attempt=attempt == 0)
+        outcome.job_ids.append(handle.job_id)
+        bound = min(deadline, time.monotonic() + round_timeout(len(remaining), parallelism, slice_timeout))
+        reasons = _watch(handle, client, run_id, attempt, remaining, bound, on_progress, poll_interval)
+        status = client.status(run_id)
+        received = set(status["received"])
+        for err in status["errored"]:
+            if err["attempt"] == attempt:
+                reasons.setdefault(err["slice"], err["error"])
+        failed = [s for s in remaining if s not in received]
+        outcome.attempts.append(
+            {"attempt": attempt, "job_id": handle.job_id, "slices": remaining,
+             "failed": {s: reasons.get(s, "no result before the round's time bound") for s in failed}}
+        )  # fmt: skip
+        remaining = failed
+    outcome.failed = dict(outcome.attempts[-1]["failed"]) if outcome.attempts else {}
+    if remaining and not outcome.attempts:
+        outcome.failed = {s: "deadline passed before deployment" for s in remaining}
+    return outcome
+
+
+def _watch(handle, client, run_id, attempt, remaining, bound, on_progress, poll_interval):
+    """Follow one round until its slices are all accounted for or its time bound passes.
+
+    Returns the failure reasons the backend reported, by slice.
+    """
+    elements = {k + 1: s for k, s in enumerate(remaining)}
+    pending, reasons = set(remaining), {}
+    try:
+        while time.monotonic() < bound:
+            for event in handle.events(timeout=poll_interval):
+                slice_no = elements.get(event.element)
+                if event.kind in ("error", "lost") and slice_no is not None:
+                    reasons[slice_no] = f"{event.kind}: {event.message}".strip()
+                    log.warning("slice %s %s: %s", slice_no, event.kind, event.message)
+                elif event.kind == "result":
+                    log.info("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
+            status = client.status(run_id)
+            on_progress(len(status["received"]), status["expected"])
+            pending -= set(status["received"])
+            pending -= {e["slice"] for e in status["errored"] if e["attempt"] == attempt}
+            pending -= set(reasons)
+            if not pending or handle.done():
+                break
+    finally:
+        if not handle.done():
+            handle.cancel()
+    return reasons

@@ -1,0 +1,158 @@
+"""The differential signature report: plots (PNG), report.html (self-contained), .md, .json."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .prepare import write_atomic  # noqa: E402
+
+TOP_ROWS = 20
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    # Fixed metadata so identical figures give identical files.
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def plot_auc_by_classifier(signatures: pd.DataFrame, classifiers: list[str], path: Path) -> Path:
+    """AUC distribution per classifier."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    data = [signatures[f"auc_{c}"].dropna().to_numpy() for c in classifiers]
+    ax.boxplot([d if len(d) else [np.nan] for d in data], tick_labels=classifiers)
+    ax.set_ylabel("cross-validated AUC")
+    ax.set_title("AUC distribution per classifier")
+    ax.tick_params(axis="x", rotation=30)
+    return _save(fig, path)
+
+
+def plot_auc_by_length(signatures: pd.DataFrame, path: Path) -> Path:
+    """Mean AUC by signature length."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ranked = signatures.dropna(subset=["mean_auc"])
+    lengths = sorted(ranked["length"].unique())
+    ax.boxplot([ranked.loc[ranked["length"] == n, "mean_auc"] for n in lengths] or [[np.nan]],
+               tick_labels=[str(n) for n in lengths] or [""])  # fmt: skip
+    ax.set_xlabel("signature length")
+    ax.set_ylabel("mean AUC across classifiers")
+    ax.set_title("AUC by signature length")
+    return _save(fig, path)
+
+
+def plot_volcano(genes: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
+    """Volcano plot; genes enriched in top signatures marked."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    y = -np.log10(np.clip(genes["P.Value"].to_numpy(), 1e-300, 1))
+    enriched = (genes["enrichment_adj_p"] < alpha).to_numpy()
+    ax.scatter(genes["logFC"], y, s=4, c="#999999", label="probesets")
+    ax.scatter(genes["logFC"][enriched], y[enriched], s=14, c="#d62728",
+               label=f"enriched in top signatures (BH < {alpha})")  # fmt: skip
+    for _, row in genes.head(5).iterrows():
+        ax.annotate(row["probeset"], (row["logFC"], -np.log10(max(row["P.Value"], 1e-300))),
+                    fontsize=7)  # fmt: skip
+    ax.set_xlabel("log fold change (case - control)")
+    ax.set_ylabel("-log10 p (moderated t)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Differential expression")
+    return _save(fig, path)
+
+
+def plot_heatmap(
+    matrix: pd.DataFrame, labels: list[str], case: str, probesets: list[str], path: Path
+) -> Path:
+    """Heatmap (row z-scores) of the top signatures' genes, samples grouped by phenotype."""
+    order = np.argsort([0 if lab == case else 1 for lab in labels], kind="stable")
+    data = matrix[probesets].to_numpy().T[:, order] if probesets else np.zeros((1, len(labels)))
+    sd = data.std(axis=1, keepdims=True)
+    z = (data - data.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1)
+    fig, (bar, ax) = plt.subplots(
+        2, 1, figsize=(8, 2 + 0.18 * len(z)), gridspec_kw={"height_ratios": [1, max(4, len(z))]},
+        sharex=True,
+    )  # fmt: skip
+    bar.imshow([[0 if labels[i] == case else 1 for i in order]], aspect="auto", cmap="coolwarm")
+    bar.set_yticks([0], [f"{case} (blue) vs rest"])
+    image = ax.imshow(z, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3)
+    ax.set_yticks(range(len(probesets)), probesets, fontsize=6)
+    ax.set_xlabel("samples (grouped by phenotype)")
+    fig.colorbar(image, ax=ax, label="z-score")
+    return _save(fig, path)
+
+
+def plot_permutation(baseline: pd.DataFrame, path: Path) -> Path:
+    """Permuted-label AUCs of the top signatures against their observed AUC."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, row in enumerate(baseline.itertuples()):
+        values = [float(v) for v in row.perm_aucs.split(",") if v]
+        ax.scatter([i] * len(values), values, s=8, c="#7f7f7f")
+        ax.scatter([i], [row.observed_mean_auc], s=40, c="#d62728", marker="D")
+    ax.set_xticks(range(len(baseline)), [str(s) for s in baseline["signature"]], fontsize=7)
+    ax.set_xlabel("top signature id (red: observed, grey: permuted labels)")
+    ax.set_ylabel("mean AUC")
+    ax.set_title("Permutation baseline")
+    return _save(fig, path)
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, escape=True)
+
+
+def render_html(summary: dict, top_sigs: pd.DataFrame, top_genes: pd.DataFrame,
+                baseline: pd.DataFrame, plots: dict[str, Path]) -> str:  # fmt: skip
+    """One self-contained HTML page, images embedded as data URIs."""
+    def img(name: str) -> str:
+        data = base64.b64encode(plots[name].read_bytes()).decode()
+        return f'<figure><img alt="{name}" src="data:image/png;base64,{data}"></figure>'
+
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in summary.items()
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Signature search report: {html.escape(str(summary.get("dataset")))}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;font-size:12px}}
+td,th{{padding:2px 6px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}img{{max-width:100%}}</style>
+</head><body><h1>Differential signature report</h1>
+<h2>Run summary</h2><table>{rows}</table>
+<h2>Top signatures</h2>{_table_html(top_sigs)}
+<h2>Permutation baseline</h2>{_table_html(baseline.drop(columns=["perm_aucs"], errors="ignore"))}
+{img("permutation") if "permutation" in plots else ""}
+<h2>Top genes</h2>{_table_html(top_genes)}
+<h2>Plots</h2>{img("auc_by_classifier")}{img("auc_by_length")}{img("volcano")}{img("heatmap")}
+</body></html>
+"""
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A pipe table; floats to 4 significant digits."""
+    def cell(v) -> str:
+        text = f"{v:.4g}" if isinstance(v, float) else str(v)
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join(lines)
+
+
+def render_markdown(summary: dict, top_sigs: pd.DataFrame, top_genes: pd.DataFrame) -> str:
+    """The report summary as markdown (published as a Prefect artifact)."""
+    lines = ["# Differential signature report", ""]
+    lines += [f"- **{k}**: {v}" for k, v in summary.items()]
+    lines += ["", "## Top signatures", "", markdown_table(top_sigs)]
+    lines += ["", "## Top genes", "", markdown_table(top_genes), ""]
+    return "\n".join(lines)
+
+
+def save_text(text: str, path: Path) -> None:
+    """Write UTF-8 text atomically."""
+    write_atomic(path, text.encode("utf-8"))

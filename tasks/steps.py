@@ -1,0 +1,168 @@
+"""Prefect tasks: thin wrappers over the plain functions of this package."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import INPUTS
+
+from . import orchestrate
+from .aggregate import records_from_results, save_json, save_tsv
+from .client import ServerClient
+from .jobs import JobSpec
+from .plan import pack_slices, plan_signatures
+from .prepare import PrepareOptions, prepare_dataset, read_input, save_prepared
+from .work import work_function_source
+
+PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "prefect", "flask", "dcp", "pythonmonkey")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a report depends on."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Cached on the input's content hash and the preparation options (INPUTS covers both),
+# and re-run when the prepared file it points at has gone.
+@task(name="prepare-dataset", cache_policy=INPUTS, persist_result=True, refresh_cache=None)
+def prepare_dataset_task(input_sha256: str, input_path: str, options: dict, data_dir: str,
+                         name: str) -> dict:  # fmt: skip
+    """Read, validate and write the prepared dataset; return its summary."""
+    opts = PrepareOptions(**options)
+    prepared = prepare_dataset(read_input(Path(input_path), opts), opts)
+    summary = save_prepared(prepared, Path(data_dir), name)
+    logger = get_run_logger()
+    for line in summary["decisions"]:
+        logger.info("prepare: %s", line)
+    for line in summary["warnings"]:
+        logger.warning("prepare: %s", line)
+    return {**summary, "input_sha256": input_sha256}
+
+
+@task(name="check-server", retries=4, retry_delay_seconds=[1, 2, 4, 8])
+def check_server_task(client: ServerClient, run_id: str, dataset: dict, token: str,
+                      expected: list[int], ready_timeout: float = 30.0) -> None:  # fmt: skip
+    """Wait for /ready, register the run, and check the served dataset's sha256."""
+    client.wait_ready(ready_timeout)
+    client.register_run(run_id, dataset["name"], token, expected)
+    served = client.served_sha256(dataset["name"], token)
+    if served != dataset["sha256"]:
+        raise RuntimeError(
+            f"server serves dataset {dataset['name']!r} with sha256 {served}, "
+            f"but {dataset['sha256']} was prepared"
+        )
+    get_run_logger().info("server ready; dataset %s sha256 %s", dataset["name"], served[:12])
+
+
+@task(name="plan-signatures")
+def plan_task(probesets: list[str], n_signatures: int, min_len: int, max_len: int, seed: int,
+              signatures_per_slice: int) -> tuple[list, list[dict]]:  # fmt: skip
+    """The deterministic signature plan and its slices."""
+    signatures = plan_signatures(probesets, n_signatures, min_len, max_len, seed)
+    return signatures, pack_slices(signatures, signatures_per_slice)
+
+
+@task(name="run-slices", persist_result=False)
+def run_slices_task(backend, client: ServerClient, run_id: str, slices: list[dict], token: str,
+                    dataset_name: str, config: dict, job_name: str, max_retries: int,
+                    slice_timeout: float, parallelism: int, deadline: float) -> dict:  # fmt: skip
+    """Deploy slices, poll the sink with a progress artifact, redeploy failures."""
+    logger = get_run_logger()
+    by_number = {s["slice"]: json.dumps(s, sort_keys=True) for s in slices}
+    source = work_function_source()
+    config_json = json.dumps(config, sort_keys=True)
+    progress_id = create_progress_artifact(
+        0.0, key=_artifact_key(f"{job_name}-progress"), description=f"{job_name}: slices done"
+    )
+
+    def make_spec(attempt: int, numbers: list[int]) -> JobSpec:
+        return JobSpec(
+            name=f"{job_name}#{attempt}",
+            slices=tuple(by_number[n] for n in numbers),
+            work_source=source,
+            dataset_url=client.dataset_url(dataset_name, token),
+            config_json=config_json,
+            result_url=client.sink_url(run_id, token),
+            result_params={"elementType": "results", "attempt": str(attempt)},
+        )
+
+    last = [-1]
+
+    def on_progress(done: int, total: int) -> None:
+        if done != last[0]:
+            last[0] = done
+            update_progress_artifact(progress_id, 100.0 * done / max(1, total))
+            logger.info("%s: %d/%d slices done", job_name, done, total)
+
+    outcome = orchestrate.run_slices(
+        backend, client, run_id, by_number, make_spec, max_retries=max_retries,
+        slice_timeout=slice_timeout, parallelism=parallelism, deadline=deadline,
+        on_progress=on_progress,
+    )  # fmt: skip
+    for number, reason in sorted(outcome.failed.items()):
+        logger.error("%s: slice %d failed after all retries: %s", job_name, number, reason)
+    return {"job_ids": outcome.job_ids, "attempts": outcome.attempts, "failed": outcome.failed}
+
+
+@task(name="fetch-records", persist_result=False)
+def fetch_records_task(client: ServerClient, run_id: str, dataset_sha256: str, path: str) -> str:
+    """Fetch every stored result of a run into a records TSV; refuse other datasets' results."""
+    contents = []
+    for item in client.iter_results(run_id):
+        content = item["content"]
+        if content.get("dataset_sha256") != dataset_sha256:
+            raise RuntimeError(f"slice {item['slice']} was computed on another dataset")
+        contents.append(content)
+    frame = records_from_results(contents)
+    frame = frame.sort_values(["permutation", "signature", "classifier"], kind="stable")
+    save_tsv(frame, Path(path))
+    return path
+
+
+@task(name="publish-artifacts", persist_result=False)
+def publish_artifacts_task(report: dict) -> None:
+    """Markdown summary, top-signature table and a link to the report file."""
+    create_markdown_artifact(report["markdown"], key=_artifact_key("report-summary"))
+    create_table_artifact(report["top_signatures"], key=_artifact_key("top-signatures"))
+    create_link_artifact(
+        Path(report["html"]).resolve().as_uri(), link_text="report.html",
+        key=_artifact_key("report-file"),
+    )  # fmt: skip
+
+
+def _artifact_key(text: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:100]
+
+
+def runtime_info() -> dict:
+    """Host facts for the run record (no environment variables: they may hold secrets)."""
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "versions": package_versions()}
