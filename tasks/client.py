@@ -15,6 +15,8 @@ from urllib.parse import quote
 import requests
 
 log = logging.getLogger(__name__)
+# urllib3 logs full URLs at DEBUG, and worker URLs carry run tokens.
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 class ServerNotReady(RuntimeError):

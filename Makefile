@@ -1,0 +1,41 @@
+# The two README commands: `make demo` runs the job end to end, `make test` runs the tests.
+# Both create and use the project's own virtual environment (.venv).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The package versions of DCP's Pyodide worktime (dcp's resources/pyodide-lock.json).
+PYODIDE_PINS := numpy==1.26.4 pandas==2.2.0 scikit-learn==1.4.2 scipy==1.12.0 pytest pytest-timeout requests
+
+.PHONY: demo test lint test-pyodide-versions bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m flows --n-signatures 300 --workers 2
+
+test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+# The work function under the exact package versions DCP workers run.
+.venv-pyodide/.installed: Makefile
+	$(PYTHON) -m venv .venv-pyodide
+	.venv-pyodide/bin/python -m pip install --quiet $(PYODIDE_PINS)
+	touch $@
+
+test-pyodide-versions: $(VENV)/.installed .venv-pyodide/.installed
+	SIGSEARCH_COMPARE_PYTHON=$(abspath $(PY)) .venv-pyodide/bin/python -m pytest -p no:cacheprovider tests/tasks/test_work.py
+
+bench: $(VENV)/.installed
+	$(PY) -m tests.benchmarks.bench_server
+	$(PY) -m tests.benchmarks.bench_work
+	$(PY) -m tests.benchmarks.bench_report
+
+clean:
+	rm -rf $(VENV) .venv-pyodide var .pytest_cache

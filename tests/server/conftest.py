@@ -1,0 +1,52 @@
+import json
+import threading
+
+import pytest
+import requests
+from waitress import create_server
+
+from server import create_app
+from tasks.client import free_loopback_port
+
+ADMIN = "admin-token-for-tests-0123456789"
+RUN_TOKEN = "run-token-for-tests-0123456789"
+DATASET = "phenotype\tg1\tg2\nA\t1.0\t2.0\nB\t3.0\t4.0\n"
+
+
+@pytest.fixture
+def app(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "demo.tsv").write_text(DATASET)
+    import hashlib
+
+    (data / "demo.tsv.sha256").write_text(hashlib.sha256(DATASET.encode()).hexdigest())
+    return create_app({"DATA_DIR": data, "DATABASE": tmp_path / "db.sqlite3", "ADMIN_TOKEN": ADMIN,
+                       "MAX_CONTENT_LENGTH": 64 * 1024})  # fmt: skip
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def live_server(app):
+    """The app on waitress on a real loopback socket."""
+    server = create_server(app, host="127.0.0.1", port=free_loopback_port(), threads=16)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+
+
+def register(base_url: str, run_id: str = "run1", expected=(1, 2, 3)) -> None:
+    response = requests.post(
+        f"{base_url}/runs", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10,
+        json={"run_id": run_id, "dataset": "demo", "token": RUN_TOKEN, "expected": list(expected)},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+
+
+def result_content(element: int, value: float = 0.5) -> str:
+    return json.dumps({"slice": element, "records": [{"signature": element, "auc": value}]})

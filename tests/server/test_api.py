@@ -1,0 +1,179 @@
+import gzip
+import hashlib
+import json
+import logging
+
+import pytest
+import requests
+
+from .conftest import ADMIN, DATASET, RUN_TOKEN, register, result_content
+
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def sink(base, run="run1", token=RUN_TOKEN):
+    return f"{base}/dcp-results/{run}" + (f"?token={token}" if token else "")
+
+
+def test_health_and_ready(live_server):
+    assert requests.get(f"{live_server}/health", timeout=5).json() == {"status": "ok"}
+    assert requests.get(f"{live_server}/ready", timeout=5).status_code == 200
+
+
+def test_ready_reports_a_tampered_dataset(app, live_server):
+    (app.config["DATA_DIR"] / "demo.tsv").write_text(DATASET + "C\t5\t6\n")
+    response = requests.get(f"{live_server}/ready", timeout=5)
+    assert response.status_code == 503
+    assert "does not match its recorded sha256" in response.json()["reasons"][0]
+
+
+def test_dataset_served_with_etag_and_gzip(live_server):
+    register(live_server)
+    url = f"{live_server}/datasets/demo?token={RUN_TOKEN}"
+    response = requests.get(url, timeout=5)  # requests asks for gzip and decodes it
+    assert response.text == DATASET
+    assert response.headers["Content-Encoding"] == "gzip"
+    sha = hashlib.sha256(DATASET.encode()).hexdigest()
+    assert response.headers["ETag"] == f'"{sha}"'
+    raw = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=5)
+    assert "Content-Encoding" not in raw.headers and raw.content == DATASET.encode()
+    assert gzip.decompress(requests.get(url, stream=True, timeout=5).raw.read()) == DATASET.encode()
+    cached = requests.get(url, headers={"If-None-Match": f'"{sha}"'}, timeout=5)
+    assert cached.status_code == 304
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["nope", "..%2Fdb.sqlite3", "%2Fetc%2Fpasswd", "../data/demo", "demo.tsv.sha256/..", ".demo",
+     "..", "demo%00"],
+)  # fmt: skip
+def test_unknown_datasets_and_traversal_get_404(live_server, path):
+    register(live_server)
+    response = requests.get(f"{live_server}/datasets/{path}?token={RUN_TOKEN}", timeout=5)
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong-token-xxxxxxxxxx", 403)])
+def test_dataset_needs_the_run_token(live_server, token, status):
+    register(live_server)
+    suffix = f"?token={token}" if token else ""
+    assert requests.get(f"{live_server}/datasets/demo{suffix}", timeout=5).status_code == status
+
+
+def test_sink_stores_once_and_refuses_different_content(live_server):
+    register(live_server)
+    body = {"elementType": "results", "element": "1", "content": result_content(1)}
+    first = requests.post(sink(live_server), data=body, timeout=5)
+    again = requests.post(sink(live_server), data=body, timeout=5)
+    assert first.json()["recorded"] == "stored" and again.json()["recorded"] == "duplicate"
+    other = requests.post(sink(live_server), data={**body, "content": result_content(1, 0.9)}, timeout=5)
+    assert other.status_code == 409
+    status = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
+    assert status["received"] == [1] and status["missing"] == [2, 3]
+
+
+def test_errors_status_and_paged_results(live_server):
+    register(live_server)
+    requests.post(sink(live_server), data={"element": "2", "error": "ValueError: boom"}, timeout=5)
+    for element in (1, 3):
+        requests.post(sink(live_server), data={"element": str(element),
+                      "content": result_content(element)}, timeout=5)  # fmt: skip
+    status = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
+    assert status["errored"] == [{"slice": 2, "attempt": 0, "error": "ValueError: boom"}]
+    page = requests.get(f"{live_server}/runs/run1/results?limit=1", headers=AUTH, timeout=5).json()
+    assert [r["slice"] for r in page["results"]] == [1]
+    rest = requests.get(f"{live_server}/runs/run1/results?cursor={page['cursor']}", headers=AUTH,
+                        timeout=5).json()  # fmt: skip
+    assert [r["slice"] for r in rest["results"]] == [3]
+    assert rest["results"][0]["content"]["records"][0]["auc"] == 0.5
+
+
+def test_retry_attempt_maps_elements_to_plan_slices(live_server):
+    register(live_server)
+    response = requests.post(f"{live_server}/runs/run1/attempts", headers=AUTH, timeout=5,
+                             json={"attempt": 1, "slices": [3]})  # fmt: skip
+    assert response.status_code == 201
+    posted = requests.post(sink(live_server), data={"element": "1", "attempt": "1",
+                           "content": result_content(3)}, timeout=5)  # fmt: skip
+    assert posted.json()["slice"] == 3
+
+
+def test_json_string_content_is_unwrapped(live_server):
+    register(live_server)
+    body = {"element": "1", "content": json.dumps(result_content(1))}
+    assert requests.post(sink(live_server), data=body, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "reason"),
+    [
+        ({"content": "{}"}, 400, "missing 'element'"),
+        ({"element": "x", "content": "{}"}, 400, "not an integer"),
+        ({"element": "1", "content": "{not json"}, 400, "not JSON"),
+        ({"element": "1", "content": "{}", "error": "e"}, 400, "exactly one"),
+        ({"element": "1"}, 400, "exactly one"),
+        ({"element": "9", "content": "{}"}, 400, "not expected"),
+        ({"element": "1", "attempt": "4", "content": "{}"}, 400, "unknown attempt"),
+        ({"element": "1", "content": "x" * 70_000}, 413, None),
+    ],
+)
+def test_bad_envelopes(live_server, data, status, reason):
+    register(live_server)
+    response = requests.post(sink(live_server), data=data, timeout=5)
+    assert response.status_code == status
+    if reason:
+        assert reason in response.json()["reason"]
+    got = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
+    assert got["received"] == [] and got["errored"] == []
+
+
+@pytest.mark.parametrize(
+    ("run", "token", "status"), [("run1", None, 401), ("run1", "bad-token-xxxxxxxxx", 403),
+                                 ("nope", RUN_TOKEN, 404)]
+)  # fmt: skip
+def test_sink_auth_and_unknown_run(live_server, run, token, status):
+    register(live_server)
+    data = {"element": "1", "content": result_content(1)}
+    assert requests.post(sink(live_server, run, token), data=data, timeout=5).status_code == status
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"Authorization": "Bearer wrong"}, 403), ({"Authorization": "Basic x"}, 401)],
+)
+def test_run_endpoints_need_admin_token(client, headers, status):
+    assert client.get("/runs/run1/status", headers=headers).status_code == status
+    assert client.post("/runs", json={}, headers=headers).status_code == status
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"run_id": "../x", "dataset": "demo", "token": RUN_TOKEN, "expected": [1]},
+     {"run_id": "r", "dataset": "demo", "token": "short", "expected": [1]},
+     {"run_id": "r", "dataset": "demo", "token": RUN_TOKEN, "expected": []}],
+)  # fmt: skip
+def test_bad_run_registration(client, body):
+    assert client.post("/runs", json=body, headers=AUTH).status_code == 400
+
+
+def test_unknown_run_status_is_404_and_errors_are_json(client):
+    response = client.get("/runs/nope/status", headers=AUTH)
+    assert response.status_code == 404 and response.json["reason"] == "unknown run"
+    assert client.get("/no/such/page").json["error"] == "Not Found"
+
+
+def test_cors_allows_configured_origins_only(client):
+    ok = client.get("/health", headers={"Origin": "https://dcp.work"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://dcp.work"
+    evil = client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in evil.headers
+
+
+def test_logs_contain_no_token(live_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    register(live_server)
+    requests.get(f"{live_server}/datasets/demo?token={RUN_TOKEN}", timeout=5)
+    requests.post(sink(live_server), data={"element": "1", "content": result_content(1)}, timeout=5)
+    requests.post(sink(live_server), data={"element": "1", "content": result_content(1, 0.1)}, timeout=5)
+    assert "token=***" in caplog.text
+    assert RUN_TOKEN not in caplog.text and ADMIN not in caplog.text

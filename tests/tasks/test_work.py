@@ -1,0 +1,107 @@
+"""The work function; also run under DCP's Pyodide package versions by `make test-pyodide-versions`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tasks.plan import pack_slices, plan_signatures
+from tasks.work import CLASSIFIERS, check_classifiers, evaluate_slice, load_work_function, work_function_source
+
+from ..conftest import ROOT
+
+COMPARE_PYTHON = os.environ.get("SIGSEARCH_COMPARE_PYTHON")
+# Where two library versions cannot give identical numbers: random forest and bagging
+# draw bootstrap samples through numpy/scikit-learn internals that changed between releases.
+AUC_TOLERANCE = 0.02
+
+
+@pytest.fixture(scope="module")
+def slice_datum(golub_text):
+    probesets = golub_text.split("\n", 1)[0].split("\t")[1:]
+    return pack_slices(plan_signatures(probesets, 3, 5, 9, seed=3), 3)[0]
+
+
+def run(datum, text, **config):
+    return json.loads(evaluate_slice(json.dumps(datum), text, json.dumps({"case": "AML", **config})))
+
+
+def test_every_classifier_gives_auc_and_accuracy(slice_datum, golub_text):
+    result = run(slice_datum, golub_text, cv_folds=5, seed=1)
+    assert result["slice"] == 1
+    assert len(result["records"]) == 3 * len(CLASSIFIERS)
+    for record in result["records"]:
+        assert 0.0 <= record["auc"] <= 1.0 and 0.0 <= record["accuracy"] <= 1.0
+    assert set(result["versions"]) == {"numpy", "scipy", "scikit-learn"}
+    assert result["timings"]["fit_seconds"] <= result["timings"]["total_seconds"]
+
+
+def test_same_inputs_give_bit_identical_records(slice_datum, golub_text):
+    a = run(slice_datum, golub_text, cv_folds=5, seed=1)["records"]
+    b = run(slice_datum, golub_text, cv_folds=5, seed=1)["records"]
+    assert a == b
+
+
+def test_seed_and_permutation_change_results(slice_datum, golub_text):
+    base = run(slice_datum, golub_text, cv_folds=5, seed=1, classifiers=["logistic"])
+    perm = run({**slice_datum, "permutation_seed": 5}, golub_text, cv_folds=5, seed=1,
+               classifiers=["logistic"])  # fmt: skip
+    assert perm["permutation_seed"] == 5
+    assert [r["auc"] for r in base["records"]] != [r["auc"] for r in perm["records"]]
+
+
+def test_shipped_source_runs_the_same(slice_datum, golub_text):
+    shipped = load_work_function(work_function_source())
+    config = json.dumps({"case": "AML", "cv_folds": 3, "classifiers": ["svm"]})
+    a = json.loads(shipped(json.dumps(slice_datum), golub_text, config))
+    b = json.loads(evaluate_slice(slice_datum, golub_text, config))
+    assert a["records"] == b["records"]
+
+
+def test_unknown_classifier_and_wrong_dataset_are_refused(slice_datum, golub_text):
+    with pytest.raises(ValueError, match="unknown classifiers"):
+        run(slice_datum, golub_text, classifiers=["knn"])
+    with pytest.raises(ValueError, match="does not match"):
+        run(slice_datum, golub_text, dataset_sha256="0" * 64)
+    with pytest.raises(ValueError, match="unknown classifiers"):
+        check_classifiers(["logistic", "knn"])
+
+
+def test_a_classifier_that_cannot_fit_is_reported_per_record(golub_text):
+    # A constant feature cannot be split by a tree but logistic regression still fits.
+    header, *rows = golub_text.strip().split("\n")
+    text = "phenotype\tconst\tp2\n" + "\n".join(
+        f"{r.split(chr(9))[0]}\t1.0\t{r.split(chr(9))[1]}" for r in rows
+    )
+    datum = {"slice": 1, "signatures": [{"id": 0, "probesets": ["const", "p2"]}]}
+    result = run(datum, text, cv_folds=3, classifiers=["logistic", "svm"])
+    assert all(r["auc"] is not None for r in result["records"])
+    datum_bad = {"slice": 2, "signatures": [{"id": 0, "probesets": ["nope"]}]}
+    with pytest.raises(ValueError, match="unknown probeset"):
+        run(datum_bad, text, cv_folds=3)
+
+
+@pytest.mark.skipif(not COMPARE_PYTHON, reason="set SIGSEARCH_COMPARE_PYTHON to compare environments")
+def test_records_agree_with_other_environment(slice_datum, golub_text):
+    script = (
+        "import json,sys; from tasks.work import evaluate_slice; d,c=json.load(sys.stdin);"
+        f"print(evaluate_slice(d, open({str(ROOT / 'input' / 'golub_all_aml.tsv')!r}).read(), c))"
+    )
+    config = json.dumps({"case": "AML", "cv_folds": 10, "seed": 2})
+    other = subprocess.run(
+        [COMPARE_PYTHON, "-c", script], input=json.dumps([slice_datum, config]), cwd=ROOT,
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    theirs = json.loads(other.stdout)["records"]
+    ours = json.loads(evaluate_slice(slice_datum, golub_text, config))["records"]
+    assert [(r["signature"], r["classifier"]) for r in ours] == [
+        (r["signature"], r["classifier"]) for r in theirs
+    ]
+    for mine, other_record in zip(ours, theirs):
+        np.testing.assert_allclose(mine["auc"], other_record["auc"], atol=AUC_TOLERANCE,
+                                   err_msg=f"{mine['classifier']} ({sys.version_info[:2]})")  # fmt: skip
+    exact = {r["classifier"] for r, o in zip(ours, theirs) if r["auc"] == o["auc"]}
+    print("identical across environments:", sorted(exact))
