@@ -1,0 +1,109 @@
+"""Concurrency and durability of the sink against real servers on loopback."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from tasks.client import free_loopback_port
+
+from ..conftest import ROOT
+from .conftest import ADMIN, RUN_TOKEN, register, result_content
+
+
+def test_5000_posts_from_32_clients_store_exactly_the_unique_valid_results(app, live_server):
+    n_unique = 4250
+    register(live_server, expected=range(1, n_unique + 1))
+    jobs = [("ok", e) for e in range(1, n_unique + 1)]
+    jobs += [("dup", e) for e in range(1, 501)]  # 10% exact duplicates
+    jobs += [("bad", e) for e in range(250)]  # 5% malformed
+    jobs.sort(key=lambda j: (j[1] * 7919) % 5003)  # interleave deterministically
+    url = f"{live_server}/dcp-results/run1?token={RUN_TOKEN}"
+    local = threading.local()
+
+    def post(job):
+        kind, element = job
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        if kind == "bad":
+            data = {"element": str(element + 1), "content": "{broken"}
+        else:
+            data = {"elementType": "results", "element": str(element),
+                    "content": result_content(element)}  # fmt: skip
+        return kind, session.post(url, data=data, timeout=60).status_code
+
+    with ThreadPoolExecutor(32) as pool:
+        outcomes = list(pool.map(post, jobs))
+    assert len(outcomes) == 5000
+    assert not [s for _, s in outcomes if s >= 500]
+    assert all(s == 200 for k, s in outcomes if k != "bad")
+    assert all(s == 400 for k, s in outcomes if k == "bad")
+    with sqlite3.connect(app.config["DATABASE"]) as db:
+        rows = db.execute("SELECT slice FROM results WHERE run_id = 'run1'").fetchall()
+    assert sorted(r[0] for r in rows) == list(range(1, n_unique + 1))
+
+
+def _start_server(tmp_path, port):
+    env = {**os.environ, "SIGSEARCH_ADMIN_TOKEN": ADMIN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+         "--db", str(tmp_path / "db.sqlite3")],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                return process
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+def test_acknowledged_results_survive_sigkill(tmp_path):
+    port = free_loopback_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _start_server(tmp_path, port)
+    register(base, expected=range(1, 100_001))
+    acknowledged, stop = [], threading.Event()
+
+    def stream(offset):
+        session = requests.Session()
+        element = offset
+        while not stop.is_set():
+            try:
+                response = session.post(f"{base}/dcp-results/run1?token={RUN_TOKEN}", timeout=5,
+                                        data={"element": str(element), "content": result_content(element)})  # fmt: skip
+            except requests.RequestException:
+                return
+            if response.status_code == 200:
+                acknowledged.append(element)
+            element += 8
+
+    threads = [threading.Thread(target=stream, args=(i + 1,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(acknowledged) > 50
+    restarted = _start_server(tmp_path, port)
+    try:
+        status = requests.get(f"{base}/runs/run1/status", timeout=10,
+                              headers={"Authorization": f"Bearer {ADMIN}"}).json()  # fmt: skip
+    finally:
+        restarted.terminate()
+        restarted.wait(10)
+    assert set(acknowledged) <= set(status["received"])
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -1,0 +1,105 @@
+"""The local backend against a real server on loopback."""
+
+import json
+import secrets
+import time
+
+import pytest
+
+from tasks.backend_local import FaultPlan, LocalBackend, OriginNotAllowed, check_origin
+from tasks.client import EmbeddedServer, ServerClient
+from tasks.jobs import JobSpec
+from tasks.plan import pack_slices, plan_signatures
+from tasks.prepare import PrepareOptions, prepare_dataset, read_input, save_prepared
+from tasks.work import work_function_source
+
+from ..conftest import GOLUB
+
+CONFIG = {"case": "AML", "cv_folds": 3, "seed": 1, "classifiers": ["logistic"]}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("srv")
+    opts = PrepareOptions(cv_folds=3)
+    summary = save_prepared(prepare_dataset(read_input(GOLUB, opts), opts), root / "data", "golub")
+    admin = secrets.token_urlsafe(24)
+    embedded = EmbeddedServer(root / "data", root / "db.sqlite3", admin)
+    yield ServerClient(embedded.url, admin), summary
+    embedded.stop()
+
+
+def make_spec(client, summary, run_id, n_slices):
+    token = secrets.token_urlsafe(24)
+    probesets = [f for f in GOLUB.read_text().split("\n", 1)[0].split("\t")[1:]]
+    slices = pack_slices(plan_signatures(probesets, n_slices, 3, 5, 11), 1)
+    client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
+    return JobSpec(
+        name=run_id, slices=tuple(json.dumps(s) for s in slices), work_source=work_function_source(),
+        dataset_url=client.dataset_url("golub", token),
+        config_json=json.dumps({**CONFIG, "dataset_sha256": summary["sha256"]}),
+        result_url=client.sink_url(run_id, token), result_params={"elementType": "results"},
+    )  # fmt: skip
+
+
+def run_to_end(backend, spec, bound=300):
+    job, events = backend.deploy(spec), []
+    deadline = time.monotonic() + bound
+    while not job.done() and time.monotonic() < deadline:
+        events += job.events(timeout=0.5)
+    events += job.events(timeout=0)
+    assert job.done(), "job did not finish within its bound"
+    return events
+
+
+def stored(client, run_id):
+    return {item["slice"]: item["content"]["records"] for item in client.iter_results(run_id)}
+
+
+def test_40_slices_with_1_and_2_workers_give_identical_records(server):
+    client, summary = server
+    results = {}
+    for workers in (1, 2):
+        run_id = f"w{workers}"
+        spec = make_spec(client, summary, run_id, 40)
+        backend = LocalBackend(workers=workers, allowed_origins=(client.base_url,), slice_timeout=120)
+        events = run_to_end(backend, spec)
+        assert sorted(e.element for e in events if e.kind == "result") == list(range(1, 41))
+        assert client.status(run_id)["complete"]
+        results[workers] = stored(client, run_id)
+    assert results[1] == results[2] and len(results[1]) == 40
+
+
+def test_injected_faults_are_reported_exactly(server):
+    client, summary = server
+    spec = make_spec(client, summary, "faults", 8)
+    faults = FaultPlan.from_dict({"fail": [2], "kill": [3], "hang": [4]})
+    backend = LocalBackend(workers=2, allowed_origins=(client.base_url,), slice_timeout=8,
+                           faults=faults)  # fmt: skip
+    started = time.monotonic()
+    events = run_to_end(backend, spec, bound=120)
+    assert time.monotonic() - started < 60
+    by_kind = {k: sorted(e.element for e in events if e.kind == k) for k in ("result", "error", "lost")}
+    assert by_kind == {"result": [1, 5, 6, 7, 8], "error": [2], "lost": [3, 4]}
+    status = client.status("faults")
+    assert status["received"] == [1, 5, 6, 7, 8]
+    assert [e["slice"] for e in status["errored"]] == [2] and status["missing"] == [3, 4]
+    lost = {e.element: e.message for e in events if e.kind == "lost"}
+    assert lost == {3: "worker died", 4: "slice timed out"}
+
+
+def test_origins_not_allowed_are_refused(server):
+    client, summary = server
+    spec = make_spec(client, summary, "origin", 2)
+    backend = LocalBackend(workers=1, allowed_origins=("http://127.0.0.1:1",), slice_timeout=60)
+    events = run_to_end(backend, spec)
+    errors = [e for e in events if e.kind == "error"]
+    assert len(errors) == 2 and all("OriginNotAllowed" in e.message for e in errors)
+    with pytest.raises(OriginNotAllowed):
+        check_origin("http://example.org/x", ("http://127.0.0.1:5001",))
+    check_origin("http://127.0.0.1:5001/datasets/x?token=t", ("http://127.0.0.1:5001",))
+
+
+def test_unknown_fault_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown fault kinds"):
+        FaultPlan.from_dict({"explode": [1]})
