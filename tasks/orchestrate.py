@@ -88,6 +88,10 @@ def _watch(handle, client, run_id, attempt, remaining, bound, on_progress, poll_
                     log.warning("slice %s %s: %s", slice_no, event.kind, event.message)
                 elif event.kind == "result":
                     log.info("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
+                elif event.kind in ("failed", "nofunds"):
+                    log.error("job %s: %s %s", handle.job_id, event.kind, event.message)
+                else:
+                    log.info("job %s: %s %s", handle.job_id, event.kind, event.message)
             status = client.status(run_id)
             on_progress(len(status["received"]), status["expected"])
             pending -= set(status["received"])
