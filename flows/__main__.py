@@ -10,7 +10,7 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from .params import DcpOptions, SearchParameters
+from flows.params import DcpOptions, SearchParameters
 
 
 def _option_type(annotation):
@@ -57,7 +57,7 @@ def parse_parameters(argv: list[str] | None = None) -> SearchParameters:
 def main(argv: list[str] | None = None) -> int:
     """Run the flow once and print where the report is."""
     params = parse_parameters(argv)
-    from .signature_search import signature_search
+    from flows.signature_search import signature_search
 
     result = signature_search(params)
     print(f"Report: {result['report']}")

@@ -6,7 +6,7 @@ import os
 
 from tasks.backend_local import FaultPlan, LocalBackend
 
-from .params import SearchParameters
+from flows.params import SearchParameters
 
 
 def make_backend(params: SearchParameters, server_url: str):

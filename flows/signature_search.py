@@ -30,8 +30,8 @@ from tasks.steps import (
     runtime_info,
 )
 
-from .backends import make_backend
-from .params import SearchParameters
+from flows.backends import make_backend
+from flows.params import SearchParameters
 
 
 class SlicesFailed(RuntimeError):

@@ -1,0 +1,72 @@
+"""The used-by path for real: Prefect server, work pool, deploy, deployment run, worker."""
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tasks.client import free_loopback_port
+
+from ..conftest import ROOT
+
+PREFECT = str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "prefect")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_loopback_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(env["PREFECT_API_URL"] + "/health", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.skip(f"prefect server did not start: {(home / 'server.log').read_text()[-500:]}")
+    yield env
+    server.terminate()
+    server.wait(30)
+
+
+def prefect(env, *args, timeout=300, cwd=ROOT):
+    done = subprocess.run([PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_deployment_run_completes_and_writes_its_report(prefect_server, tmp_path):
+    env = prefect_server
+    prefect(env, "work-pool", "create", "signature-search", "--type", "process")
+    prefect(env, "--no-prompt", "deploy", "--all")
+    params = {"params": {
+        "input_path": "input/golub_all_aml.tsv", "n_signatures": 12, "signatures_per_slice": 4,
+        "classifiers": ["logistic"], "cv_folds": 3, "n_permutations": 2, "permutation_top": 2,
+        "results_dir": str(tmp_path / "results"), "data_dir": str(tmp_path / "data"),
+        "database": str(tmp_path / "db.sqlite3"), "workers": 1,
+    }}  # fmt: skip
+    out = prefect(env, "deployment", "run", "signature-search/local", "--params", json.dumps(params))
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+    # The worker starts elsewhere: the pull step must still find the project.
+    prefect(env, "worker", "start", "--pool", "signature-search", "--run-once", cwd=tmp_path)
+    state = requests.get(f"{env['PREFECT_API_URL']}/flow_runs/{flow_run_id}", timeout=10).json()
+    assert state["state"]["type"] == "COMPLETED", state["state"]
+    reports = list((tmp_path / "results").glob("*/report.html"))
+    assert len(reports) == 1
+    deployments = requests.post(f"{env['PREFECT_API_URL']}/deployments/filter", json={},
+                                timeout=10).json()  # fmt: skip
+    by_name = {d["name"]: d for d in deployments}
+    assert set(by_name) == {"local", "nightly", "dcp"}
+    assert by_name["nightly"]["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
