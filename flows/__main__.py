@@ -15,11 +15,16 @@ from flows.params import DcpOptions, SearchParameters
 
 def _option_type(annotation):
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return _option_type(args[0]) if args and typing.get_origin(annotation) in (
-        typing.Union, types.UnionType) else annotation  # fmt: skip
+    return (
+        _option_type(args[0])
+        if args and typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else annotation
+    )
 
 
-def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = "") -> None:
+def add_model_options(
+    parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = ""
+) -> None:
     """One option per model field (nested models get a prefix), help from the descriptions."""
     for name, info in model.model_fields.items():
         flag = "--" + (prefix + name).replace("_", "-")
@@ -30,10 +35,16 @@ def add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel], p
         helptext = f"{info.description or ''} (default: {default})".replace("%", "%%")
         dest = prefix + name
         if kind is bool:
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, help=helptext)
+            parser.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, help=helptext
+            )
         elif typing.get_origin(kind) is list:
-            parser.add_argument(flag, dest=dest, help=helptext + "; comma-separated",
-                                type=lambda s: [v.strip() for v in s.split(",") if v.strip()])  # fmt: skip
+            parser.add_argument(
+                flag,
+                dest=dest,
+                help=helptext + "; comma-separated",
+                type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
+            )
         elif typing.get_origin(kind) is dict:
             parser.add_argument(flag, dest=dest, type=json.loads, help=helptext + "; JSON")
         else:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tasks.backend_local import FaultPlan, LocalBackend
-
 from flows.params import SearchParameters
+from tasks.backend_local import FaultPlan, LocalBackend
 
 
 def make_backend(params: SearchParameters, server_url: str):
@@ -14,9 +13,11 @@ def make_backend(params: SearchParameters, server_url: str):
     if params.backend == "local":
         workers = params.workers or os.cpu_count() or 1
         backend = LocalBackend(
-            workers=workers, allowed_origins=(server_url,), slice_timeout=params.slice_timeout,
+            workers=workers,
+            allowed_origins=(server_url,),
+            slice_timeout=params.slice_timeout,
             faults=FaultPlan.from_dict(params.faults),
-        )  # fmt: skip
+        )
         return backend, workers
     from tasks.backend_dcp import DcpBackend, compute_group_from, preflight
 

@@ -36,7 +36,8 @@ class SearchParameters(BaseModel):
         None, description="GEO characteristics field or sample-sheet column holding the phenotype"
     )
     annotation_path: str | None = Field(
-        None, description="probeset annotation TSV (default: <input stem>.annotation.tsv if present)"
+        None,
+        description="probeset annotation TSV (default: <input stem>.annotation.tsv if present)",
     )
     log2_transform: bool = Field(False, description="log2-transform raw intensities")
     case: str | None = Field(None, description="case label (default: the minority label)")

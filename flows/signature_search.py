@@ -10,12 +10,14 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 
+from flows.backends import make_backend
+from flows.params import SearchParameters
 from tasks.build import build_report, read_records
 from tasks.client import EmbeddedServer, ServerClient
 from tasks.prepare import DatasetError
@@ -29,9 +31,6 @@ from tasks.steps import (
     run_slices_task,
     runtime_info,
 )
-
-from flows.backends import make_backend
-from flows.params import SearchParameters
 
 
 class SlicesFailed(RuntimeError):
@@ -56,10 +55,13 @@ def _dataset_stem(path: str) -> str:
 
 def _preparation_options(params: SearchParameters) -> dict:
     return {
-        "case": params.case, "control": params.control, "sample_sheet": params.sample_sheet,
-        "phenotype_field": params.phenotype_field, "cv_folds": params.cv_folds,
+        "case": params.case,
+        "control": params.control,
+        "sample_sheet": params.sample_sheet,
+        "phenotype_field": params.phenotype_field,
+        "cv_folds": params.cv_folds,
         "log2_transform": params.log2_transform,
-    }  # fmt: skip
+    }
 
 
 @contextlib.contextmanager
@@ -110,65 +112,125 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         input_sha, str(input_path), options, params.data_dir, name
     )
     probesets = prepared_file.read_text().split("\n", 1)[0].split("\t")[1:]
-    signatures, slices = plan_task(probesets, params.n_signatures, params.min_len,
-                                   params.max_len, params.seed, params.signatures_per_slice)  # fmt: skip
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    signatures, slices = plan_task(
+        probesets,
+        params.n_signatures,
+        params.min_len,
+        params.max_len,
+        params.seed,
+        params.signatures_per_slice,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_id = f"{name}-{stamp}-{secrets.token_hex(3)}"
     run_dir = Path(params.results_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "parameters.json").write_text(params.model_dump_json(indent=2))
-    config = {"case": dataset["case"], "cv_folds": params.cv_folds, "seed": params.seed,
-              "classifiers": params.classifiers, "dataset_sha256": dataset["sha256"]}  # fmt: skip
+    config = {
+        "case": dataset["case"],
+        "cv_folds": params.cv_folds,
+        "seed": params.seed,
+        "classifiers": params.classifiers,
+        "dataset_sha256": dataset["sha256"],
+    }
     with serve_or_connect(params) as client:
         backend, parallelism = make_backend(params, client.base_url)
         token = secrets.token_urlsafe(24)
         check_server_task(client, run_id, dataset, token, [s["slice"] for s in slices])
-        common = {"client": client, "backend": backend, "token": token, "parallelism": parallelism,
-                  "dataset_name": name, "config": config, "deadline": deadline,
-                  "max_retries": params.max_slice_retries, "slice_timeout": params.slice_timeout}  # fmt: skip
+        common = {
+            "client": client,
+            "backend": backend,
+            "token": token,
+            "parallelism": parallelism,
+            "dataset_name": name,
+            "config": config,
+            "deadline": deadline,
+            "max_retries": params.max_slice_retries,
+            "slice_timeout": params.slice_timeout,
+        }
         main = run_slices_task(run_id=run_id, slices=slices, job_name=f"{run_id}-main", **common)
-        records_path = fetch_records_task(client, run_id, dataset["sha256"], str(run_dir / "records.tsv"))
+        records_path = fetch_records_task(
+            client, run_id, dataset["sha256"], str(run_dir / "records.tsv")
+        )
         perm, perm_path = None, None
         top = top_for_permutation_task(records_path, signatures, params.permutation_top)
         if top and params.n_permutations:
-            perm_id, perm_slices = f"{run_id}-perm", permutation_slices(top, params.n_permutations, params.seed)
+            perm_id, perm_slices = (
+                f"{run_id}-perm",
+                permutation_slices(top, params.n_permutations, params.seed),
+            )
             check_server_task(client, perm_id, dataset, token, [s["slice"] for s in perm_slices])
             perm = run_slices_task(run_id=perm_id, slices=perm_slices, job_name=perm_id, **common)
-            perm_path = fetch_records_task(client, perm_id, dataset["sha256"],
-                                           str(run_dir / "permutation_records.tsv"))  # fmt: skip
+            perm_path = fetch_records_task(
+                client, perm_id, dataset["sha256"], str(run_dir / "permutation_records.tsv")
+            )
     failed = {int(k): v for k, v in main["failed"].items()}
     failed_sigs = {s["id"] for sl in slices if sl["slice"] in failed for s in sl["signatures"]}
     summary = {
-        "run id": run_id, "dataset": params.input_path, "dataset sha256": dataset["sha256"],
-        "layout": dataset["layout"], "contrast": f"{dataset['case']} (case) vs {dataset['control']} (control)",
-        "samples": dataset["samples"], "probesets": dataset["n_probesets"],
+        "run id": run_id,
+        "dataset": params.input_path,
+        "dataset sha256": dataset["sha256"],
+        "layout": dataset["layout"],
+        "contrast": f"{dataset['case']} (case) vs {dataset['control']} (control)",
+        "samples": dataset["samples"],
+        "probesets": dataset["n_probesets"],
         "preparation": "; ".join(dataset["decisions"] + dataset["warnings"]),
-        "backend": params.backend, "job ids": ", ".join(main["job_ids"] + (perm["job_ids"] if perm else [])),
-        "slices": len(slices), "slices retried": sum(len(a["slices"]) for a in main["attempts"][1:]),
+        "backend": params.backend,
+        "job ids": ", ".join(main["job_ids"] + (perm["job_ids"] if perm else [])),
+        "slices": len(slices),
+        "slices retried": sum(len(a["slices"]) for a in main["attempts"][1:]),
         "slices failed": ", ".join(f"{k} ({v})" for k, v in sorted(failed.items())) or "none",
-        "classifiers": ", ".join(params.classifiers), "cv folds": params.cv_folds, "seed": params.seed,
+        "classifiers": ", ".join(params.classifiers),
+        "cv folds": params.cv_folds,
+        "seed": params.seed,
         "signatures": f"{params.n_signatures} of length {params.min_len}-{params.max_len}",
         "permutations": f"{params.n_permutations} x top {params.permutation_top}",
-        "run time": f"{time.time() - started:.1f} s", "versions": runtime_info()["versions"],
-    }  # fmt: skip
+        "run time": f"{time.time() - started:.1f} s",
+        "versions": runtime_info()["versions"],
+    }
     report = build_report_task(
-        run_dir=run_dir, summary=summary, dataset_path=prepared_file, case=dataset["case"],
-        control=dataset["control"], signatures=signatures,
-        records_path=Path(records_path), permutation_records_path=perm_path and Path(perm_path),
-        classifiers=params.classifiers, failed_signatures=failed_sigs,
-        top_fraction=params.top_fraction, annotation_path=_annotation_path(params),
-    )  # fmt: skip
-    (run_dir / "run.json").write_text(json.dumps(
-        {"run_id": run_id, "dataset": dataset, "runtime": runtime_info(), "main": main,
-         "permutation": perm, "parameters": params.model_dump()}, indent=2, sort_keys=True, default=str))  # fmt: skip
+        run_dir=run_dir,
+        summary=summary,
+        dataset_path=prepared_file,
+        case=dataset["case"],
+        control=dataset["control"],
+        signatures=signatures,
+        records_path=Path(records_path),
+        permutation_records_path=perm_path and Path(perm_path),
+        classifiers=params.classifiers,
+        failed_signatures=failed_sigs,
+        top_fraction=params.top_fraction,
+        annotation_path=_annotation_path(params),
+    )
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "dataset": dataset,
+                "runtime": runtime_info(),
+                "main": main,
+                "permutation": perm,
+                "parameters": params.model_dump(),
+            },
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+    )
     publish_artifacts_task(report)
     logger.info("report: %s", report["html"])
     if len(failed) > params.failure_tolerance:
-        raise SlicesFailed(f"{len(failed)} slices failed after all retries: {sorted(failed)}; "
-                           f"partial report at {report['html']}")  # fmt: skip
+        raise SlicesFailed(
+            f"{len(failed)} slices failed after all retries: {sorted(failed)}; "
+            f"partial report at {report['html']}"
+        )
     if failed:
         logger.warning("%d slices failed (tolerated): %s", len(failed), sorted(failed))
-    return {"run_id": run_id, "run_dir": str(run_dir), "report": report["html"], "failed": sorted(failed)}
+    return {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "report": report["html"],
+        "failed": sorted(failed),
+    }
 
 
 def _annotation_path(params: SearchParameters) -> Path | None:

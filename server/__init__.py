@@ -55,7 +55,10 @@ def _cors_and_log(response):
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers.add("Vary", "Origin")
     access_log.info(
-        "%s %s %s %s", request.remote_addr, request.method,
-        redact(request.full_path.rstrip("?")), response.status_code,
-    )  # fmt: skip
+        "%s %s %s %s",
+        request.remote_addr,
+        request.method,
+        redact(request.full_path.rstrip("?")),
+        response.status_code,
+    )
     return response

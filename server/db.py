@@ -114,14 +114,22 @@ def register_attempt(run_id: str, attempt: int, slices: list[int]) -> bool:
 
 def attempt_slices(run_id: str, attempt: int) -> list[int] | None:
     """The plan slices of a registered attempt, or None."""
-    row = get_db().execute(
-        "SELECT slices FROM attempts WHERE run_id = ? AND attempt = ?", (run_id, attempt)
-    ).fetchone()
+    row = (
+        get_db()
+        .execute("SELECT slices FROM attempts WHERE run_id = ? AND attempt = ?", (run_id, attempt))
+        .fetchone()
+    )
     return None if row is None else json.loads(row["slices"])
 
 
-def store_result(run_id: str, slice_no: int, attempt: int, element_type: str | None,
-                 content: str, content_sha256: str) -> str:  # fmt: skip
+def store_result(
+    run_id: str,
+    slice_no: int,
+    attempt: int,
+    element_type: str | None,
+    content: str,
+    content_sha256: str,
+) -> str:
     """Store a slice result once: 'stored', 'duplicate' or 'conflict'."""
     db = get_db()
     db.execute("BEGIN IMMEDIATE")
@@ -182,14 +190,22 @@ def run_status(run: sqlite3.Row) -> dict:
 
 def results_page(run_id: str, after: int, limit: int) -> tuple[list[dict], int]:
     """Results with a cursor greater than `after`, and the next cursor."""
-    rows = get_db().execute(
-        "SELECT id, slice, attempt, content FROM results WHERE run_id = ? AND id > ?"
-        " ORDER BY id LIMIT ?",
-        (run_id, after, limit),
-    ).fetchall()
+    rows = (
+        get_db()
+        .execute(
+            "SELECT id, slice, attempt, content FROM results WHERE run_id = ? AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (run_id, after, limit),
+        )
+        .fetchall()
+    )
     items = [
-        {"cursor": r["id"], "slice": r["slice"], "attempt": r["attempt"],
-         "content": json.loads(r["content"])}
+        {
+            "cursor": r["id"],
+            "slice": r["slice"],
+            "attempt": r["attempt"],
+            "content": json.loads(r["content"]),
+        }
         for r in rows
-    ]  # fmt: skip
+    ]
     return items, (rows[-1]["id"] if rows else after)

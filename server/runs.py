@@ -23,8 +23,10 @@ def _json_body() -> dict:
 
 def _int_list(body: dict, key: str) -> list[int]:
     value = body.get(key)
-    if not isinstance(value, list) or not value or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
     ):
         abort(400, description=f"'{key}' must be a non-empty list of non-negative integers")
     return value

@@ -22,14 +22,22 @@ def records_from_results(contents: Iterable[dict]) -> pd.DataFrame:
     rows = [
         (
             -1 if content.get("permutation_seed") is None else content["permutation_seed"],
-            r["signature"], r["classifier"], r.get("auc"), r.get("accuracy"), r.get("error") or "",
+            r["signature"],
+            r["classifier"],
+            r.get("auc"),
+            r.get("accuracy"),
+            r.get("error") or "",
         )
         for content in contents
         for r in content["records"]
     ]
     frame = pd.DataFrame(rows, columns=RECORD_COLUMNS)
-    dtypes = {"permutation": np.int64, "signature": np.int64, "auc": np.float64,
-              "accuracy": np.float64}  # fmt: skip
+    dtypes = {
+        "permutation": np.int64,
+        "signature": np.int64,
+        "auc": np.float64,
+        "accuracy": np.float64,
+    }
     return frame.astype(dtypes)
 
 
@@ -49,9 +57,12 @@ def signature_table(
         }
     ).set_index("signature")
     wide = records.pivot_table(
-        index="signature", columns="classifier", values=["auc", "accuracy"], aggfunc="first",
+        index="signature",
+        columns="classifier",
+        values=["auc", "accuracy"],
+        aggfunc="first",
         dropna=False,
-    )  # fmt: skip
+    )
     for clf in classifiers:
         for metric in ("auc", "accuracy"):
             column = (metric, clf)
@@ -65,13 +76,17 @@ def signature_table(
     status = np.where(table.index.isin(sorted(failed_signatures)), "slice_failed", status)
     table["status"] = status
     table = table.reset_index()
-    order = np.lexsort((table["signature"].to_numpy(), -table["mean_auc"].fillna(-np.inf).to_numpy()))
+    order = np.lexsort(
+        (table["signature"].to_numpy(), -table["mean_auc"].fillna(-np.inf).to_numpy())
+    )
     table = table.iloc[order].reset_index(drop=True)
     ranked = table["mean_auc"].notna()
     table["rank"] = pd.array(np.where(ranked, np.arange(1, len(table) + 1), 0), dtype="Int64")
     table.loc[~ranked, "rank"] = pd.NA
     front = ["rank", "signature", "status", "length", "mean_auc", "n_classifiers"]
-    return table[front + [c for c in table.columns if c not in front + ["probesets"]] + ["probesets"]]
+    return table[
+        front + [c for c in table.columns if c not in front + ["probesets"]] + ["probesets"]
+    ]
 
 
 def top_signatures(table: pd.DataFrame, fraction: float) -> pd.DataFrame:
@@ -84,9 +99,11 @@ def top_signatures(table: pd.DataFrame, fraction: float) -> pd.DataFrame:
 def gene_evidence(table: pd.DataFrame, top_fraction: float) -> pd.DataFrame:
     """Per probeset: signatures containing it, top ones, enrichment p (BH) and mean AUC."""
     ranked = table[table["rank"].notna()]
-    members = ranked[["signature", "mean_auc", "probesets"]].assign(
-        probeset=ranked["probesets"].str.split(",")
-    ).explode("probeset")
+    members = (
+        ranked[["signature", "mean_auc", "probesets"]]
+        .assign(probeset=ranked["probesets"].str.split(","))
+        .explode("probeset")
+    )
     top_ids = set(top_signatures(table, top_fraction)["signature"])
     members["in_top"] = members["signature"].isin(top_ids)
     grouped = members.groupby("probeset", sort=True)
@@ -123,7 +140,10 @@ def gene_table(
 def permutation_baseline(observed: pd.DataFrame, permuted: pd.DataFrame) -> pd.DataFrame:
     """Empirical p-value of each top signature's mean AUC against its permuted-label AUCs."""
     perm_mean = (
-        permuted.groupby(["signature", "permutation"])["auc"].mean().rename("perm_auc").reset_index()
+        permuted.groupby(["signature", "permutation"])["auc"]
+        .mean()
+        .rename("perm_auc")
+        .reset_index()
     )
     rows = []
     for sig, obs in zip(observed["signature"], observed["mean_auc"]):

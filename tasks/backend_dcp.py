@@ -86,14 +86,20 @@ def preflight(opts, server_url: str, group: ComputeGroup | None, timeout: float 
     for label, path in (("identity", opts.id_keystore), ("payment", opts.payment_keystore)):
         full = Path(path).expanduser()
         if not full.is_file() or not os.access(full, os.R_OK):
-            problems.append(f"{label} keystore {full} is missing or unreadable "
-                            "(get keystores from your DCP account; see README 'Running on DCP')")  # fmt: skip
+            problems.append(
+                f"{label} keystore {full} is missing or unreadable "
+                "(get keystores from your DCP account; see README 'Running on DCP')"
+            )
     if group is None:
-        problems.append("no compute group: set the Prefect Secret block named by "
-                        "dcp.compute_group_block, or DCP_COMPUTE_GROUP='joinKey:joinSecret'")  # fmt: skip
+        problems.append(
+            "no compute group: set the Prefect Secret block named by "
+            "dcp.compute_group_block, or DCP_COMPUTE_GROUP='joinKey:joinSecret'"
+        )
     if opts.remote_workers and is_loopback(server_url):
-        problems.append(f"server URL {server_url} is loopback; remote workers cannot reach it: "
-                        "run `python -m server --host 0.0.0.0 --public-url ...` and set server_url")  # fmt: skip
+        problems.append(
+            f"server URL {server_url} is loopback; remote workers cannot reach it: "
+            "run `python -m server --host 0.0.0.0 --public-url ...` and set server_url"
+        )
     missing = [m for m in WORK_MODULES if m not in pyodide_packages()]
     if missing:
         problems.append(f"modules {missing} are not in DCP's Pyodide lock file")
@@ -115,10 +121,14 @@ def build_job(dcp, spec: JobSpec, opts, group: ComputeGroup | None):
     from . import work
 
     make_url = pm.eval("(href) => new URL(href)")
-    job = dcp.compute_for(list(spec.slices), work.evaluate_slice,
-                          [make_url(spec.dataset_url), spec.config_json])  # fmt: skip
-    job.public = {"name": opts.job_name, "description": spec.name,
-                  "link": "https://github.com/Distributive-Network"}  # fmt: skip
+    job = dcp.compute_for(
+        list(spec.slices), work.evaluate_slice, [make_url(spec.dataset_url), spec.config_json]
+    )
+    job.public = {
+        "name": opts.job_name,
+        "description": spec.name,
+        "link": "https://github.com/Distributive-Network",
+    }
     if group is not None:
         job.computeGroups = [{"joinKey": group.join_key, "joinSecret": group.join_secret}]
     job.modules = list(WORK_MODULES)
@@ -151,6 +161,7 @@ def describe_job(job) -> dict:
 
 def _client_main(spec: JobSpec, opts, group, offer, events) -> None:
     """Child process: initialise the SDK, deploy, forward job events, wait for completion."""
+
     def emit(kind, element=None, message=""):
         events.put(SliceEvent(kind, element, None, str(message)[:500]))
 
@@ -190,9 +201,10 @@ class DcpJob:
         self._queue = ctx.Queue()
         self._local: queue.Queue = queue.Queue()
         self._process = ctx.Process(
-            target=_client_main, daemon=True,
+            target=_client_main,
+            daemon=True,
             args=(self.spec, self.opts, self.group, self.opts.slice_payment_offer, self._queue),
-        )  # fmt: skip
+        )
         self._started = time.monotonic()
         self._accepted = False
         self._finished = False
@@ -206,7 +218,9 @@ class DcpJob:
                 event = self._queue.get(timeout=0.5)
             except queue.Empty:
                 if not self._accepted and time.monotonic() - self._started > self.opts.sdk_timeout:
-                    self._fail(f"no 'accepted' from the scheduler within {self.opts.sdk_timeout:g}s")
+                    self._fail(
+                        f"no 'accepted' from the scheduler within {self.opts.sdk_timeout:g}s"
+                    )
                 elif not self._process.is_alive() and self._queue.empty():
                     self._fail("DCP client process ended without completing the job")
                 continue

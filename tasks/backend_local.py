@@ -43,7 +43,9 @@ class FaultPlan:
         unknown = set(faults) - {"fail", "kill", "hang"}
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}")
-        return cls(*(frozenset(int(k) for k in faults.get(n, ())) for n in ("fail", "kill", "hang")))
+        return cls(
+            *(frozenset(int(k) for k in faults.get(n, ())) for n in ("fail", "kill", "hang"))
+        )
 
 
 def origin_of(url: str) -> str:
@@ -168,19 +170,22 @@ class LocalJob:
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=_worker_main, args=(child, self.allowed_origins, self.spec.work_source),
+            target=_worker_main,
+            args=(child, self.allowed_origins, self.spec.work_source),
             daemon=True,
-        )  # fmt: skip
+        )
         process.start()
         child.close()
         return _Worker(process, parent)
 
     def _run(self) -> None:
         spec = {
-            "slices": list(self.spec.slices), "dataset_url": self.spec.dataset_url,
-            "config_json": self.spec.config_json, "result_url": self.spec.result_url,
+            "slices": list(self.spec.slices),
+            "dataset_url": self.spec.dataset_url,
+            "config_json": self.spec.config_json,
+            "result_url": self.spec.result_url,
             "result_params": self.spec.result_params,
-        }  # fmt: skip
+        }
         pending = list(range(1, len(self.spec.slices) + 1))
         pool = [self._spawn() for _ in range(min(self.workers, len(pending)))]
         self._events.put(SliceEvent("accepted", message=self.job_id))
@@ -255,6 +260,10 @@ class LocalBackend:
     def deploy(self, spec: JobSpec, first_attempt: bool = True) -> LocalJob:
         """Start the job's workers and return its handle."""
         return LocalJob(
-            spec, self.workers, self.allowed_origins, self.slice_timeout, self.faults,
+            spec,
+            self.workers,
+            self.allowed_origins,
+            self.slice_timeout,
+            self.faults,
             first_attempt,
-        )  # fmt: skip
+        )

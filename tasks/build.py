@@ -24,8 +24,13 @@ from .prepare import read_prepared
 
 def read_records(path: Path) -> pd.DataFrame:
     """Load a records TSV written by the flow."""
-    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""],
-                       dtype={"classifier": str, "error": str})  # fmt: skip
+    return pd.read_csv(
+        path,
+        sep="\t",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"classifier": str, "error": str},
+    )
 
 
 def read_annotation(path: Path | None) -> pd.Series | None:
@@ -53,7 +58,9 @@ def build_report(
     """Write every report file; return their paths and the markdown summary."""
     run_dir.mkdir(parents=True, exist_ok=True)
     records = read_records(records_path)
-    permutation_records = read_records(permutation_records_path) if permutation_records_path else None
+    permutation_records = (
+        read_records(permutation_records_path) if permutation_records_path else None
+    )
     annotation = read_annotation(annotation_path)
     labels, matrix = read_prepared(dataset_path)
     sig_table = signature_table(signatures, records, classifiers, failed_signatures)
@@ -71,20 +78,33 @@ def build_report(
     plots_dir.mkdir(exist_ok=True)
     top_probesets = list(dict.fromkeys(p for s in top["probesets"].head(10) for p in s.split(",")))
     plots = {
-        "auc_by_classifier": report.plot_auc_by_classifier(sig_table, classifiers,
-                                                           plots_dir / "auc_by_classifier.png"),
+        "auc_by_classifier": report.plot_auc_by_classifier(
+            sig_table, classifiers, plots_dir / "auc_by_classifier.png"
+        ),
         "auc_by_length": report.plot_auc_by_length(sig_table, plots_dir / "auc_by_length.png"),
         "volcano": report.plot_volcano(genes, plots_dir / "volcano.png"),
-        "heatmap": report.plot_heatmap(matrix, labels, case, top_probesets[:40],
-                                       plots_dir / "heatmap.png"),
-    }  # fmt: skip
+        "heatmap": report.plot_heatmap(
+            matrix, labels, case, top_probesets[:40], plots_dir / "heatmap.png"
+        ),
+    }
     if len(baseline):
         plots["permutation"] = report.plot_permutation(baseline, plots_dir / "permutation.png")
-    show_sigs = top.head(report.TOP_ROWS)[["rank", "signature", "length", "mean_auc",
-                                          *[f"auc_{c}" for c in classifiers], "probesets"]]  # fmt: skip
-    show_genes = genes.head(report.TOP_ROWS)[["probeset", "description", "logFC", "t", "P.Value",
-                                              "adj.P.Val", "n_signatures", "n_top_signatures",
-                                              "enrichment_adj_p"]]  # fmt: skip
+    show_sigs = top.head(report.TOP_ROWS)[
+        ["rank", "signature", "length", "mean_auc", *[f"auc_{c}" for c in classifiers], "probesets"]
+    ]
+    show_genes = genes.head(report.TOP_ROWS)[
+        [
+            "probeset",
+            "description",
+            "logFC",
+            "t",
+            "P.Value",
+            "adj.P.Val",
+            "n_signatures",
+            "n_top_signatures",
+            "enrichment_adj_p",
+        ]
+    ]
     ranked = sig_table["mean_auc"].dropna()
     summary = {
         **summary,
@@ -114,5 +134,7 @@ def build_report(
 def _records(frame: pd.DataFrame) -> list[dict]:
     """JSON-safe rows (NaN -> None)."""
     clean = frame.astype(object).where(pd.notna(frame), None)
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-            for row in clean.to_dict(orient="records")]  # fmt: skip
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        for row in clean.to_dict(orient="records")
+    ]

@@ -41,7 +41,9 @@ class ServerClient:
             method, self.base_url + path, timeout=self.timeout, **kwargs
         )
         if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
+            raise RuntimeError(
+                f"{method} {path}: HTTP {response.status_code} {response.text[:300]}"
+            )
         return response.json()
 
     def wait_ready(self, timeout: float, interval: float = 0.5) -> None:
@@ -75,7 +77,9 @@ class ServerClient:
         """Every stored result of a run, page by page."""
         cursor = 0
         while True:
-            body = self._call("GET", f"/runs/{run_id}/results", params={"cursor": cursor, "limit": page})
+            body = self._call(
+                "GET", f"/runs/{run_id}/results", params={"cursor": cursor, "limit": page}
+            )
             yield from body["results"]
             if len(body["results"]) < page:
                 return
@@ -115,7 +119,9 @@ class EmbeddedServer:
         app = create_app({"DATA_DIR": data_dir, "DATABASE": database, "ADMIN_TOKEN": admin_token})
         self._server = create_server(app, host="127.0.0.1", port=free_loopback_port(), threads=8)
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
-        self._thread = threading.Thread(target=self._server.run, name="embedded-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, name="embedded-server", daemon=True
+        )
         self._thread.start()
         log.info("embedded server on %s", self.url)
 

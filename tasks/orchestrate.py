@@ -53,8 +53,12 @@ def run_slices(
             log.warning("attempt %d: redeploying slices %s", attempt, remaining)
         handle = backend.deploy(make_spec(attempt, remaining), first_attempt=attempt == 0)
         outcome.job_ids.append(handle.job_id)
-        bound = min(deadline, time.monotonic() + round_timeout(len(remaining), parallelism, slice_timeout))
-        reasons = _watch(handle, client, run_id, attempt, remaining, bound, on_progress, poll_interval)
+        bound = min(
+            deadline, time.monotonic() + round_timeout(len(remaining), parallelism, slice_timeout)
+        )
+        reasons = _watch(
+            handle, client, run_id, attempt, remaining, bound, on_progress, poll_interval
+        )
         status = client.status(run_id)
         received = set(status["received"])
         for err in status["errored"]:
@@ -62,9 +66,15 @@ def run_slices(
                 reasons.setdefault(err["slice"], err["error"])
         failed = [s for s in remaining if s not in received]
         outcome.attempts.append(
-            {"attempt": attempt, "job_id": handle.job_id, "slices": remaining,
-             "failed": {s: reasons.get(s, "no result before the round's time bound") for s in failed}}
-        )  # fmt: skip
+            {
+                "attempt": attempt,
+                "job_id": handle.job_id,
+                "slices": remaining,
+                "failed": {
+                    s: reasons.get(s, "no result before the round's time bound") for s in failed
+                },
+            }
+        )
         remaining = failed
     outcome.failed = dict(outcome.attempts[-1]["failed"]) if outcome.attempts else {}
     if remaining and not outcome.attempts:

@@ -110,9 +110,13 @@ def _read_table(text: str, path: Path, delimiter: str) -> tuple[list[str], pd.Da
     header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=delimiter))
     header = [h.strip() for h in header]
     body = pd.read_csv(
-        io.StringIO(text), sep=delimiter, header=None, skiprows=1, dtype=str,
+        io.StringIO(text),
+        sep=delimiter,
+        header=None,
+        skiprows=1,
+        dtype=str,
         skip_blank_lines=True,
-    )  # fmt: skip
+    )
     if body.shape[1] != len(header):
         raise DatasetError(f"{path}: {body.shape[1]} columns in rows but {len(header)} in header")
     return header, body
@@ -266,7 +270,9 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
     keep = [lab in (case, control) for lab in raw.labels]
     dropped = Counter(lab for lab, k in zip(raw.labels, keep) if not k)
     if dropped:
-        decisions.append(f"dropped {sum(dropped.values())} samples of other labels: {dict(dropped)}")
+        decisions.append(
+            f"dropped {sum(dropped.values())} samples of other labels: {dict(dropped)}"
+        )
     labels = [lab for lab, k in zip(raw.labels, keep) if k]
     counts = Counter(labels)
     for label in (case, control):
@@ -303,9 +309,15 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
     )
     sample_ids = [s for s, k in zip(raw.sample_ids, keep) if k]
     return PreparedDataset(
-        matrix.set_axis(sample_ids), labels, sample_ids, case, control, raw.layout,
-        decisions, warnings,
-    )  # fmt: skip
+        matrix.set_axis(sample_ids),
+        labels,
+        sample_ids,
+        case,
+        control,
+        raw.layout,
+        decisions,
+        warnings,
+    )
 
 
 def dataset_text(prepared: PreparedDataset) -> str:
@@ -353,7 +365,10 @@ def save_prepared(prepared: PreparedDataset, data_dir: Path, name: str) -> dict:
         "layout": prepared.layout,
         "case": prepared.case,
         "control": prepared.control,
-        "samples": {prepared.case: counts[prepared.case], prepared.control: counts[prepared.control]},
+        "samples": {
+            prepared.case: counts[prepared.case],
+            prepared.control: counts[prepared.control],
+        },
         "sample_ids": prepared.sample_ids,
         "n_probesets": int(prepared.matrix.shape[1]),
         "decisions": prepared.decisions,

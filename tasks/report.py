@@ -42,8 +42,10 @@ def plot_auc_by_length(signatures: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     ranked = signatures.dropna(subset=["mean_auc"])
     lengths = sorted(ranked["length"].unique())
-    ax.boxplot([ranked.loc[ranked["length"] == n, "mean_auc"] for n in lengths] or [[np.nan]],
-               tick_labels=[str(n) for n in lengths] or [""])  # fmt: skip
+    ax.boxplot(
+        [ranked.loc[ranked["length"] == n, "mean_auc"] for n in lengths] or [[np.nan]],
+        tick_labels=[str(n) for n in lengths] or [""],
+    )
     ax.set_xlabel("signature length")
     ax.set_ylabel("mean AUC across classifiers")
     ax.set_title("AUC by signature length")
@@ -56,11 +58,17 @@ def plot_volcano(genes: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
     y = -np.log10(np.clip(genes["P.Value"].to_numpy(), 1e-300, 1))
     enriched = (genes["enrichment_adj_p"] < alpha).to_numpy()
     ax.scatter(genes["logFC"], y, s=4, c="#999999", label="probesets")
-    ax.scatter(genes["logFC"][enriched], y[enriched], s=14, c="#d62728",
-               label=f"enriched in top signatures (BH < {alpha})")  # fmt: skip
+    ax.scatter(
+        genes["logFC"][enriched],
+        y[enriched],
+        s=14,
+        c="#d62728",
+        label=f"enriched in top signatures (BH < {alpha})",
+    )
     for _, row in genes.head(5).iterrows():
-        ax.annotate(row["probeset"], (row["logFC"], -np.log10(max(row["P.Value"], 1e-300))),
-                    fontsize=7)  # fmt: skip
+        ax.annotate(
+            row["probeset"], (row["logFC"], -np.log10(max(row["P.Value"], 1e-300))), fontsize=7
+        )
     ax.set_xlabel("log fold change (case - control)")
     ax.set_ylabel("-log10 p (moderated t)")
     ax.legend(fontsize=7, loc="upper left")
@@ -77,9 +85,12 @@ def plot_heatmap(
     sd = data.std(axis=1, keepdims=True)
     z = (data - data.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1)
     fig, (bar, ax) = plt.subplots(
-        2, 1, figsize=(8, 2 + 0.18 * len(z)), gridspec_kw={"height_ratios": [1, max(4, len(z))]},
+        2,
+        1,
+        figsize=(8, 2 + 0.18 * len(z)),
+        gridspec_kw={"height_ratios": [1, max(4, len(z))]},
         sharex=True,
-    )  # fmt: skip
+    )
     bar.imshow([[0 if labels[i] == case else 1 for i in order]], aspect="auto", cmap="coolwarm")
     bar.set_yticks([0], [f"{case} (blue) vs rest"])
     image = ax.imshow(z, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3)
@@ -107,9 +118,15 @@ def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, escape=True)
 
 
-def render_html(summary: dict, top_sigs: pd.DataFrame, top_genes: pd.DataFrame,
-                baseline: pd.DataFrame, plots: dict[str, Path]) -> str:  # fmt: skip
+def render_html(
+    summary: dict,
+    top_sigs: pd.DataFrame,
+    top_genes: pd.DataFrame,
+    baseline: pd.DataFrame,
+    plots: dict[str, Path],
+) -> str:
     """One self-contained HTML page, images embedded as data URIs."""
+
     def img(name: str) -> str:
         data = base64.b64encode(plots[name].read_bytes()).decode()
         return f'<figure><img alt="{name}" src="data:image/png;base64,{data}"></figure>'
@@ -135,6 +152,7 @@ td,th{{padding:2px 6px;border-bottom:1px solid #ddd;text-align:left;vertical-ali
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A pipe table; floats to 4 significant digits."""
+
     def cell(v) -> str:
         text = f"{v:.4g}" if isinstance(v, float) else str(v)
         return text.replace("|", "\\|")

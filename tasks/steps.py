@@ -20,7 +20,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import INPUTS
 
 from . import orchestrate
-from .aggregate import records_from_results, save_json, save_tsv
+from .aggregate import records_from_results, save_tsv
 from .client import ServerClient
 from .jobs import JobSpec
 from .plan import pack_slices, plan_signatures
@@ -53,8 +53,9 @@ def file_sha256(path: str | Path) -> str:
 # Cached on the input's content hash and the preparation options (INPUTS covers both),
 # and re-run when the prepared file it points at has gone.
 @task(name="prepare-dataset", cache_policy=INPUTS, persist_result=True, refresh_cache=None)
-def prepare_dataset_task(input_sha256: str, input_path: str, options: dict, data_dir: str,
-                         name: str) -> dict:  # fmt: skip
+def prepare_dataset_task(
+    input_sha256: str, input_path: str, options: dict, data_dir: str, name: str
+) -> dict:
     """Read, validate and write the prepared dataset; return its summary."""
     opts = PrepareOptions(**options)
     prepared = prepare_dataset(read_input(Path(input_path), opts), opts)
@@ -68,8 +69,14 @@ def prepare_dataset_task(input_sha256: str, input_path: str, options: dict, data
 
 
 @task(name="check-server", retries=4, retry_delay_seconds=[1, 2, 4, 8])
-def check_server_task(client: ServerClient, run_id: str, dataset: dict, token: str,
-                      expected: list[int], ready_timeout: float = 30.0) -> None:  # fmt: skip
+def check_server_task(
+    client: ServerClient,
+    run_id: str,
+    dataset: dict,
+    token: str,
+    expected: list[int],
+    ready_timeout: float = 30.0,
+) -> None:
     """Wait for /ready, register the run, and check the served dataset's sha256."""
     client.wait_ready(ready_timeout)
     client.register_run(run_id, dataset["name"], token, expected)
@@ -83,17 +90,34 @@ def check_server_task(client: ServerClient, run_id: str, dataset: dict, token: s
 
 
 @task(name="plan-signatures")
-def plan_task(probesets: list[str], n_signatures: int, min_len: int, max_len: int, seed: int,
-              signatures_per_slice: int) -> tuple[list, list[dict]]:  # fmt: skip
+def plan_task(
+    probesets: list[str],
+    n_signatures: int,
+    min_len: int,
+    max_len: int,
+    seed: int,
+    signatures_per_slice: int,
+) -> tuple[list, list[dict]]:
     """The deterministic signature plan and its slices."""
     signatures = plan_signatures(probesets, n_signatures, min_len, max_len, seed)
     return signatures, pack_slices(signatures, signatures_per_slice)
 
 
 @task(name="run-slices", persist_result=False)
-def run_slices_task(backend, client: ServerClient, run_id: str, slices: list[dict], token: str,
-                    dataset_name: str, config: dict, job_name: str, max_retries: int,
-                    slice_timeout: float, parallelism: int, deadline: float) -> dict:  # fmt: skip
+def run_slices_task(
+    backend,
+    client: ServerClient,
+    run_id: str,
+    slices: list[dict],
+    token: str,
+    dataset_name: str,
+    config: dict,
+    job_name: str,
+    max_retries: int,
+    slice_timeout: float,
+    parallelism: int,
+    deadline: float,
+) -> dict:
     """Deploy slices, poll the sink with a progress artifact, redeploy failures."""
     logger = get_run_logger()
     by_number = {s["slice"]: json.dumps(s, sort_keys=True) for s in slices}
@@ -123,10 +147,17 @@ def run_slices_task(backend, client: ServerClient, run_id: str, slices: list[dic
             logger.info("%s: %d/%d slices done", job_name, done, total)
 
     outcome = orchestrate.run_slices(
-        backend, client, run_id, by_number, make_spec, max_retries=max_retries,
-        slice_timeout=slice_timeout, parallelism=parallelism, deadline=deadline,
+        backend,
+        client,
+        run_id,
+        by_number,
+        make_spec,
+        max_retries=max_retries,
+        slice_timeout=slice_timeout,
+        parallelism=parallelism,
+        deadline=deadline,
         on_progress=on_progress,
-    )  # fmt: skip
+    )
     for number, reason in sorted(outcome.failed.items()):
         logger.error("%s: slice %d failed after all retries: %s", job_name, number, reason)
     return {"job_ids": outcome.job_ids, "attempts": outcome.attempts, "failed": outcome.failed}
@@ -153,9 +184,10 @@ def publish_artifacts_task(report: dict) -> None:
     create_markdown_artifact(report["markdown"], key=_artifact_key("report-summary"))
     create_table_artifact(report["top_signatures"], key=_artifact_key("top-signatures"))
     create_link_artifact(
-        Path(report["html"]).resolve().as_uri(), link_text="report.html",
+        Path(report["html"]).resolve().as_uri(),
+        link_text="report.html",
         key=_artifact_key("report-file"),
-    )  # fmt: skip
+    )
 
 
 def _artifact_key(text: str) -> str:

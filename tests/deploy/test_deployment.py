@@ -21,10 +21,18 @@ PREFECT = str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "pre
 def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_loopback_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+    }
     log = open(home / "server.log", "w")
-    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -41,8 +49,9 @@ def prefect_server(tmp_path_factory):
 
 
 def prefect(env, *args, timeout=300, cwd=ROOT):
-    done = subprocess.run([PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    done = subprocess.run(
+        [PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
@@ -51,13 +60,24 @@ def test_deployment_run_completes_and_writes_its_report(prefect_server, tmp_path
     env = prefect_server
     prefect(env, "work-pool", "create", "signature-search", "--type", "process")
     prefect(env, "--no-prompt", "deploy", "--all")
-    params = {"params": {
-        "input_path": "input/golub_all_aml.tsv", "n_signatures": 12, "signatures_per_slice": 4,
-        "classifiers": ["logistic"], "cv_folds": 3, "n_permutations": 2, "permutation_top": 2,
-        "results_dir": str(tmp_path / "results"), "data_dir": str(tmp_path / "data"),
-        "database": str(tmp_path / "db.sqlite3"), "workers": 1,
-    }}  # fmt: skip
-    out = prefect(env, "deployment", "run", "signature-search/local", "--params", json.dumps(params))
+    params = {
+        "params": {
+            "input_path": "input/golub_all_aml.tsv",
+            "n_signatures": 12,
+            "signatures_per_slice": 4,
+            "classifiers": ["logistic"],
+            "cv_folds": 3,
+            "n_permutations": 2,
+            "permutation_top": 2,
+            "results_dir": str(tmp_path / "results"),
+            "data_dir": str(tmp_path / "data"),
+            "database": str(tmp_path / "db.sqlite3"),
+            "workers": 1,
+        }
+    }
+    out = prefect(
+        env, "deployment", "run", "signature-search/local", "--params", json.dumps(params)
+    )
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
     # The worker starts elsewhere: the pull step must still find the project.
     prefect(env, "worker", "start", "--pool", "signature-search", "--run-once", cwd=tmp_path)
@@ -65,8 +85,9 @@ def test_deployment_run_completes_and_writes_its_report(prefect_server, tmp_path
     assert state["state"]["type"] == "COMPLETED", state["state"]
     reports = list((tmp_path / "results").glob("*/report.html"))
     assert len(reports) == 1
-    deployments = requests.post(f"{env['PREFECT_API_URL']}/deployments/filter", json={},
-                                timeout=10).json()  # fmt: skip
+    deployments = requests.post(
+        f"{env['PREFECT_API_URL']}/deployments/filter", json={}, timeout=10
+    ).json()
     by_name = {d["name"]: d for d in deployments}
     assert set(by_name) == {"local", "nightly", "dcp"}
     assert by_name["nightly"]["schedules"][0]["schedule"]["cron"] == "0 2 * * *"

@@ -13,15 +13,26 @@ from tasks.prepare import DatasetError
 from ..conftest import GOLUB
 
 SMALL = {
-    "input_path": str(GOLUB), "n_signatures": 24, "signatures_per_slice": 4, "min_len": 3,
-    "max_len": 6, "classifiers": ["logistic", "decision_tree"], "cv_folds": 3,
-    "n_permutations": 3, "permutation_top": 2, "slice_timeout": 30, "seed": 5,
-}  # fmt: skip
+    "input_path": str(GOLUB),
+    "n_signatures": 24,
+    "signatures_per_slice": 4,
+    "min_len": 3,
+    "max_len": 6,
+    "classifiers": ["logistic", "decision_tree"],
+    "cv_folds": 3,
+    "n_permutations": 3,
+    "permutation_top": 2,
+    "slice_timeout": 30,
+    "seed": 5,
+}
 
 
 def params(tmp_path: Path, **extra) -> SearchParameters:
-    dirs = {"results_dir": str(tmp_path / "results"), "data_dir": str(tmp_path / "data"),
-            "database": str(tmp_path / "db.sqlite3")}  # fmt: skip
+    dirs = {
+        "results_dir": str(tmp_path / "results"),
+        "data_dir": str(tmp_path / "data"),
+        "database": str(tmp_path / "db.sqlite3"),
+    }
     return SearchParameters(**{**SMALL, **dirs, **extra})
 
 
@@ -37,8 +48,17 @@ def reference_run(workdir):
 
 def test_report_files_exist(reference_run):
     run_dir = Path(reference_run["run_dir"])
-    for name in ("signatures.tsv", "genes.tsv", "permutation.tsv", "report.html", "report.md",
-                 "report.json", "run.json", "parameters.json", "records.tsv"):  # fmt: skip
+    for name in (
+        "signatures.tsv",
+        "genes.tsv",
+        "permutation.tsv",
+        "report.html",
+        "report.md",
+        "report.json",
+        "run.json",
+        "parameters.json",
+        "records.tsv",
+    ):
         assert (run_dir / name).is_file(), name
     for plot in ("auc_by_classifier", "auc_by_length", "volcano", "heatmap", "permutation"):
         assert (run_dir / "plots" / f"{plot}.png").stat().st_size > 1000
@@ -71,13 +91,21 @@ def test_same_tables_with_two_workers_and_with_absorbed_faults(workdir, referenc
 
 def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir):
     with pytest.raises(SlicesFailed, match=r"\[4\]"):
-        signature_search(params(workdir, max_slice_retries=0, faults={"fail": [4]},
-                                n_permutations=0))  # fmt: skip
+        signature_search(
+            params(workdir, max_slice_retries=0, faults={"fail": [4]}, n_permutations=0)
+        )
     reports = sorted(Path(workdir, "results").glob("*/report.md"), key=lambda p: p.stat().st_mtime)
     text = reports[-1].read_text()
     assert "slices failed**: 4 (error: RuntimeError: injected fault" in text
-    tolerated = signature_search(params(workdir, max_slice_retries=0, faults={"fail": [4]},
-                                        n_permutations=0, failure_tolerance=1))  # fmt: skip
+    tolerated = signature_search(
+        params(
+            workdir,
+            max_slice_retries=0,
+            faults={"fail": [4]},
+            n_permutations=0,
+            failure_tolerance=1,
+        )
+    )
     assert tolerated["failed"] == [4]
     signatures = (Path(tolerated["run_dir"]) / "signatures.tsv").read_text()
     assert signatures.count("slice_failed") == 4

@@ -21,8 +21,14 @@ def app(tmp_path):
     import hashlib
 
     (data / "demo.tsv.sha256").write_text(hashlib.sha256(DATASET.encode()).hexdigest())
-    return create_app({"DATA_DIR": data, "DATABASE": tmp_path / "db.sqlite3", "ADMIN_TOKEN": ADMIN,
-                       "MAX_CONTENT_LENGTH": 64 * 1024})  # fmt: skip
+    return create_app(
+        {
+            "DATA_DIR": data,
+            "DATABASE": tmp_path / "db.sqlite3",
+            "ADMIN_TOKEN": ADMIN,
+            "MAX_CONTENT_LENGTH": 64 * 1024,
+        }
+    )
 
 
 @pytest.fixture
@@ -42,9 +48,11 @@ def live_server(app):
 
 def register(base_url: str, run_id: str = "run1", expected=(1, 2, 3)) -> None:
     response = requests.post(
-        f"{base_url}/runs", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10,
+        f"{base_url}/runs",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=10,
         json={"run_id": run_id, "dataset": "demo", "token": RUN_TOKEN, "expected": list(expected)},
-    )  # fmt: skip
+    )
     assert response.status_code == 201, response.text
 
 

@@ -44,9 +44,17 @@ def test_dataset_served_with_etag_and_gzip(live_server):
 
 @pytest.mark.parametrize(
     "path",
-    ["nope", "..%2Fdb.sqlite3", "%2Fetc%2Fpasswd", "../data/demo", "demo.tsv.sha256/..", ".demo",
-     "..", "demo%00"],
-)  # fmt: skip
+    [
+        "nope",
+        "..%2Fdb.sqlite3",
+        "%2Fetc%2Fpasswd",
+        "../data/demo",
+        "demo.tsv.sha256/..",
+        ".demo",
+        "..",
+        "demo%00",
+    ],
+)
 def test_unknown_datasets_and_traversal_get_404(live_server, path):
     register(live_server)
     response = requests.get(f"{live_server}/datasets/{path}?token={RUN_TOKEN}", timeout=5)
@@ -66,7 +74,9 @@ def test_sink_stores_once_and_refuses_different_content(live_server):
     first = requests.post(sink(live_server), data=body, timeout=5)
     again = requests.post(sink(live_server), data=body, timeout=5)
     assert first.json()["recorded"] == "stored" and again.json()["recorded"] == "duplicate"
-    other = requests.post(sink(live_server), data={**body, "content": result_content(1, 0.9)}, timeout=5)
+    other = requests.post(
+        sink(live_server), data={**body, "content": result_content(1, 0.9)}, timeout=5
+    )
     assert other.status_code == 409
     status = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
     assert status["received"] == [1] and status["missing"] == [2, 3]
@@ -76,25 +86,36 @@ def test_errors_status_and_paged_results(live_server):
     register(live_server)
     requests.post(sink(live_server), data={"element": "2", "error": "ValueError: boom"}, timeout=5)
     for element in (1, 3):
-        requests.post(sink(live_server), data={"element": str(element),
-                      "content": result_content(element)}, timeout=5)  # fmt: skip
+        requests.post(
+            sink(live_server),
+            data={"element": str(element), "content": result_content(element)},
+            timeout=5,
+        )
     status = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
     assert status["errored"] == [{"slice": 2, "attempt": 0, "error": "ValueError: boom"}]
     page = requests.get(f"{live_server}/runs/run1/results?limit=1", headers=AUTH, timeout=5).json()
     assert [r["slice"] for r in page["results"]] == [1]
-    rest = requests.get(f"{live_server}/runs/run1/results?cursor={page['cursor']}", headers=AUTH,
-                        timeout=5).json()  # fmt: skip
+    rest = requests.get(
+        f"{live_server}/runs/run1/results?cursor={page['cursor']}", headers=AUTH, timeout=5
+    ).json()
     assert [r["slice"] for r in rest["results"]] == [3]
     assert rest["results"][0]["content"]["records"][0]["auc"] == 0.5
 
 
 def test_retry_attempt_maps_elements_to_plan_slices(live_server):
     register(live_server)
-    response = requests.post(f"{live_server}/runs/run1/attempts", headers=AUTH, timeout=5,
-                             json={"attempt": 1, "slices": [3]})  # fmt: skip
+    response = requests.post(
+        f"{live_server}/runs/run1/attempts",
+        headers=AUTH,
+        timeout=5,
+        json={"attempt": 1, "slices": [3]},
+    )
     assert response.status_code == 201
-    posted = requests.post(sink(live_server), data={"element": "1", "attempt": "1",
-                           "content": result_content(3)}, timeout=5)  # fmt: skip
+    posted = requests.post(
+        sink(live_server),
+        data={"element": "1", "attempt": "1", "content": result_content(3)},
+        timeout=5,
+    )
     assert posted.json()["slice"] == 3
 
 
@@ -128,9 +149,9 @@ def test_bad_envelopes(live_server, data, status, reason):
 
 
 @pytest.mark.parametrize(
-    ("run", "token", "status"), [("run1", None, 401), ("run1", "bad-token-xxxxxxxxx", 403),
-                                 ("nope", RUN_TOKEN, 404)]
-)  # fmt: skip
+    ("run", "token", "status"),
+    [("run1", None, 401), ("run1", "bad-token-xxxxxxxxx", 403), ("nope", RUN_TOKEN, 404)],
+)
 def test_sink_auth_and_unknown_run(live_server, run, token, status):
     register(live_server)
     data = {"element": "1", "content": result_content(1)}
@@ -148,10 +169,13 @@ def test_run_endpoints_need_admin_token(client, headers, status):
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"run_id": "../x", "dataset": "demo", "token": RUN_TOKEN, "expected": [1]},
-     {"run_id": "r", "dataset": "demo", "token": "short", "expected": [1]},
-     {"run_id": "r", "dataset": "demo", "token": RUN_TOKEN, "expected": []}],
-)  # fmt: skip
+    [
+        {},
+        {"run_id": "../x", "dataset": "demo", "token": RUN_TOKEN, "expected": [1]},
+        {"run_id": "r", "dataset": "demo", "token": "short", "expected": [1]},
+        {"run_id": "r", "dataset": "demo", "token": RUN_TOKEN, "expected": []},
+    ],
+)
 def test_bad_run_registration(client, body):
     assert client.post("/runs", json=body, headers=AUTH).status_code == 400
 
@@ -174,6 +198,8 @@ def test_logs_contain_no_token(live_server, caplog):
     register(live_server)
     requests.get(f"{live_server}/datasets/demo?token={RUN_TOKEN}", timeout=5)
     requests.post(sink(live_server), data={"element": "1", "content": result_content(1)}, timeout=5)
-    requests.post(sink(live_server), data={"element": "1", "content": result_content(1, 0.1)}, timeout=5)
+    requests.post(
+        sink(live_server), data={"element": "1", "content": result_content(1, 0.1)}, timeout=5
+    )
     assert "token=***" in caplog.text
     assert RUN_TOKEN not in caplog.text and ADMIN not in caplog.text

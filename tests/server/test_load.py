@@ -34,8 +34,11 @@ def test_5000_posts_from_32_clients_store_exactly_the_unique_valid_results(app, 
         if kind == "bad":
             data = {"element": str(element + 1), "content": "{broken"}
         else:
-            data = {"elementType": "results", "element": str(element),
-                    "content": result_content(element)}  # fmt: skip
+            data = {
+                "elementType": "results",
+                "element": str(element),
+                "content": result_content(element),
+            }
         return kind, session.post(url, data=data, timeout=60).status_code
 
     with ThreadPoolExecutor(32) as pool:
@@ -52,10 +55,22 @@ def test_5000_posts_from_32_clients_store_exactly_the_unique_valid_results(app, 
 def _start_server(tmp_path, port):
     env = {**os.environ, "SIGSEARCH_ADMIN_TOKEN": ADMIN}
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "--port", str(port), "--data-dir", str(tmp_path / "data"),
-         "--db", str(tmp_path / "db.sqlite3")],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--db",
+            str(tmp_path / "db.sqlite3"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -79,8 +94,11 @@ def test_acknowledged_results_survive_sigkill(tmp_path):
         element = offset
         while not stop.is_set():
             try:
-                response = session.post(f"{base}/dcp-results/run1?token={RUN_TOKEN}", timeout=5,
-                                        data={"element": str(element), "content": result_content(element)})  # fmt: skip
+                response = session.post(
+                    f"{base}/dcp-results/run1?token={RUN_TOKEN}",
+                    timeout=5,
+                    data={"element": str(element), "content": result_content(element)},
+                )
             except requests.RequestException:
                 return
             if response.status_code == 200:
@@ -99,8 +117,9 @@ def test_acknowledged_results_survive_sigkill(tmp_path):
     assert len(acknowledged) > 50
     restarted = _start_server(tmp_path, port)
     try:
-        status = requests.get(f"{base}/runs/run1/status", timeout=10,
-                              headers={"Authorization": f"Bearer {ADMIN}"}).json()  # fmt: skip
+        status = requests.get(
+            f"{base}/runs/run1/status", timeout=10, headers={"Authorization": f"Bearer {ADMIN}"}
+        ).json()
     finally:
         restarted.terminate()
         restarted.wait(10)

@@ -50,14 +50,22 @@ def offline_env(tmp_path):
 
 def test_built_job_carries_what_the_local_backend_runs(offline_env):
     spec = {
-        "name": "run-main#0", "slices": ['{"slice": 1}', '{"slice": 2}'], "work_source": "",
+        "name": "run-main#0",
+        "slices": ['{"slice": 1}', '{"slice": 2}'],
+        "work_source": "",
         "dataset_url": "http://10.1.2.3:5001/datasets/golub?token=t0k3n",
         "config_json": '{"case": "AML"}',
         "result_url": "http://10.1.2.3:5001/dcp-results/run?token=t0k3n",
         "result_params": {"elementType": "results", "attempt": "0"},
-    }  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", BUILD, json.dumps(spec)], cwd=ROOT, env=offline_env,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", BUILD, json.dumps(spec)],
+        cwd=ROOT,
+        env=offline_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     job = json.loads(out.stdout.strip().splitlines()[-1])
     assert job["work_function"].strip() == work_function_source().strip()
@@ -73,8 +81,10 @@ def test_built_job_carries_what_the_local_backend_runs(offline_env):
 
 def test_preflight_names_every_problem_quickly(tmp_path, monkeypatch):
     monkeypatch.setenv("DCP_SCHEDULER_LOCATION", CLOSED)
-    opts = DcpOptions(id_keystore=str(tmp_path / "id.keystore"),
-                      payment_keystore=str(tmp_path / "default.keystore"))  # fmt: skip
+    opts = DcpOptions(
+        id_keystore=str(tmp_path / "id.keystore"),
+        payment_keystore=str(tmp_path / "default.keystore"),
+    )
     started = time.monotonic()
     with pytest.raises(DcpError) as info:
         preflight(opts, "http://127.0.0.1:5001", None, timeout=2)
@@ -90,8 +100,10 @@ def test_preflight_passes_when_all_is_there(tmp_path, monkeypatch):
     monkeypatch.setenv("DCP_SCHEDULER_LOCATION", f"http://127.0.0.1:{listener.getsockname()[1]}")
     for name in ("id.keystore", "default.keystore"):
         (tmp_path / name).write_text("{}")
-    opts = DcpOptions(id_keystore=str(tmp_path / "id.keystore"),
-                      payment_keystore=str(tmp_path / "default.keystore"))  # fmt: skip
+    opts = DcpOptions(
+        id_keystore=str(tmp_path / "id.keystore"),
+        payment_keystore=str(tmp_path / "default.keystore"),
+    )
     preflight(opts, "http://192.0.2.10:5001", ComputeGroup("k", "s"), timeout=2)
     listener.close()
 
@@ -113,10 +125,19 @@ def test_sdk_job_without_keystores_fails_within_its_timeout(offline_env, tmp_pat
 
     for key in ("DCP_CONFIG_LOCATION", "DCP_SCHEDULER_LOCATION"):
         monkeypatch.setenv(key, offline_env[key])  # the SDK child inherits them
-    spec = JobSpec("t", ('{"slice": 1}',), "", "http://10.1.2.3:1/d?token=x", "{}",
-                   "http://10.1.2.3:1/r?token=x")  # fmt: skip
-    opts = DcpOptions(id_keystore=str(tmp_path / "none.keystore"),
-                      payment_keystore=str(tmp_path / "none2.keystore"), sdk_timeout=15)  # fmt: skip
+    spec = JobSpec(
+        "t",
+        ('{"slice": 1}',),
+        "",
+        "http://10.1.2.3:1/d?token=x",
+        "{}",
+        "http://10.1.2.3:1/r?token=x",
+    )
+    opts = DcpOptions(
+        id_keystore=str(tmp_path / "none.keystore"),
+        payment_keystore=str(tmp_path / "none2.keystore"),
+        sdk_timeout=15,
+    )
     started = time.monotonic()
     job = DcpJob(spec, opts, ComputeGroup("k", "s"))
     events = []

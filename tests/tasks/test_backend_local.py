@@ -35,11 +35,14 @@ def make_spec(client, summary, run_id, n_slices):
     slices = pack_slices(plan_signatures(probesets, n_slices, 3, 5, 11), 1)
     client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
     return JobSpec(
-        name=run_id, slices=tuple(json.dumps(s) for s in slices), work_source=work_function_source(),
+        name=run_id,
+        slices=tuple(json.dumps(s) for s in slices),
+        work_source=work_function_source(),
         dataset_url=client.dataset_url("golub", token),
         config_json=json.dumps({**CONFIG, "dataset_sha256": summary["sha256"]}),
-        result_url=client.sink_url(run_id, token), result_params={"elementType": "results"},
-    )  # fmt: skip
+        result_url=client.sink_url(run_id, token),
+        result_params={"elementType": "results"},
+    )
 
 
 def run_to_end(backend, spec, bound=300):
@@ -62,7 +65,9 @@ def test_40_slices_with_1_and_2_workers_give_identical_records(server):
     for workers in (1, 2):
         run_id = f"w{workers}"
         spec = make_spec(client, summary, run_id, 40)
-        backend = LocalBackend(workers=workers, allowed_origins=(client.base_url,), slice_timeout=120)
+        backend = LocalBackend(
+            workers=workers, allowed_origins=(client.base_url,), slice_timeout=120
+        )
         events = run_to_end(backend, spec)
         assert sorted(e.element for e in events if e.kind == "result") == list(range(1, 41))
         assert client.status(run_id)["complete"]
@@ -74,12 +79,15 @@ def test_injected_faults_are_reported_exactly(server):
     client, summary = server
     spec = make_spec(client, summary, "faults", 8)
     faults = FaultPlan.from_dict({"fail": [2], "kill": [3], "hang": [4]})
-    backend = LocalBackend(workers=2, allowed_origins=(client.base_url,), slice_timeout=8,
-                           faults=faults)  # fmt: skip
+    backend = LocalBackend(
+        workers=2, allowed_origins=(client.base_url,), slice_timeout=8, faults=faults
+    )
     started = time.monotonic()
     events = run_to_end(backend, spec, bound=120)
     assert time.monotonic() - started < 60
-    by_kind = {k: sorted(e.element for e in events if e.kind == k) for k in ("result", "error", "lost")}
+    by_kind = {
+        k: sorted(e.element for e in events if e.kind == k) for k in ("result", "error", "lost")
+    }
     assert by_kind == {"result": [1, 5, 6, 7, 8], "error": [2], "lost": [3, 4]}
     status = client.status("faults")
     assert status["received"] == [1, 5, 6, 7, 8]

@@ -23,9 +23,15 @@ def reference():
 
 @pytest.mark.parametrize(
     ("column", "rtol"),
-    [("logFC", 1e-6), ("t", 1e-6), ("P.Value", 1e-5), ("adj.P.Val", 1e-5), ("AveExpr", 1e-6),
-     ("B", 1e-6)],
-)  # fmt: skip
+    [
+        ("logFC", 1e-6),
+        ("t", 1e-6),
+        ("P.Value", 1e-5),
+        ("adj.P.Val", 1e-5),
+        ("AveExpr", 1e-6),
+        ("B", 1e-6),
+    ],
+)
 def test_agrees_with_r_limma(de, reference, column, rtol):
     got = de.loc[reference.index, column].to_numpy()
     np.testing.assert_allclose(got, reference[column].to_numpy(), rtol=rtol, atol=1e-12)

@@ -27,7 +27,7 @@ def geo_text(labels=("disease state: PsA", "disease state: Ps") * 3) -> str:
     )
     return (
         '!Series_title\t"x"\n!Sample_geo_accession\t' + "\t".join(f'"{s}"' for s in samples) + "\n"
-        "!Sample_characteristics_ch1\t" + "\t".join(f'"tissue: skin"' for _ in samples) + "\n"
+        "!Sample_characteristics_ch1\t" + "\t".join('"tissue: skin"' for _ in samples) + "\n"
         "!Sample_characteristics_ch1\t" + "\t".join(f'"{v}"' for v in labels) + "\n"
         "!series_matrix_table_begin\n"
         '"ID_REF"\t' + "\t".join(f'"{s}"' for s in samples) + "\n" + rows + "\n"
@@ -72,7 +72,9 @@ def test_geo_series_matrix_with_named_field(tmp_path, gz):
 def test_matrix_with_sample_sheet(tmp_path):
     matrix = "probeset,s1,s2,s3,s4\n" + "g1,1,2,3,4.5\ng2,2,1,0,3\ng3,5,5,5,5\n"
     sheet = "sample\tphenotype\ns1\tx\ns2\ty\ns3\tx\ns4\ty\n"
-    prepared = prepare(write(tmp_path, "m.csv", matrix), sample_sheet=write(tmp_path, "s.tsv", sheet))
+    prepared = prepare(
+        write(tmp_path, "m.csv", matrix), sample_sheet=write(tmp_path, "s.tsv", sheet)
+    )
     assert prepared.layout == "matrix" and list(prepared.matrix.columns) == ["g1", "g2"]
     assert any("dropped 1 constant probesets" in d for d in prepared.decisions)
 
@@ -101,7 +103,11 @@ def test_missing_values_dropped_and_raw_intensities(tmp_path):
     [
         ("", {}, "file is empty"),
         ("sample\tg1\nA\t1\n", {}, "sample sheet"),
-        (SEED, {"case": "Z", "control": "A"}, r"case label 'Z' not found; labels: \['A', 'B', 'C'\]"),
+        (
+            SEED,
+            {"case": "Z", "control": "A"},
+            r"case label 'Z' not found; labels: \['A', 'B', 'C'\]",
+        ),
         (SEED, {}, "3 labels"),
         (SEED, {"case": "A", "control": "B", "cv_folds": 5}, "fewer than cv_folds=5"),
         (SEED.replace("1.5", "abc"), {"case": "A", "control": "B"}, "non-numeric value 'abc'"),

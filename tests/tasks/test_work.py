@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from tasks.plan import pack_slices, plan_signatures
-from tasks.work import CLASSIFIERS, check_classifiers, evaluate_slice, load_work_function, work_function_source
+from tasks.work import (
+    CLASSIFIERS,
+    check_classifiers,
+    evaluate_slice,
+    load_work_function,
+    work_function_source,
+)
 
 from ..conftest import ROOT
 
@@ -26,7 +32,9 @@ def slice_datum(golub_text):
 
 
 def run(datum, text, **config):
-    return json.loads(evaluate_slice(json.dumps(datum), text, json.dumps({"case": "AML", **config})))
+    return json.loads(
+        evaluate_slice(json.dumps(datum), text, json.dumps({"case": "AML", **config}))
+    )
 
 
 def test_every_classifier_gives_auc_and_accuracy(slice_datum, golub_text):
@@ -47,8 +55,13 @@ def test_same_inputs_give_bit_identical_records(slice_datum, golub_text):
 
 def test_seed_and_permutation_change_results(slice_datum, golub_text):
     base = run(slice_datum, golub_text, cv_folds=5, seed=1, classifiers=["logistic"])
-    perm = run({**slice_datum, "permutation_seed": 5}, golub_text, cv_folds=5, seed=1,
-               classifiers=["logistic"])  # fmt: skip
+    perm = run(
+        {**slice_datum, "permutation_seed": 5},
+        golub_text,
+        cv_folds=5,
+        seed=1,
+        classifiers=["logistic"],
+    )
     assert perm["permutation_seed"] == 5
     assert [r["auc"] for r in base["records"]] != [r["auc"] for r in perm["records"]]
 
@@ -84,7 +97,9 @@ def test_a_classifier_that_cannot_fit_is_reported_per_record(golub_text):
         run(datum_bad, text, cv_folds=3)
 
 
-@pytest.mark.skipif(not COMPARE_PYTHON, reason="set SIGSEARCH_COMPARE_PYTHON to compare environments")
+@pytest.mark.skipif(
+    not COMPARE_PYTHON, reason="set SIGSEARCH_COMPARE_PYTHON to compare environments"
+)
 def test_records_agree_with_other_environment(slice_datum, golub_text):
     script = (
         "import json,sys; from tasks.work import evaluate_slice; d,c=json.load(sys.stdin);"
@@ -92,16 +107,25 @@ def test_records_agree_with_other_environment(slice_datum, golub_text):
     )
     config = json.dumps({"case": "AML", "cv_folds": 10, "seed": 2})
     other = subprocess.run(
-        [COMPARE_PYTHON, "-c", script], input=json.dumps([slice_datum, config]), cwd=ROOT,
-        capture_output=True, text=True, check=True, timeout=600,
-    )  # fmt: skip
+        [COMPARE_PYTHON, "-c", script],
+        input=json.dumps([slice_datum, config]),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     theirs = json.loads(other.stdout)["records"]
     ours = json.loads(evaluate_slice(slice_datum, golub_text, config))["records"]
     assert [(r["signature"], r["classifier"]) for r in ours] == [
         (r["signature"], r["classifier"]) for r in theirs
     ]
     for mine, other_record in zip(ours, theirs):
-        np.testing.assert_allclose(mine["auc"], other_record["auc"], atol=AUC_TOLERANCE,
-                                   err_msg=f"{mine['classifier']} ({sys.version_info[:2]})")  # fmt: skip
+        np.testing.assert_allclose(
+            mine["auc"],
+            other_record["auc"],
+            atol=AUC_TOLERANCE,
+            err_msg=f"{mine['classifier']} ({sys.version_info[:2]})",
+        )
     exact = {r["classifier"] for r, o in zip(ours, theirs) if r["auc"] == o["auc"]}
     print("identical across environments:", sorted(exact))
