@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
-from flask import current_app, g
+from flask import current_app
+
+_local = threading.local()
+_expected_cache: dict[tuple[str, str], frozenset[int]] = {}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -69,17 +73,33 @@ def init_db(path: Path) -> None:
 
 
 def get_db() -> sqlite3.Connection:
-    """The request's connection, opened on first use."""
-    if "db" not in g:
-        g.db = connect(current_app.config["DATABASE"])
-    return g.db
+    """This thread's connection to the app's database, opened once and kept.
+
+    Opening per request cost more than the insert itself: connecting, the pragmas, and
+    the WAL checkpoint SQLite runs when the last connection closes.
+    """
+    path = str(current_app.config["DATABASE"])
+    connections = getattr(_local, "connections", None)
+    if connections is None:
+        connections = _local.connections = {}
+    if path not in connections:
+        connections[path] = connect(Path(path))
+    return connections[path]
 
 
-def close_db(_exc: BaseException | None = None) -> None:
-    """Close the request's connection."""
-    conn = g.pop("db", None)
-    if conn is not None:
-        conn.close()
+def end_request(_exc: BaseException | None = None) -> None:
+    """Never leave a transaction open on a kept connection."""
+    conn = getattr(_local, "connections", {}).get(str(current_app.config["DATABASE"]))
+    if conn is not None and conn.in_transaction:
+        conn.rollback()
+
+
+def expected_slices(run: sqlite3.Row) -> frozenset[int]:
+    """A run's expected slice numbers (registration is immutable, so cached)."""
+    key = (str(current_app.config["DATABASE"]), run["run_id"])
+    if key not in _expected_cache:
+        _expected_cache[key] = frozenset(json.loads(run["expected"]))
+    return _expected_cache[key]
 
 
 def get_run(run_id: str) -> sqlite3.Row | None:

@@ -54,7 +54,7 @@ def _resolve_slice(run, element: int, attempt: int) -> int:
         if not 1 <= element <= len(slices):
             abort(400, description=f"element {element} is outside attempt {attempt}")
         slice_no = slices[element - 1]
-    if slice_no not in json.loads(run["expected"]):
+    if slice_no not in db.expected_slices(run):
         abort(400, description=f"slice {slice_no} is not expected by this run")
     return slice_no
 

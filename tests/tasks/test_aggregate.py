@@ -53,7 +53,9 @@ def test_failed_slice_without_records_is_listed_unranked():
 
 def test_tables_are_byte_identical_whatever_the_record_order(tmp_path):
     a = signature_table(SIGNATURES, records_from_results(contents()), CLASSIFIERS, set())
-    b = signature_table(SIGNATURES, records_from_results(contents((3, 1, 0, 2))), CLASSIFIERS, set())
+    b = signature_table(
+        SIGNATURES, records_from_results(contents((3, 1, 0, 2))), CLASSIFIERS, set()
+    )
     save_tsv(a, tmp_path / "a.tsv")
     save_tsv(b, tmp_path / "b.tsv")
     assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()
