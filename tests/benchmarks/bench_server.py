@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -22,7 +19,7 @@ import requests
 
 from tasks.client import ServerClient, free_loopback_port
 
-from ..conftest import ROOT
+from ..server_process import start_server_process
 
 ADMIN = "benchmark-admin-token-0123456789"
 TOKEN = "benchmark-run-token-0123456789"
@@ -32,23 +29,6 @@ RECORDS = [
     for s in range(10)
     for c in ("logistic", "logistic_l1", "bagging", "random_forest", "svm", "decision_tree")
 ]
-
-
-def start_server(workdir: Path, port: int) -> subprocess.Popen:
-    """`python -m server` as a user would start it."""
-    env = {**os.environ, "SIGSEARCH_ADMIN_TOKEN": ADMIN}
-    cmd = [sys.executable, "-m", "server", "--port", str(port), "--data-dir",
-           str(workdir / "data"), "--db", str(workdir / "results.sqlite3")]  # fmt: skip
-    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    for _ in range(300):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 def load(base: str, run_id: str, clients: int, posts: int) -> dict:
@@ -96,7 +76,7 @@ def main() -> None:
         port = free_loopback_port()
         (Path(tmp) / "data").mkdir()
         (Path(tmp) / "data" / "bench.tsv").write_text("phenotype\tg\nA\t1\n")
-        process = start_server(Path(tmp), port)
+        process = start_server_process(Path(tmp), port, ADMIN)
         try:
             for clients in (1, 8, 32):
                 result = load(f"http://127.0.0.1:{port}", f"bench{clients}", clients, args.posts)

@@ -1,10 +1,7 @@
 """Concurrency and durability of the sink against real servers on loopback."""
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +10,7 @@ import requests
 
 from tasks.client import free_loopback_port
 
-from ..conftest import ROOT
+from ..server_process import start_server_process
 from .conftest import ADMIN, RUN_TOKEN, register, result_content
 
 
@@ -52,40 +49,10 @@ def test_5000_posts_from_32_clients_store_exactly_the_unique_valid_results(app, 
     assert sorted(r[0] for r in rows) == list(range(1, n_unique + 1))
 
 
-def _start_server(tmp_path, port):
-    env = {**os.environ, "SIGSEARCH_ADMIN_TOKEN": ADMIN}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--db",
-            str(tmp_path / "db.sqlite3"),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start")
-
-
 def test_acknowledged_results_survive_sigkill(tmp_path):
     port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
-    process = _start_server(tmp_path, port)
+    process = start_server_process(tmp_path, port, ADMIN)
     register(base, expected=range(1, 100_001))
     acknowledged, stop = [], threading.Event()
 
@@ -115,7 +82,7 @@ def test_acknowledged_results_survive_sigkill(tmp_path):
     for thread in threads:
         thread.join(10)
     assert len(acknowledged) > 50
-    restarted = _start_server(tmp_path, port)
+    restarted = start_server_process(tmp_path, port, ADMIN)
     try:
         status = requests.get(
             f"{base}/runs/run1/status", timeout=10, headers={"Authorization": f"Bearer {ADMIN}"}
