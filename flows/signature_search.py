@@ -13,15 +13,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.backends import make_backend
 from flows.params import SearchParameters
-from tasks.build import build_report, read_records
+from tasks.build import failed_signatures, run_summary
 from tasks.client import EmbeddedServer, ServerClient
+from tasks.plan import permutation_slices
 from tasks.prepare import DatasetError
 from tasks.steps import (
+    build_report_task,
     check_server_task,
     fetch_records_task,
     file_sha256,
@@ -30,6 +32,8 @@ from tasks.steps import (
     publish_artifacts_task,
     run_slices_task,
     runtime_info,
+    save_run_record_task,
+    top_for_permutation_task,
 )
 
 
@@ -41,27 +45,25 @@ def _run_name() -> str:
     params = flow_run.parameters.get("params") or {}
     if isinstance(params, SearchParameters):
         params = params.model_dump()
-    stem = _dataset_stem(params.get("input_path", "input"))
+    stem = dataset_stem(params.get("input_path", "input"))
     contrast = f"{params.get('case') or 'auto'}-vs-{params.get('control') or 'auto'}"
     return f"{stem}-{contrast}-{params.get('n_signatures', '?')}sig"
 
 
-def _dataset_stem(path: str) -> str:
+def dataset_stem(path: str) -> str:
+    """A plain name for an input file (`GSE1_series_matrix.txt.gz` -> `GSE1_series_matrix`)."""
     name = Path(path).name
     for suffix in (".gz", ".txt", ".tsv", ".csv"):
         name = name.removesuffix(suffix)
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60] or "dataset"
 
 
-def _preparation_options(params: SearchParameters) -> dict:
-    return {
-        "case": params.case,
-        "control": params.control,
-        "sample_sheet": params.sample_sheet,
-        "phenotype_field": params.phenotype_field,
-        "cv_folds": params.cv_folds,
-        "log2_transform": params.log2_transform,
-    }
+def annotation_path(params: SearchParameters) -> Path | None:
+    """The annotation file given, or `<input stem>.annotation.tsv` beside the input."""
+    if params.annotation_path:
+        return Path(params.annotation_path)
+    guess = Path(params.input_path).with_name(dataset_stem(params.input_path) + ".annotation.tsv")
+    return guess if guess.is_file() else None
 
 
 @contextlib.contextmanager
@@ -81,18 +83,67 @@ def serve_or_connect(params: SearchParameters) -> Iterator[ServerClient]:
         server.stop()
 
 
-def permutation_slices(top: list[dict], n_permutations: int, seed: int) -> list[dict]:
-    """One slice per permutation of the labels, each re-evaluating the top signatures."""
-    return [
-        {"slice": j + 1, "signatures": top, "permutation_seed": (seed * 1_000_003 + j) % 2**32}
-        for j in range(n_permutations)
-    ]
+def prepare(params: SearchParameters) -> tuple[dict, Path]:
+    """Prepared dataset summary and file; cached on input content and options."""
+    input_path = Path(params.input_path)
+    if not input_path.is_file():
+        raise DatasetError(f"{input_path}: file not found (parameter input_path)")
+    options = {
+        "case": params.case,
+        "control": params.control,
+        "sample_sheet": params.sample_sheet,
+        "phenotype_field": params.phenotype_field,
+        "cv_folds": params.cv_folds,
+        "log2_transform": params.log2_transform,
+    }
+    input_sha = file_sha256(input_path)
+    key = hashlib.sha256((input_sha + json.dumps(options, sort_keys=True)).encode()).hexdigest()
+    name = f"{dataset_stem(params.input_path)}-{key[:10]}"
+    prepared_file = Path(params.data_dir) / f"{name}.tsv"
+    # A cached summary is only good while the file it describes is still there.
+    dataset = prepare_dataset_task.with_options(refresh_cache=not prepared_file.exists())(
+        input_sha, str(input_path), options, params.data_dir, name
+    )
+    return dataset, prepared_file
 
 
-@task(name="build-report", persist_result=False)
-def build_report_task(**kwargs) -> dict:
-    """Aggregate records into the report files."""
-    return build_report(**kwargs)
+def evaluate(params, client, dataset, run_id, run_dir, slices, signatures, deadline):
+    """Run the main job and the permutation job; return their outcomes and record files."""
+    backend, parallelism = make_backend(params, client.base_url)
+    token = secrets.token_urlsafe(24)
+    common = {
+        "client": client,
+        "backend": backend,
+        "token": token,
+        "parallelism": parallelism,
+        "dataset_name": dataset["name"],
+        "config": {
+            "case": dataset["case"],
+            "cv_folds": params.cv_folds,
+            "seed": params.seed,
+            "classifiers": params.classifiers,
+            "dataset_sha256": dataset["sha256"],
+        },
+        "deadline": deadline,
+        "max_retries": params.max_slice_retries,
+        "slice_timeout": params.slice_timeout,
+    }
+    check_server_task(client, run_id, dataset, token, [s["slice"] for s in slices])
+    main = run_slices_task(run_id=run_id, slices=slices, job_name=f"{run_id}-main", **common)
+    records = fetch_records_task(client, run_id, dataset["sha256"], str(run_dir / "records.tsv"))
+    top = top_for_permutation_task(records, signatures, params.permutation_top)
+    if not top or not params.n_permutations:
+        return main, records, None, None
+    perm_id, perm_slices = (
+        f"{run_id}-perm",
+        permutation_slices(top, params.n_permutations, params.seed),
+    )
+    check_server_task(client, perm_id, dataset, token, [s["slice"] for s in perm_slices])
+    perm = run_slices_task(run_id=perm_id, slices=perm_slices, job_name=perm_id, **common)
+    perm_records = fetch_records_task(
+        client, perm_id, dataset["sha256"], str(run_dir / "permutation_records.tsv")
+    )
+    return main, records, perm, perm_records
 
 
 @flow(name="signature-search", flow_run_name=_run_name, log_prints=True)
@@ -100,93 +151,21 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
     """Search random gene signatures for ones that tell the phenotypes apart."""
     logger = get_run_logger()
     started, deadline = time.time(), time.monotonic() + params.deadline_minutes * 60
-    input_path = Path(params.input_path)
-    if not input_path.is_file():
-        raise DatasetError(f"{input_path}: file not found (parameter input_path)")
-    options = _preparation_options(params)
-    input_sha = file_sha256(input_path)
-    key = hashlib.sha256((input_sha + json.dumps(options, sort_keys=True)).encode()).hexdigest()
-    name = f"{_dataset_stem(params.input_path)}-{key[:10]}"
-    prepared_file = Path(params.data_dir) / f"{name}.tsv"
-    dataset = prepare_dataset_task.with_options(refresh_cache=not prepared_file.exists())(
-        input_sha, str(input_path), options, params.data_dir, name
-    )
+    dataset, prepared_file = prepare(params)
     probesets = prepared_file.read_text().split("\n", 1)[0].split("\t")[1:]
-    signatures, slices = plan_task(
-        probesets,
-        params.n_signatures,
-        params.min_len,
-        params.max_len,
-        params.seed,
-        params.signatures_per_slice,
-    )
+    signatures, slices = plan_task(probesets, params.n_signatures, params.min_len,
+                                   params.max_len, params.seed, params.signatures_per_slice)  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    run_id = f"{name}-{stamp}-{secrets.token_hex(3)}"
+    run_id = f"{dataset['name']}-{stamp}-{secrets.token_hex(3)}"
     run_dir = Path(params.results_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "parameters.json").write_text(params.model_dump_json(indent=2))
-    config = {
-        "case": dataset["case"],
-        "cv_folds": params.cv_folds,
-        "seed": params.seed,
-        "classifiers": params.classifiers,
-        "dataset_sha256": dataset["sha256"],
-    }
+    save_run_record_task(str(run_dir / "parameters.json"), params.model_dump())
     with serve_or_connect(params) as client:
-        backend, parallelism = make_backend(params, client.base_url)
-        token = secrets.token_urlsafe(24)
-        check_server_task(client, run_id, dataset, token, [s["slice"] for s in slices])
-        common = {
-            "client": client,
-            "backend": backend,
-            "token": token,
-            "parallelism": parallelism,
-            "dataset_name": name,
-            "config": config,
-            "deadline": deadline,
-            "max_retries": params.max_slice_retries,
-            "slice_timeout": params.slice_timeout,
-        }
-        main = run_slices_task(run_id=run_id, slices=slices, job_name=f"{run_id}-main", **common)
-        records_path = fetch_records_task(
-            client, run_id, dataset["sha256"], str(run_dir / "records.tsv")
+        main, records, perm, perm_records = evaluate(
+            params, client, dataset, run_id, run_dir, slices, signatures, deadline
         )
-        perm, perm_path = None, None
-        top = top_for_permutation_task(records_path, signatures, params.permutation_top)
-        if top and params.n_permutations:
-            perm_id, perm_slices = (
-                f"{run_id}-perm",
-                permutation_slices(top, params.n_permutations, params.seed),
-            )
-            check_server_task(client, perm_id, dataset, token, [s["slice"] for s in perm_slices])
-            perm = run_slices_task(run_id=perm_id, slices=perm_slices, job_name=perm_id, **common)
-            perm_path = fetch_records_task(
-                client, perm_id, dataset["sha256"], str(run_dir / "permutation_records.tsv")
-            )
-    failed = {int(k): v for k, v in main["failed"].items()}
-    failed_sigs = {s["id"] for sl in slices if sl["slice"] in failed for s in sl["signatures"]}
-    summary = {
-        "run id": run_id,
-        "dataset": params.input_path,
-        "dataset sha256": dataset["sha256"],
-        "layout": dataset["layout"],
-        "contrast": f"{dataset['case']} (case) vs {dataset['control']} (control)",
-        "samples": dataset["samples"],
-        "probesets": dataset["n_probesets"],
-        "preparation": "; ".join(dataset["decisions"] + dataset["warnings"]),
-        "backend": params.backend,
-        "job ids": ", ".join(main["job_ids"] + (perm["job_ids"] if perm else [])),
-        "slices": len(slices),
-        "slices retried": sum(len(a["slices"]) for a in main["attempts"][1:]),
-        "slices failed": ", ".join(f"{k} ({v})" for k, v in sorted(failed.items())) or "none",
-        "classifiers": ", ".join(params.classifiers),
-        "cv folds": params.cv_folds,
-        "seed": params.seed,
-        "signatures": f"{params.n_signatures} of length {params.min_len}-{params.max_len}",
-        "permutations": f"{params.n_permutations} x top {params.permutation_top}",
-        "run time": f"{time.time() - started:.1f} s",
-        "versions": runtime_info()["versions"],
-    }
+    versions = runtime_info()
+    summary = run_summary(params.model_dump(), dataset, main, perm, len(slices),
+                          time.time() - started, versions["versions"])  # fmt: skip
     report = build_report_task(
         run_dir=run_dir,
         summary=summary,
@@ -194,59 +173,24 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         case=dataset["case"],
         control=dataset["control"],
         signatures=signatures,
-        records_path=Path(records_path),
-        permutation_records_path=perm_path and Path(perm_path),
+        records_path=Path(records),
+        permutation_records_path=perm_records and Path(perm_records),
         classifiers=params.classifiers,
-        failed_signatures=failed_sigs,
+        failed_signatures=failed_signatures(slices, main["failed"]),
         top_fraction=params.top_fraction,
-        annotation_path=_annotation_path(params),
+        annotation_path=annotation_path(params),
     )
-    (run_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "run_id": run_id,
-                "dataset": dataset,
-                "runtime": runtime_info(),
-                "main": main,
-                "permutation": perm,
-                "parameters": params.model_dump(),
-            },
-            indent=2,
-            sort_keys=True,
-            default=str,
-        )
-    )
+    record = {"run_id": run_id, "dataset": dataset, "runtime": versions, "main": main,
+              "permutation": perm, "parameters": params.model_dump()}  # fmt: skip
+    save_run_record_task(str(run_dir / "run.json"), record)
     publish_artifacts_task(report)
     logger.info("report: %s", report["html"])
+    failed = sorted(main["failed"])
     if len(failed) > params.failure_tolerance:
         raise SlicesFailed(
-            f"{len(failed)} slices failed after all retries: {sorted(failed)}; "
+            f"{len(failed)} slices failed after all retries: {failed}; "
             f"partial report at {report['html']}"
         )
     if failed:
-        logger.warning("%d slices failed (tolerated): %s", len(failed), sorted(failed))
-    return {
-        "run_id": run_id,
-        "run_dir": str(run_dir),
-        "report": report["html"],
-        "failed": sorted(failed),
-    }
-
-
-def _annotation_path(params: SearchParameters) -> Path | None:
-    if params.annotation_path:
-        return Path(params.annotation_path)
-    guess = Path(params.input_path).with_name(_dataset_stem(params.input_path) + ".annotation.tsv")
-    return guess if guess.is_file() else None
-
-
-@task(name="top-for-permutation")
-def top_for_permutation_task(records_path: str, signatures, n_top: int) -> list[dict]:
-    """The `n_top` signatures by mean AUC (ties by id), as slice-datum entries."""
-    records = read_records(Path(records_path))
-    if n_top == 0 or records.empty:
-        return []
-    mean_auc = records[records["permutation"] == -1].groupby("signature")["auc"].mean().dropna()
-    ranked = sorted(mean_auc.items(), key=lambda kv: (-kv[1], kv[0]))[:n_top]
-    by_id = {s.id: s for s in signatures}
-    return [{"id": int(i), "probesets": list(by_id[i].probesets)} for i, _ in ranked]
+        logger.warning("%d slices failed (tolerated): %s", len(failed), failed)
+    return {"run_id": run_id, "run_dir": str(run_dir), "report": report["html"], "failed": failed}

@@ -41,6 +41,52 @@ def read_annotation(path: Path | None) -> pd.Series | None:
     return frame.set_index(frame.columns[0])[frame.columns[1]]
 
 
+def top_for_permutation(
+    records: pd.DataFrame, signatures: list[Signature], n_top: int
+) -> list[dict]:
+    """The `n_top` signatures by mean AUC (ties by id), as slice-datum entries."""
+    if n_top == 0 or records.empty:
+        return []
+    main = records[records["permutation"] == -1]
+    mean_auc = main.groupby("signature")["auc"].mean().dropna()
+    ranked = sorted(mean_auc.items(), key=lambda kv: (-kv[1], kv[0]))[:n_top]
+    by_id = {s.id: s for s in signatures}
+    return [{"id": int(i), "probesets": list(by_id[i].probesets)} for i, _ in ranked]
+
+
+def failed_signatures(slices: list[dict], failed: dict[int, str]) -> set[int]:
+    """Ids of the signatures in slices that failed."""
+    return {s["id"] for sl in slices if sl["slice"] in failed for s in sl["signatures"]}
+
+
+def run_summary(params: dict, dataset: dict, main: dict, perm: dict | None, n_slices: int,
+                seconds: float, versions: dict) -> dict:  # fmt: skip
+    """The run summary the report opens with."""
+    failed = main["failed"]
+    return {
+        "run id": main["run_id"],
+        "dataset": params["input_path"],
+        "dataset sha256": dataset["sha256"],
+        "layout": dataset["layout"],
+        "contrast": f"{dataset['case']} (case) vs {dataset['control']} (control)",
+        "samples": dataset["samples"],
+        "probesets": dataset["n_probesets"],
+        "preparation": "; ".join(dataset["decisions"] + dataset["warnings"]),
+        "backend": params["backend"],
+        "job ids": ", ".join(main["job_ids"] + (perm["job_ids"] if perm else [])),
+        "slices": n_slices,
+        "slices retried": sum(len(a["slices"]) for a in main["attempts"][1:]),
+        "slices failed": ", ".join(f"{k} ({v})" for k, v in sorted(failed.items())) or "none",
+        "classifiers": ", ".join(params["classifiers"]),
+        "cv folds": params["cv_folds"],
+        "seed": params["seed"],
+        "signatures": f"{params['n_signatures']} of length {params['min_len']}-{params['max_len']}",
+        "permutations": f"{params['n_permutations']} x top {params['permutation_top']}",
+        "run time": f"{seconds:.1f} s",
+        "versions": versions,
+    }
+
+
 def build_report(
     run_dir: Path,
     summary: dict,

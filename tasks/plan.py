@@ -88,3 +88,11 @@ def pack_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> l
             }
         )
     return slices
+
+
+def permutation_slices(top: list[dict], n_permutations: int, seed: int) -> list[dict]:
+    """One slice per label permutation, each re-evaluating the top signatures."""
+    return [
+        {"slice": j + 1, "signatures": top, "permutation_seed": (seed * 1_000_003 + j) % 2**32}
+        for j in range(n_permutations)
+    ]

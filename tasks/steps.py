@@ -20,7 +20,8 @@ from prefect.artifacts import (
 from prefect.cache_policies import INPUTS
 
 from . import orchestrate
-from .aggregate import records_from_results, save_tsv
+from .aggregate import records_from_results, save_json, save_tsv
+from .build import build_report, read_records, top_for_permutation
 from .client import ServerClient
 from .jobs import JobSpec
 from .plan import pack_slices, plan_signatures
@@ -160,7 +161,12 @@ def run_slices_task(
     )
     for number, reason in sorted(outcome.failed.items()):
         logger.error("%s: slice %d failed after all retries: %s", job_name, number, reason)
-    return {"job_ids": outcome.job_ids, "attempts": outcome.attempts, "failed": outcome.failed}
+    return {
+        "run_id": run_id,
+        "job_ids": outcome.job_ids,
+        "attempts": outcome.attempts,
+        "failed": outcome.failed,
+    }
 
 
 @task(name="fetch-records", persist_result=False)
@@ -176,6 +182,24 @@ def fetch_records_task(client: ServerClient, run_id: str, dataset_sha256: str, p
     frame = frame.sort_values(["permutation", "signature", "classifier"], kind="stable")
     save_tsv(frame, Path(path))
     return path
+
+
+@task(name="top-for-permutation")
+def top_for_permutation_task(records_path: str, signatures: list, n_top: int) -> list[dict]:
+    """The top signatures of the main job, to re-evaluate on permuted labels."""
+    return top_for_permutation(read_records(Path(records_path)), signatures, n_top)
+
+
+@task(name="build-report", persist_result=False)
+def build_report_task(**kwargs) -> dict:
+    """Aggregate records into the report files."""
+    return build_report(**kwargs)
+
+
+@task(name="save-run-record", persist_result=False)
+def save_run_record_task(path: str, record: dict) -> None:
+    """Write a JSON record of the run (parameters, dataset, versions, jobs, attempts)."""
+    save_json(record, Path(path))
 
 
 @task(name="publish-artifacts", persist_result=False)
