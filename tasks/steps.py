@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -146,6 +147,7 @@ def run_slices_task(
             last[0] = done
             update_progress_artifact(progress_id, 100.0 * done / max(1, total))
             logger.info("%s: %d/%d slices done", job_name, done, total)
+            terminal_progress(job_name, done, total)
 
     outcome = orchestrate.run_slices(
         backend,
@@ -212,6 +214,18 @@ def publish_artifacts_task(report: dict) -> None:
         link_text="report.html",
         key=_artifact_key("report-file"),
     )
+
+
+def terminal_progress(label: str, done: int, total: int, width: int = 30) -> None:
+    """A progress bar on stderr, only when it is a terminal."""
+    if not sys.stderr.isatty():
+        return
+    filled = width * done // max(1, total)
+    end = "\n" if done >= total else ""
+    sys.stderr.write(
+        f"\r{label[-40:]} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}"
+    )
+    sys.stderr.flush()
 
 
 def _artifact_key(text: str) -> str:

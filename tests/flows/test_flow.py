@@ -1,6 +1,7 @@
 """The signature-search flow end to end on the bundled data with the local backend."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,18 @@ def test_bad_parameters_fail_before_anything_is_deployed(tmp_path, extra, error,
     with pytest.raises(error, match=message):
         signature_search(params(tmp_path, **extra))
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_rerun_reuses_the_cached_preparation_and_logs_hold_no_token(workdir, reference_run):
+    from prefect.client.orchestration import get_client
+
+    prepared = sorted(Path(workdir, "data").glob("*.tsv"))
+    assert len(prepared) == 1
+    before = prepared[0].stat().st_mtime_ns
+    signature_search(params(workdir, workers=1, n_permutations=0))
+    assert prepared[0].stat().st_mtime_ns == before
+    with get_client(sync_client=True) as client:
+        messages = [log.message for log in client.read_logs()]
+    assert any("slices done" in m for m in messages)
+    leaked = [m for m in messages if re.search(r"token=(?!\*\*\*)", m)]
+    assert leaked == []

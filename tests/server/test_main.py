@@ -1,0 +1,22 @@
+import stat
+
+from server.__main__ import load_admin_token, public_url_for
+
+
+def test_admin_token_generated_once_owner_only(tmp_path, monkeypatch):
+    monkeypatch.delenv("SIGSEARCH_ADMIN_TOKEN", raising=False)
+    path = tmp_path / "var" / "admin-token"
+    token, source = load_admin_token(path)
+    assert len(token) >= 32 and source == str(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_admin_token(path)[0] == token
+    monkeypatch.setenv("SIGSEARCH_ADMIN_TOKEN", "from-environment-0123456789")
+    assert load_admin_token(path) == ("from-environment-0123456789",
+                                      "environment variable SIGSEARCH_ADMIN_TOKEN")  # fmt: skip
+
+
+def test_public_url():
+    assert public_url_for("127.0.0.1", 5001, None) == "http://127.0.0.1:5001"
+    assert public_url_for("0.0.0.0", 5001, "http://lab.example:8080/") == "http://lab.example:8080"
+    assert public_url_for("::1", 5001, None) == "http://[::1]:5001"
+    assert public_url_for("0.0.0.0", 5001, None).startswith("http://")
