@@ -76,7 +76,7 @@ def serve_or_connect(params: SearchParameters) -> Iterator[ServerClient]:
         yield ServerClient(params.server_url, token)
         return
     admin_token = secrets.token_urlsafe(32)
-    server = EmbeddedServer(Path(params.data_dir), Path(params.database), admin_token)
+    server = EmbeddedServer.for_data(Path(params.data_dir), Path(params.database), admin_token)
     try:
         yield ServerClient(server.url, admin_token)
     finally:

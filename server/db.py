@@ -11,6 +11,9 @@ from pathlib import Path
 from flask import current_app
 
 _local = threading.local()
+# One writer at a time inside the process: SQLite's own busy handler sleeps in steps of
+# up to 100 ms when writers collide, which showed as a 0.8 s p99 at 32 clients.
+_write_lock = threading.Lock()
 _expected_cache: dict[tuple[str, str], frozenset[int]] = {}
 
 SCHEMA = """
@@ -108,28 +111,21 @@ def get_run(run_id: str) -> sqlite3.Row | None:
 
 
 def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[int]) -> bool:
-    """Insert a run; False when the same id is already registered differently."""
-    db = get_db()
-    row = get_run(run_id)
-    if row is not None:
-        return row["dataset"] == dataset and json.loads(row["expected"]) == expected
-    db.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?)",
-        (run_id, dataset, token_sha256, json.dumps(expected), time.time()),
-    )
-    return True
+    """Insert a run; True if new or registered identically before, False on a conflict."""
+    row = (run_id, dataset, token_sha256, json.dumps(expected), time.time())
+    with _write_lock:
+        get_db().execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?)", row)
+    stored = get_run(run_id)
+    return (stored["dataset"], stored["token_sha256"], stored["expected"]) == row[1:4]
 
 
 def register_attempt(run_id: str, attempt: int, slices: list[int]) -> bool:
     """Map a deployment's job elements (1..n) to plan slices; False on a conflict."""
-    db = get_db()
-    row = db.execute(
-        "SELECT slices FROM attempts WHERE run_id = ? AND attempt = ?", (run_id, attempt)
-    ).fetchone()
-    if row is not None:
-        return json.loads(row["slices"]) == slices
-    db.execute("INSERT INTO attempts VALUES (?, ?, ?)", (run_id, attempt, json.dumps(slices)))
-    return True
+    with _write_lock:
+        get_db().execute(
+            "INSERT OR IGNORE INTO attempts VALUES (?, ?, ?)", (run_id, attempt, json.dumps(slices))
+        )
+    return attempt_slices(run_id, attempt) == slices
 
 
 def attempt_slices(run_id: str, attempt: int) -> list[int] | None:
@@ -152,22 +148,23 @@ def store_result(
 ) -> str:
     """Store a slice result once: 'stored', 'duplicate' or 'conflict'."""
     db = get_db()
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        row = db.execute(
-            "SELECT content_sha256 FROM results WHERE run_id = ? AND slice = ?",
-            (run_id, slice_no),
-        ).fetchone()
-        if row is None:
-            db.execute(
-                "INSERT INTO results (run_id, slice, attempt, element_type, content,"
-                " content_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, slice_no, attempt, element_type, content, content_sha256, time.time()),
-            )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    with _write_lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT content_sha256 FROM results WHERE run_id = ? AND slice = ?",
+                (run_id, slice_no),
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO results (run_id, slice, attempt, element_type, content,"
+                    " content_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, slice_no, attempt, element_type, content, content_sha256, time.time()),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
     if row is None:
         return "stored"
     return "duplicate" if row["content_sha256"] == content_sha256 else "conflict"
@@ -175,11 +172,12 @@ def store_result(
 
 def store_error(run_id: str, slice_no: int, attempt: int, error: str) -> None:
     """Record a slice's error report."""
-    get_db().execute(
-        "INSERT INTO slice_errors (run_id, slice, attempt, error, received_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (run_id, slice_no, attempt, error, time.time()),
-    )
+    with _write_lock:
+        get_db().execute(
+            "INSERT INTO slice_errors (run_id, slice, attempt, error, received_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (run_id, slice_no, attempt, error, time.time()),
+        )
 
 
 def run_status(run: sqlite3.Row) -> dict:

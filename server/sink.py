@@ -31,16 +31,17 @@ def _int_field(name: str, value: str | None, default: int | None = None) -> int:
 
 
 def normalize_content(content: str, content_type: str) -> str:
-    """Decode JSON content (unwrapping a JSON string holding JSON) to canonical text."""
+    """The JSON text to store: validated, and unwrapped once if it is a JSON string of JSON."""
     if content_type.split(";")[0].strip().lower() not in JSON_TYPES:
         return json.dumps(content)
     try:
         value = json.loads(content)
         if isinstance(value, str):
-            value = json.loads(value)
+            json.loads(value)
+            content = value
     except (ValueError, RecursionError):
         abort(400, description="content is not JSON although contentType says JSON")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return content
 
 
 def _resolve_slice(run, element: int, attempt: int) -> int:

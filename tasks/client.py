@@ -109,23 +109,37 @@ def free_loopback_port() -> int:
 
 
 class EmbeddedServer:
-    """The data server on waitress in a background thread, bound to loopback."""
+    """A WSGI app on waitress in a background thread, bound to a free loopback port."""
 
-    def __init__(self, data_dir: Path, database: Path, admin_token: str) -> None:
+    def __init__(self, app, threads: int = 8) -> None:
         from waitress import create_server
 
-        from server import create_app
-
-        app = create_app({"DATA_DIR": data_dir, "DATABASE": database, "ADMIN_TOKEN": admin_token})
-        self._server = create_server(app, host="127.0.0.1", port=free_loopback_port(), threads=8)
-        self.url = f"http://127.0.0.1:{self._server.effective_port}"
-        self._thread = threading.Thread(
-            target=self._server.run, name="embedded-server", daemon=True
+        self._server = create_server(
+            app, host="127.0.0.1", port=free_loopback_port(), threads=threads
         )
+        self.url = f"http://127.0.0.1:{self._server.effective_port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="embedded-server", daemon=True)
         self._thread.start()
         log.info("embedded server on %s", self.url)
 
-    def stop(self) -> None:
-        """Close the listening socket and stop serving."""
+    @classmethod
+    def for_data(cls, data_dir: Path, database: Path, admin_token: str) -> EmbeddedServer:
+        """The data server for a data directory and results database."""
+        from server import create_app
+
+        return cls(
+            create_app({"DATA_DIR": data_dir, "DATABASE": database, "ADMIN_TOKEN": admin_token})
+        )
+
+    def _serve(self) -> None:
+        # Loop in short turns and close from this thread: closing the sockets from another
+        # thread while the loop waits on them fails with EBADF.
+        while not self._stop.is_set():
+            self._server.asyncore.loop(timeout=0.1, map=self._server._map, count=1)
         self._server.close()
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        self._stop.set()
         self._thread.join(timeout=10)

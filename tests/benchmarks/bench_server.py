@@ -12,10 +12,11 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import numpy as np
-import requests
 
 from tasks.client import ServerClient, free_loopback_port
 
@@ -35,19 +36,24 @@ def load(base: str, run_id: str, clients: int, posts: int) -> dict:
     """Post `posts` unique results from `clients` threads; time each post."""
     client = ServerClient(base, ADMIN)
     client.register_run(run_id, "bench", TOKEN, list(range(1, posts + 1)))
-    url = client.sink_url(run_id, TOKEN)
+    path = urlsplit(client.sink_url(run_id, TOKEN))
+    target = f"{path.path}?{path.query}"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
     local, acknowledged = threading.local(), []
 
     def post(element: int) -> float:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
+        # http.client with keep-alive: a light client, so the figures are the server's.
+        conn = getattr(local, "conn", None) or HTTPConnection(path.hostname, path.port, timeout=60)
+        local.conn = conn
         content = json.dumps({"slice": element, "records": RECORDS})
+        body = urlencode({"elementType": "results", "element": str(element),
+                          "contentType": "application/json", "content": content})  # fmt: skip
         started = time.perf_counter()
-        response = session.post(url, data={"elementType": "results", "element": str(element),
-                                           "contentType": "application/json", "content": content},
-                                timeout=60)  # fmt: skip
+        conn.request("POST", target, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
         elapsed = time.perf_counter() - started
-        if response.status_code == 200:
+        if response.status == 200:
             acknowledged.append(element)
         return elapsed
 

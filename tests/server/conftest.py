@@ -1,12 +1,10 @@
 import json
-import threading
 
 import pytest
 import requests
-from waitress import create_server
 
 from server import create_app
-from tasks.client import free_loopback_port
+from tasks.client import EmbeddedServer
 
 ADMIN = "admin-token-for-tests-0123456789"
 RUN_TOKEN = "run-token-for-tests-0123456789"
@@ -39,11 +37,9 @@ def client(app):
 @pytest.fixture
 def live_server(app):
     """The app on waitress on a real loopback socket."""
-    server = create_server(app, host="127.0.0.1", port=free_loopback_port(), threads=16)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
+    server = EmbeddedServer(app, threads=16)
+    yield server.url
+    server.stop()
 
 
 def register(base_url: str, run_id: str = "run1", expected=(1, 2, 3)) -> None:

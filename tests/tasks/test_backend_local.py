@@ -24,7 +24,7 @@ def server(tmp_path_factory):
     opts = PrepareOptions(cv_folds=3)
     summary = save_prepared(prepare_dataset(read_input(GOLUB, opts), opts), root / "data", "golub")
     admin = secrets.token_urlsafe(24)
-    embedded = EmbeddedServer(root / "data", root / "db.sqlite3", admin)
+    embedded = EmbeddedServer.for_data(root / "data", root / "db.sqlite3", admin)
     yield ServerClient(embedded.url, admin), summary
     embedded.stop()
 
