@@ -191,10 +191,17 @@ class LocalJob:
         self._events.put(SliceEvent("accepted", message=self.job_id))
         try:
             while (pending or any(w.element for w in pool)) and not self._cancel.is_set():
-                for worker in pool:
+                for i, worker in enumerate(pool):
                     if worker.element is None and pending:
-                        worker.element, worker.started = pending.pop(0), time.perf_counter()
-                        worker.conn.send((worker.element, spec, self._inject(worker.element)))
+                        element = pending.pop(0)
+                        try:
+                            worker.conn.send((element, spec, self._inject(element)))
+                        except OSError:  # died while idle: replace it, the slice waits
+                            pending.insert(0, element)
+                            _stop(worker)
+                            pool[i] = self._spawn()
+                            continue
+                        worker.element, worker.started = element, time.perf_counter()
                 self._collect(pool)
         finally:
             for worker in pool:

@@ -50,8 +50,8 @@ class JobHandle(Protocol):
 class Backend(Protocol):
     """Deploys jobs."""
 
-    def deploy(self, spec: JobSpec) -> JobHandle:
-        """Start a job and return its handle."""
+    def deploy(self, spec: JobSpec, first_attempt: bool = True) -> JobHandle:
+        """Start a job and return its handle (`first_attempt` arms injected test faults)."""
 
 
 def drain(events: queue.Queue, timeout: float) -> list[SliceEvent]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .client import ServerClient
-from .jobs import JobSpec
+from .jobs import Backend, JobHandle, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def round_timeout(n_slices: int, parallelism: int, slice_timeout: float) -> floa
 
 
 def run_slices(
-    backend,
+    backend: Backend,
     client: ServerClient,
     run_id: str,
     slices: dict[int, str],
@@ -82,7 +82,16 @@ def run_slices(
     return outcome
 
 
-def _watch(handle, client, run_id, attempt, remaining, bound, on_progress, poll_interval):
+def _watch(
+    handle: JobHandle,
+    client: ServerClient,
+    run_id: str,
+    attempt: int,
+    remaining: list[int],
+    bound: float,
+    on_progress: Callable[[int, int], None],
+    poll_interval: float,
+) -> dict[int, str]:
     """Follow one round until its slices are all accounted for or its time bound passes.
 
     Returns the failure reasons the backend reported, by slice.

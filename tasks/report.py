@@ -57,7 +57,9 @@ def plot_volcano(genes: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
     fig, ax = plt.subplots(figsize=(6, 5))
     y = -np.log10(np.clip(genes["P.Value"].to_numpy(), 1e-300, 1))
     enriched = (genes["enrichment_adj_p"] < alpha).to_numpy()
+    in_top = (genes["n_top_signatures"] > 0).to_numpy()
     ax.scatter(genes["logFC"], y, s=4, c="#999999", label="probesets")
+    ax.scatter(genes["logFC"][in_top], y[in_top], s=8, c="#ff7f0e", label="in a top signature")
     ax.scatter(
         genes["logFC"][enriched],
         y[enriched],
@@ -92,7 +94,7 @@ def plot_heatmap(
         sharex=True,
     )
     bar.imshow([[0 if labels[i] == case else 1 for i in order]], aspect="auto", cmap="coolwarm")
-    bar.set_yticks([0], [f"{case} (blue) vs rest"])
+    bar.set_yticks([0], [f"{case} (blue) / other (red)"])
     image = ax.imshow(z, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3)
     ax.set_yticks(range(len(probesets)), probesets, fontsize=6)
     ax.set_xlabel("samples (grouped by phenotype)")

@@ -203,3 +203,11 @@ def test_logs_contain_no_token(live_server, caplog):
     )
     assert "token=***" in caplog.text
     assert RUN_TOKEN not in caplog.text and ADMIN not in caplog.text
+
+
+def test_registration_is_idempotent_and_conflicts_are_refused(client):
+    body = {"run_id": "r", "dataset": "demo", "token": RUN_TOKEN, "expected": [1, 2]}
+    assert client.post("/runs", json=body, headers=AUTH).status_code == 201
+    assert client.post("/runs", json=body, headers=AUTH).status_code == 201
+    for change in ({"token": RUN_TOKEN + "x"}, {"expected": [1]}, {"dataset": "other"}):
+        assert client.post("/runs", json={**body, **change}, headers=AUTH).status_code == 409
