@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import datasets, db, health, runs, sink
@@ -46,8 +46,6 @@ def _preflight():
 
 
 def _cors_and_log(response):
-    from flask import current_app
-
     origin = request.headers.get("Origin")
     if origin and origin in current_app.config["ALLOWED_ORIGINS"]:
         response.headers["Access-Control-Allow-Origin"] = origin

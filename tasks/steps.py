@@ -171,7 +171,7 @@ def run_slices_task(
     }
 
 
-@task(name="fetch-records", persist_result=False)
+@task(name="fetch-records", persist_result=False, retries=3, retry_delay_seconds=[1, 2, 4])
 def fetch_records_task(client: ServerClient, run_id: str, dataset_sha256: str, path: str) -> str:
     """Fetch every stored result of a run into a records TSV; refuse other datasets' results."""
     contents = []
