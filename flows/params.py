@@ -74,6 +74,14 @@ class SearchParameters(BaseModel):
     def _known_classifiers(cls, value: list[str]) -> list[str]:
         return check_classifiers(value)
 
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        unknown = sorted(set(value) - {"fail", "kill", "hang"})
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; known: fail, kill, hang")
+        return value
+
     @model_validator(mode="after")
     def _lengths(self) -> SearchParameters:
         if self.min_len > self.max_len:

@@ -18,7 +18,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import INPUTS
+from prefect.cache_policies import INPUTS, NO_CACHE
 
 from . import orchestrate
 from .aggregate import records_from_results, save_json, save_tsv
@@ -70,7 +70,8 @@ def prepare_dataset_task(
     return {**summary, "input_sha256": input_sha256}
 
 
-@task(name="check-server", retries=4, retry_delay_seconds=[1, 2, 4, 8])
+# Tasks that take a client or a token are never cached: their inputs are secrets.
+@task(name="check-server", retries=4, retry_delay_seconds=[1, 2, 4, 8], cache_policy=NO_CACHE)
 def check_server_task(
     client: ServerClient,
     run_id: str,
@@ -105,7 +106,7 @@ def plan_task(
     return signatures, pack_slices(signatures, signatures_per_slice)
 
 
-@task(name="run-slices", persist_result=False)
+@task(name="run-slices", persist_result=False, cache_policy=NO_CACHE)
 def run_slices_task(
     backend,
     client: ServerClient,
@@ -171,7 +172,13 @@ def run_slices_task(
     }
 
 
-@task(name="fetch-records", persist_result=False, retries=3, retry_delay_seconds=[1, 2, 4])
+@task(
+    name="fetch-records",
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=[1, 2, 4],
+    cache_policy=NO_CACHE,
+)
 def fetch_records_task(client: ServerClient, run_id: str, dataset_sha256: str, path: str) -> str:
     """Fetch every stored result of a run into a records TSV; refuse other datasets' results."""
     contents = []

@@ -118,6 +118,7 @@ def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir):
         ({"backend": "slurm"}, ValidationError, "backend"),
         ({"min_len": 7, "max_len": 5}, ValidationError, "min_len"),
         ({"classifiers": ["knn"]}, ValidationError, "unknown classifiers"),
+        ({"faults": {"explode": [1]}}, ValidationError, "unknown fault kinds"),
         ({"cv_folds": 12}, DatasetError, "cv_folds=12"),
         ({"case": "CLL"}, DatasetError, "case label 'CLL' not found"),
         ({"input_path": "input/none.tsv"}, DatasetError, "input_path"),
