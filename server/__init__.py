@@ -22,7 +22,6 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_db(app.config["DATABASE"])
     for blueprint in (health.bp, datasets.bp, sink.bp, runs.bp):
         app.register_blueprint(blueprint)
-    app.teardown_appcontext(db.end_request)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_preflight)

@@ -158,13 +158,6 @@ def get_db() -> sqlite3.Connection:
     return connections[path]
 
 
-def end_request(_exc: BaseException | None = None) -> None:
-    """Never leave a transaction open on a kept connection."""
-    conn = getattr(_local, "connections", {}).get(str(current_app.config["DATABASE"]))
-    if conn is not None and conn.in_transaction:
-        conn.rollback()
-
-
 def expected_slices(run: sqlite3.Row) -> frozenset[int]:
     """A run's expected slice numbers (registration is immutable, so cached)."""
     key = (str(current_app.config["DATABASE"]), run["run_id"])
