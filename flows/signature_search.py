@@ -152,8 +152,7 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
     logger = get_run_logger()
     started, deadline = time.time(), time.monotonic() + params.deadline_minutes * 60
     dataset, prepared_file = prepare(params)
-    probesets = prepared_file.read_text().split("\n", 1)[0].split("\t")[1:]
-    signatures, slices = plan_task(probesets, params.n_signatures, params.min_len,
+    signatures, slices = plan_task(str(prepared_file), params.n_signatures, params.min_len,
                                    params.max_len, params.seed, params.signatures_per_slice)  # fmt: skip
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_id = f"{dataset['name']}-{stamp}-{secrets.token_hex(3)}"

@@ -211,9 +211,8 @@ class LocalJob:
 
     def _collect(self, pool: list[_Worker]) -> None:
         """Wait (bounded) for messages, deaths and timeouts; replace lost workers."""
-        busy = {w.conn: w for w in pool if w.element}
-        sentinels = {w.process.sentinel: w for w in pool if w.element}
-        ready = wait([*busy, *sentinels], timeout=0.2)
+        busy = [w for w in pool if w.element]
+        ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.2)
         for i, worker in enumerate(pool):
             if worker.element is None:
                 continue

@@ -89,13 +89,17 @@ def read_text(path: Path) -> str:
     return text
 
 
+def sniff_delimiter(line: str) -> str:
+    """Tab when the header line has one, else comma (TSV or CSV)."""
+    return "\t" if "\t" in line else ","
+
+
 def detect_layout(text: str) -> str:
     """Tell the input layout from its content: 'seed', 'geo' or 'matrix'."""
     first = next(line for line in text.splitlines() if line.strip())
     if first.startswith(("!", "^")):
         return "geo"
-    delimiter = "\t" if "\t" in first else ","
-    head = first.split(delimiter)[0].strip().strip('"').lower()
+    head = first.split(sniff_delimiter(first))[0].strip().strip('"').lower()
     return "seed" if head == "phenotype" else "matrix"
 
 
@@ -184,15 +188,15 @@ def read_matrix_with_sheet(
             f"{path}: looks like an expression matrix (no 'phenotype' column); "
             "give a sample sheet (sample id -> phenotype)"
         )
-    first = text.split("\n", 1)[0]
-    header, body = _read_table(text, path, "\t" if "\t" in first else ",")
+    header, body = _read_table(text, path, sniff_delimiter(text.split("\n", 1)[0]))
     samples = header[1:]
     probesets = body.iloc[:, 0].fillna("").str.strip().tolist()
     _check_unique(probesets, "probeset", path)
     _check_unique(samples, "sample", path)
     sheet_text = read_text(sheet_path)
-    sheet_first = sheet_text.split("\n", 1)[0]
-    sheet_header, sheet = _read_table(sheet_text, sheet_path, "\t" if "\t" in sheet_first else ",")
+    sheet_header, sheet = _read_table(
+        sheet_text, sheet_path, sniff_delimiter(sheet_text.split("\n", 1)[0])
+    )
     column = phenotype_field or ("phenotype" if "phenotype" in sheet_header else None)
     if column is None and len(sheet_header) >= 2:
         column = sheet_header[1]

@@ -94,14 +94,16 @@ def check_server_task(
 
 @task(name="plan-signatures")
 def plan_task(
-    probesets: list[str],
+    dataset_path: str,
     n_signatures: int,
     min_len: int,
     max_len: int,
     seed: int,
     signatures_per_slice: int,
 ) -> tuple[list, list[dict]]:
-    """The deterministic signature plan and its slices."""
+    """The deterministic signature plan over the prepared dataset's probesets, and its slices."""
+    with open(dataset_path, encoding="utf-8") as handle:
+        probesets = handle.readline().rstrip("\n").split("\t")[1:]
     signatures = plan_signatures(probesets, n_signatures, min_len, max_len, seed)
     return signatures, pack_slices(signatures, signatures_per_slice)
 
