@@ -19,8 +19,7 @@ def make_backend(params: SearchParameters, server_url: str):
             faults=FaultPlan.from_dict(params.faults),
         )
         return backend, workers
-    from tasks.backend_dcp import DcpBackend, compute_group_from, preflight
+    from tasks.backend_dcp import DcpBackend, compute_group_from
 
     group = compute_group_from(params.dcp.compute_group_block)
-    preflight(params.dcp, server_url, group)  # before anything is deployed
     return DcpBackend(params.dcp, server_url, group), 1

@@ -25,7 +25,6 @@ from .jobs import JobSpec, SliceEvent, drain
 from .work import WORK_MODULES
 
 DEFAULT_SCHEDULER = "https://scheduler.distributed.computer"
-JOB_EVENTS = ("readystatechange", "accepted", "result", "error", "nofunds")
 
 
 class DcpError(RuntimeError):
@@ -159,7 +158,7 @@ def describe_job(job) -> dict:
     }
 
 
-def _client_main(spec: JobSpec, opts, group, offer, events) -> None:
+def _client_main(spec: JobSpec, opts, group, events) -> None:
     """Child process: initialise the SDK, deploy, forward job events, wait for completion."""
 
     def emit(kind, element=None, message=""):
@@ -179,8 +178,8 @@ def _client_main(spec: JobSpec, opts, group, offer, events) -> None:
         job.on("result", lambda ev: emit("result", int(ev["sliceNumber"])))
         job.on("error", lambda ev: emit("error", int(ev["sliceNumber"]), ev.get("message", "")))
         job.on("nofunds", lambda ev: emit("nofunds", message="payment account out of funds"))
-        offer_value = offer if offer is not None else dcp.compute.marketValue().js_ref
-        job.exec(offer_value)
+        offer = opts.slice_payment_offer
+        job.exec(offer if offer is not None else dcp.compute.marketValue().js_ref)
         job.wait()
         emit("done", message=job.id)
     except Exception as exc:  # reported to the flow, which ends the round
@@ -203,7 +202,7 @@ class DcpJob:
         self._process = ctx.Process(
             target=_client_main,
             daemon=True,
-            args=(self.spec, self.opts, self.group, self.opts.slice_payment_offer, self._queue),
+            args=(self.spec, self.opts, self.group, self._queue),
         )
         self._started = time.monotonic()
         self._accepted = False
@@ -253,13 +252,15 @@ class DcpJob:
 
 @dataclass
 class DcpBackend:
-    """Deploys jobs on DCP after a preflight."""
+    """Deploys jobs on DCP; the preflight runs when it is made, before any deployment."""
 
     opts: object
     server_url: str
     group: ComputeGroup | None
 
-    def deploy(self, spec: JobSpec, first_attempt: bool = True) -> DcpJob:
-        """Preflight, then deploy through the SDK in a child process."""
+    def __post_init__(self) -> None:
         preflight(self.opts, self.server_url, self.group)
+
+    def deploy(self, spec: JobSpec, first_attempt: bool = True) -> DcpJob:
+        """Deploy through the SDK in a child process."""
         return DcpJob(spec, self.opts, self.group)

@@ -76,8 +76,9 @@ def run_slices(
             }
         )
         remaining = failed
-    outcome.failed = dict(outcome.attempts[-1]["failed"]) if outcome.attempts else {}
-    if remaining and not outcome.attempts:
+    if outcome.attempts:
+        outcome.failed = dict(outcome.attempts[-1]["failed"])
+    else:
         outcome.failed = {s: "deadline passed before deployment" for s in remaining}
     return outcome
 
