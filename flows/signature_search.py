@@ -131,7 +131,7 @@ def evaluate(params, client, dataset, run_id, run_dir, slices, signatures, deadl
     check_server_task(client, run_id, dataset, token, [s["slice"] for s in slices])
     main = run_slices_task(run_id=run_id, slices=slices, job_name=f"{run_id}-main", **common)
     records = fetch_records_task(client, run_id, dataset["sha256"], str(run_dir / "records.tsv"))
-    top = top_for_permutation_task(records, signatures, params.permutation_top)
+    top = top_for_permutation_task(records, signatures, params.classifiers, params.permutation_top)
     if not top or not params.n_permutations:
         return main, records, None, None
     perm_id, perm_slices = (

@@ -42,16 +42,18 @@ def read_annotation(path: Path | None) -> pd.Series | None:
 
 
 def top_for_permutation(
-    records: pd.DataFrame, signatures: list[Signature], n_top: int
+    records: pd.DataFrame, signatures: list[Signature], classifiers: list[str], n_top: int
 ) -> list[dict]:
-    """The `n_top` signatures by mean AUC (ties by id), as slice-datum entries."""
-    if n_top == 0 or records.empty:
-        return []
+    """The `n_top` signatures as the report ranks them, as slice-datum entries."""
     main = records[records["permutation"] == -1]
-    mean_auc = main.groupby("signature")["auc"].mean().dropna()
-    ranked = sorted(mean_auc.items(), key=lambda kv: (-kv[1], kv[0]))[:n_top]
+    if n_top == 0 or main.empty:
+        return []
+    ranked = signature_table(signatures, main, classifiers, set()).dropna(subset=["rank"])
     by_id = {s.id: s for s in signatures}
-    return [{"id": int(i), "probesets": list(by_id[i].probesets)} for i, _ in ranked]
+    return [
+        {"id": int(i), "probesets": list(by_id[i].probesets)}
+        for i in ranked["signature"].head(n_top)
+    ]
 
 
 def failed_signatures(slices: list[dict], failed: dict[int, str]) -> set[int]:

@@ -196,9 +196,11 @@ def fetch_records_task(client: ServerClient, run_id: str, dataset_sha256: str, p
 
 
 @task(name="top-for-permutation")
-def top_for_permutation_task(records_path: str, signatures: list, n_top: int) -> list[dict]:
+def top_for_permutation_task(
+    records_path: str, signatures: list, classifiers: list[str], n_top: int
+) -> list[dict]:
     """The top signatures of the main job, to re-evaluate on permuted labels."""
-    return top_for_permutation(read_records(Path(records_path)), signatures, n_top)
+    return top_for_permutation(read_records(Path(records_path)), signatures, classifiers, n_top)
 
 
 @task(name="build-report", persist_result=False)

@@ -80,3 +80,12 @@ def test_permutation_p_value(perm, p):
     out = permutation_baseline(observed, permuted)
     np.testing.assert_allclose(out["empirical_p"].item(), p)
     assert out["n_permutations"].item() == 3
+
+
+def test_permutation_candidates_follow_the_report_ranking():
+    from tasks.build import top_for_permutation
+
+    records = records_from_results(contents())
+    top = top_for_permutation(records, SIGNATURES, CLASSIFIERS, 2)
+    assert top == [{"id": 3, "probesets": ["c", "d"]}, {"id": 0, "probesets": ["a", "b"]}]
+    assert top_for_permutation(records, SIGNATURES, CLASSIFIERS, 0) == []
