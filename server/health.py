@@ -7,7 +7,7 @@ import os
 from flask import Blueprint, current_app, jsonify
 
 from . import db
-from .datasets import dataset_problems
+from .datasets import dataset_path, dataset_problems
 
 bp = Blueprint("health", __name__)
 
@@ -28,10 +28,8 @@ def ready():
     else:
         reasons.extend(dataset_problems(data_dir))
     try:
-        conn = db.get_db()
-        conn.execute("SELECT count(*) FROM runs").fetchone()
-        for run in conn.execute("SELECT DISTINCT dataset FROM runs"):
-            if not (data_dir / f"{run['dataset']}.tsv").is_file():
+        for run in db.get_db().execute("SELECT DISTINCT dataset FROM runs"):
+            if dataset_path(data_dir, run["dataset"]) is None:
                 reasons.append(f"dataset {run['dataset']!r} of a registered run is missing")
     except Exception as exc:  # any database failure means "not ready", with its reason
         reasons.append(f"results database unusable: {type(exc).__name__}")
