@@ -3,8 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The package versions of DCP's Pyodide worktime (dcp's resources/pyodide-lock.json).
-PYODIDE_PINS := numpy==1.26.4 pandas==2.2.0 scikit-learn==1.4.2 scipy==1.12.0 pytest pytest-timeout requests
+# The package versions DCP workers run: jobs ask for worktime pyodide ^0.28.0, workers bundle
+# Pyodide 0.28.2, whose official lock (npm pyodide@0.28.2) is tasks/resources/pyodide-0.28.2-packages.json.
+PYODIDE_PINS := numpy==2.2.5 pandas==2.3.1 scikit-learn==1.7.0 scipy==1.14.1 pytest pytest-timeout requests
 
 .PHONY: demo test lint test-pyodide-versions bench clean
 

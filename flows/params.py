@@ -25,6 +25,9 @@ class DcpOptions(BaseModel):
         True, description="workers run elsewhere, so the server URL must not be loopback"
     )
     sdk_timeout: float = Field(60.0, gt=0, description="seconds allowed for each call into the SDK")
+    cancel_timeout: float = Field(
+        30.0, gt=0, description="seconds allowed to cancel a job on DCP when a round ends"
+    )
 
 
 class SearchParameters(BaseModel):

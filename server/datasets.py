@@ -61,7 +61,7 @@ def dataset_problems(data_dir: Path) -> list[str]:
 
 @bp.get("/datasets/<name>")
 def get_dataset(name: str):
-    """The prepared dataset as TSV, for a token of a run registered on it."""
+    """The prepared dataset (tab-separated, served as text/plain), for a token of a run registered on it."""
     path = dataset_path(current_app.config["DATA_DIR"], name)
     if path is None:
         abort(404, description="unknown dataset")
@@ -71,7 +71,9 @@ def get_dataset(name: str):
     if sha256 in request.if_none_match:
         return Response(status=304, headers={"ETag": f'"{sha256}"'})
     gzip_ok = "gzip" in request.accept_encodings
-    response = Response(compressed if gzip_ok else data, mimetype="text/tab-separated-values")
+    # text/plain: a DCP worker hands any other text/* to the work function as a JS String
+    # object, not a Python str (dcp-client utils/fetch-uri.js).
+    response = Response(compressed if gzip_ok else data, content_type="text/plain; charset=utf-8")
     response.set_etag(sha256)
     response.headers["Vary"] = "Accept-Encoding"
     if gzip_ok:

@@ -52,6 +52,14 @@ CREATE TABLE IF NOT EXISTS slice_errors (
     received_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS slice_errors_run ON slice_errors (run_id, slice);
+CREATE TABLE IF NOT EXISTS slice_conflicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    slice INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
 """
 
 
@@ -235,6 +243,18 @@ def store_error(run_id: str, slice_no: int, attempt: int, error: str) -> None:
     )
 
 
+def store_conflict(run_id: str, slice_no: int, attempt: int, content_sha256: str) -> None:
+    """Record a refused result that differed from the stored one (a re-executed slice)."""
+    row = (run_id, slice_no, attempt, content_sha256, time.time())
+    write(
+        lambda conn: conn.execute(
+            "INSERT INTO slice_conflicts (run_id, slice, attempt, content_sha256, received_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+    )
+
+
 def run_status(run: sqlite3.Row) -> dict:
     """Expected, received, errored (without a later result) and missing slices."""
     db = get_db()
@@ -250,6 +270,13 @@ def run_status(run: sqlite3.Row) -> dict:
         if r["slice"] not in received:
             errors[r["slice"]] = {"slice": r["slice"], "attempt": r["attempt"], "error": r["error"]}
     missing = [s for s in expected if s not in received and s not in errors]
+    conflicts = [
+        {"slice": r["slice"], "attempt": r["attempt"]}
+        for r in db.execute(
+            "SELECT slice, attempt FROM slice_conflicts WHERE run_id = ? ORDER BY id",
+            (run["run_id"],),
+        )
+    ]
     return {
         "run_id": run["run_id"],
         "dataset": run["dataset"],
@@ -257,6 +284,7 @@ def run_status(run: sqlite3.Row) -> dict:
         "received": sorted(received),
         "errored": [errors[s] for s in sorted(errors)],
         "missing": missing,
+        "conflicts": conflicts,
         "complete": len(received) == len(expected),
     }
 

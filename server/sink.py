@@ -14,6 +14,7 @@ from .auth import check_run_token
 bp = Blueprint("sink", __name__)
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json", "text/json")
+VOLATILE_KEYS = ("timings", "versions")
 
 
 def _int_field(name: str, value: str | None, default: int | None = None) -> int:
@@ -30,18 +31,52 @@ def _int_field(name: str, value: str | None, default: int | None = None) -> int:
     return number
 
 
-def normalize_content(content: str, content_type: str) -> str:
-    """The JSON text to store: validated, and unwrapped once if it is a JSON string of JSON."""
+def normalize_content(content: str, content_type: str) -> tuple[str, object]:
+    """The JSON text to store and its value: validated, unwrapped once if a JSON string of JSON.
+
+    A DCP worker sends `JSON.stringify(result)`, so a work function's `str` result arrives
+    as a JSON string holding JSON.
+    """
     if content_type.split(";")[0].strip().lower() not in JSON_TYPES:
-        return json.dumps(content)
+        return json.dumps(content), content
     try:
         value = json.loads(content)
         if isinstance(value, str):
-            json.loads(value)
-            content = value
+            value, content = json.loads(value), value
     except (ValueError, RecursionError):
         abort(400, description="content is not JSON although contentType says JSON")
-    return content
+    return content, value
+
+
+def worker_exception(value: object) -> str | None:
+    """The error a DCP worker reports as a slice's result when the work function raised.
+
+    The worktime serialises the exception as the result (`errorCode`, `message`, `name`,
+    `stack`); only an empty result is sent as an `error` field.
+    """
+    if not isinstance(value, dict) or "records" in value:
+        return None
+    if "errorCode" not in value and not {"name", "message", "stack"} <= value.keys():
+        return None
+    name, message = value.get("name") or "Error", str(value.get("message") or "")
+    code = value.get("errorCode") or value.get("code")
+    # A Python traceback ends with the line that says what went wrong: put it first.
+    lines = [line for line in message.splitlines() if line.strip()]
+    summary = lines[-1].strip() if lines else ""
+    rest = f"\n{message}" if len(lines) > 1 else ""
+    return f"{name}{f' [{code}]' if code else ''}: {summary}{rest}"
+
+
+def records_digest(content: str, value: object) -> str:
+    """sha256 of what a result says, ignoring when and where it was computed.
+
+    DCP may run a slice twice; the repeat carries other timings and may run other
+    package versions, and is the same result if its records are the same.
+    """
+    if isinstance(value, dict):
+        kept = {k: v for k, v in value.items() if k not in VOLATILE_KEYS}
+        content = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
 def _resolve_slice(run, element: int, attempt: int) -> int:
@@ -75,13 +110,25 @@ def receive_result(run_id: str):
         abort(400, description="exactly one of 'content' and 'error' is required")
     slice_no = _resolve_slice(run, element, attempt)
     if has_error:
-        db.store_error(run_id, slice_no, attempt, form["error"][:4000])
-        log.warning("run %s slice %d reported an error", run_id, slice_no)
-        return jsonify(ok=True, slice=slice_no, recorded="error")
-    content = normalize_content(form["content"], form.get("contentType") or "application/json")
-    digest = hashlib.sha256(content.encode()).hexdigest()
+        return _record_error(run_id, slice_no, attempt, form["error"])
+    content, value = normalize_content(
+        form["content"], form.get("contentType") or "application/json"
+    )
+    error = worker_exception(value)
+    if error is not None:
+        return _record_error(run_id, slice_no, attempt, error)
+    digest = records_digest(content, value)
     outcome = db.store_result(run_id, slice_no, attempt, form.get("elementType"), content, digest)
     if outcome == "conflict":
-        log.warning("run %s slice %d: different content refused", run_id, slice_no)
+        db.store_conflict(run_id, slice_no, attempt, digest)
+        log.warning(
+            "run %s slice %d: a different result refused (kept the first)", run_id, slice_no
+        )
         abort(409, description=f"slice {slice_no} already has a different result")
     return jsonify(ok=True, slice=slice_no, recorded=outcome)
+
+
+def _record_error(run_id: str, slice_no: int, attempt: int, error: str):
+    db.store_error(run_id, slice_no, attempt, error[:4000])
+    log.warning("run %s slice %d reported an error", run_id, slice_no)
+    return jsonify(ok=True, slice=slice_no, recorded="error")

@@ -7,17 +7,21 @@ fail fast, with what to do, before anything is deployed.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import ipaddress
 import json
 import multiprocessing as mp
 import os
 import queue
+import re
+import signal
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,13 +58,40 @@ def compute_group_from(block_name: str) -> ComputeGroup | None:
     return ComputeGroup(key, secret)
 
 
-def pyodide_packages() -> set[str]:
-    """Package names in the SDK's Pyodide lock file (what DCP workers can load)."""
+RESOURCES = Path(__file__).parent / "resources"
+WORKTIME_SOURCE = "js/node_modules/dcp-client/libexec/sandbox/pyodide-worktime.js"
+
+
+def requested_worktime() -> str:
+    """The Pyodide worktime version jobs request (`^<version>`), read from the installed SDK.
+
+    dcp-client registers the worktime in its sandbox code; the job asks for `^` that version.
+    The SDK's own `resources/pyodide-lock.json` is an older Pyodide, not what workers run.
+    """
     spec = importlib.util.find_spec("dcp")
     if spec is None or not spec.submodule_search_locations:
         raise DcpError("the 'dcp' package is not installed")
-    lock = Path(next(iter(spec.submodule_search_locations))) / "resources" / "pyodide-lock.json"
-    return set(json.loads(lock.read_text())["packages"])
+    source = Path(next(iter(spec.submodule_search_locations))) / WORKTIME_SOURCE
+    found = re.search(r"name:\s*'pyodide',\s*version:\s*'([0-9.]+)'", source.read_text())
+    if found is None:
+        raise DcpError(f"cannot read the Pyodide worktime version from {source}")
+    return found.group(1)
+
+
+def pyodide_packages(worktime: str) -> dict[str, str]:
+    """name -> version of the packages DCP workers of a worktime version can load.
+
+    From the official lock file of the Pyodide release workers run for that worktime
+    (kept in tasks/resources/ with its provenance: workers cannot be asked).
+    """
+    major_minor = ".".join(worktime.split(".")[:2])
+    locks = sorted(RESOURCES.glob(f"pyodide-{major_minor}.*-packages.json"))
+    if not locks:
+        raise DcpError(
+            f"DCP workers run Pyodide {worktime}, for which no package list is bundled "
+            f"(tasks/resources/): this release of signature-search does not support it"
+        )
+    return json.loads(locks[-1].read_text())["packages"]
 
 
 def scheduler_location() -> str:
@@ -99,9 +130,13 @@ def preflight(opts, server_url: str, group: ComputeGroup | None, timeout: float 
             f"server URL {server_url} is loopback; remote workers cannot reach it: "
             "run `python -m server --host 0.0.0.0 --public-url ...` and set server_url"
         )
-    missing = [m for m in WORK_MODULES if m not in pyodide_packages()]
-    if missing:
-        problems.append(f"modules {missing} are not in DCP's Pyodide lock file")
+    try:
+        worktime = requested_worktime()
+        missing = [m for m in WORK_MODULES if m not in pyodide_packages(worktime)]
+        if missing:
+            problems.append(f"modules {missing} are not in Pyodide {worktime}'s lock file")
+    except DcpError as exc:
+        problems.append(str(exc))
     location = scheduler_location()
     parts = urlsplit(location)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -158,8 +193,56 @@ def describe_job(job) -> dict:
     }
 
 
-def _client_main(spec: JobSpec, opts, group, events) -> None:
-    """Child process: initialise the SDK, deploy, forward job events, wait for completion."""
+def slice_number_of(event) -> int | None:
+    """The slice number of a job event, or None: schedulers do not always send one."""
+    try:
+        value = event.get("sliceNumber")
+        return None if value is None else int(value)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+async def supervise(job, offer, stop_reason, emit, cancel_timeout: float) -> None:
+    """Deploy a job, then wait until it completes or `stop_reason()` says why to end it.
+
+    Nothing ties a DCP job to its client: when the round ends or the flow process goes,
+    the job is cancelled here, bounded by `cancel_timeout`.
+    """
+    job_id = await job.aio.exec(offer)
+    emit("accepted", message=str(job_id))
+    complete = job.aio.wait()
+    while not complete.done():
+        await asyncio.wait([complete], timeout=0.5)
+        reason = stop_reason()
+        if reason is not None and not complete.done():
+            try:
+                await asyncio.wait_for(job.js_ref.cancel(reason), cancel_timeout)
+                emit("cancelled", message=f"{job_id}: {reason}")
+            except Exception as exc:  # noqa: BLE001 - reported; the parent falls back
+                emit("cancel_failed", message=f"{job_id}: {type(exc).__name__}: {exc}")
+            return
+    emit("done", message=str(job_id))
+
+
+def stop_reasons(control: Connection, parent_pid: int):
+    """A `stop_reason()` for `supervise`: a request from the parent, SIGTERM, or its death."""
+    terminated = []
+    signal.signal(signal.SIGTERM, lambda *_: terminated.append("the DCP client was terminated"))
+
+    def stop_reason() -> str | None:
+        if control.poll():
+            return control.recv()
+        if terminated:
+            return terminated[0]
+        if os.getppid() != parent_pid:
+            return "the flow process ended"
+        return None
+
+    return stop_reason
+
+
+def _client_main(spec: JobSpec, opts, group, events, control: Connection, parent_pid: int):
+    """Child process: initialise the SDK, deploy, forward job events, end the job."""
 
     def emit(kind, element=None, message=""):
         events.put(SliceEvent(kind, element, None, str(message)[:500]))
@@ -174,16 +257,36 @@ def _client_main(spec: JobSpec, opts, group, events) -> None:
         wallet.add(wallet.get(str(Path(opts.payment_keystore).expanduser())).js_ref)
         job = build_job(dcp, spec, opts, group)
         job.on("readystatechange", lambda state: emit("log", message=f"state {state}"))
-        job.on("accepted", lambda _: emit("accepted", message=job.id))
-        job.on("result", lambda ev: emit("result", int(ev["sliceNumber"])))
-        job.on("error", lambda ev: emit("error", int(ev["sliceNumber"]), ev.get("message", "")))
+        job.on("result", lambda ev: emit("result", slice_number_of(ev)))
+        job.on("error", lambda ev: emit("error", slice_number_of(ev), _message_of(ev)))
         job.on("nofunds", lambda ev: emit("nofunds", message="payment account out of funds"))
         offer = opts.slice_payment_offer
-        job.exec(offer if offer is not None else dcp.compute.marketValue().js_ref)
-        job.wait()
-        emit("done", message=job.id)
+        offer = offer if offer is not None else dcp.compute.marketValue().js_ref
+        stop_reason = stop_reasons(control, parent_pid)
+        # The SDK's own event loop (dcp.dry.aio), on which its futures resolve.
+        asyncio.get_event_loop().run_until_complete(
+            supervise(job, offer, stop_reason, emit, opts.cancel_timeout)
+        )
     except Exception as exc:  # reported to the flow, which ends the round
         emit("failed", message=f"{type(exc).__name__}: {exc}")
+
+
+def _message_of(event) -> str:
+    try:
+        return str(event.get("message") or event.get("code") or "")
+    except AttributeError:
+        return str(event)
+
+
+def cancel_job_by_id(job_id: str, opts) -> None:
+    """Child process: cancel a deployed job by id with the owner's keystore."""
+    import dcp
+
+    dcp.init()
+    from dcp import wallet
+
+    owner = wallet.get(str(Path(opts.id_keystore).expanduser())).js_ref
+    dcp.compute.cancel(job_id, owner)
 
 
 @dataclass
@@ -198,21 +301,24 @@ class DcpJob:
     def __post_init__(self) -> None:
         ctx = mp.get_context("spawn")
         self._queue = ctx.Queue()
+        self._control, child_control = ctx.Pipe()
         self._local: queue.Queue = queue.Queue()
         self._process = ctx.Process(
             target=_client_main,
             daemon=True,
-            args=(self.spec, self.opts, self.group, self._queue),
+            args=(self.spec, self.opts, self.group, self._queue, child_control, os.getpid()),
         )
         self._started = time.monotonic()
         self._accepted = False
         self._finished = False
+        self._ending = ""
+        self._ended = threading.Event()
         self._process.start()
         self._pump = threading.Thread(target=self._forward, daemon=True)
         self._pump.start()
 
     def _forward(self) -> None:
-        while not self._finished:
+        while not self._ended.is_set():
             try:
                 event = self._queue.get(timeout=0.5)
             except queue.Empty:
@@ -226,12 +332,15 @@ class DcpJob:
             if event.kind == "accepted":
                 self._accepted, self.job_id = True, event.message
             self._local.put(event)
-            if event.kind in ("done", "failed"):
+            if event.kind in ("done", "failed", "cancelled", "cancel_failed"):
+                self._ending = event.kind
                 self._finished = True
+                self._ended.set()
 
     def _fail(self, message: str) -> None:
         self._local.put(SliceEvent("failed", message=message))
         self._finished = True
+        self._ended.set()
         self._process.kill()
 
     def events(self, timeout: float) -> list[SliceEvent]:
@@ -239,15 +348,33 @@ class DcpJob:
         return drain(self._local, timeout)
 
     def done(self) -> bool:
-        """True once the job completed or failed."""
+        """True once the job completed, failed or was cancelled."""
         return self._finished and self._local.empty()
 
-    def cancel(self) -> None:
-        """Stop the client process (DCP stops the job when its client goes)."""
+    def cancel(self, reason: str = "the round ended") -> None:
+        """End the job on DCP (bounded), then the client process."""
+        if self._process.is_alive() and not self._finished:
+            self._control.send(reason)
+            self._ended.wait(self.opts.cancel_timeout + 5)
         self._finished = True
         if self._process.is_alive():
             self._process.kill()
         self._process.join(timeout=10)
+        if self._accepted and self._ending not in ("done", "cancelled"):
+            self._cancel_by_id()
+
+    def _cancel_by_id(self) -> None:
+        """The client could not cancel: cancel the job by id from a fresh SDK (bounded)."""
+        process = mp.get_context("spawn").Process(
+            target=cancel_job_by_id, args=(self.job_id, self.opts), daemon=True
+        )
+        process.start()
+        process.join(self.opts.cancel_timeout)
+        ok = process.exitcode == 0
+        if process.is_alive():
+            process.kill()
+        self._ending = "cancelled" if ok else "cancel_failed"
+        self._local.put(SliceEvent(self._ending, message=f"{self.job_id}: cancel by id"))
 
 
 @dataclass

@@ -1,19 +1,24 @@
 """The `local` backend: worker processes that behave as DCP workers started with --allow-origin.
 
-Each worker fetches the job's dataset URL over HTTP (allowed origins only), runs the
-shipped work-function source on a slice and POSTs the DCP result envelope to the
-result-storage URL. A manager thread hands out slices, replaces dead workers and
+Each worker fetches the job's dataset URL over HTTP (allowed origins only) and decodes
+it by Content-Type, runs the shipped work-function source on a slice with a `dcp` module
+that counts progress, and POSTs the DCP result envelope to the result-storage URL, as
+DCP's Pyodide worktime does: no progress is a failed slice (ENOPROGRESS), and an
+exception is posted as the slice's result. A manager thread hands out slices, replaces dead workers and
 kills slices that run past the timeout; every wait is bounded.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 import time
 import traceback
+import types
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -79,12 +84,93 @@ def post_envelope(url: str, fields: dict, allowed: tuple[str, ...]) -> None:
     response.raise_for_status()
 
 
-def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -> None:
-    """Worker process: run slices sent over `conn` until told to stop."""
+class JsStringObject:
+    """What Pyodide hands Python for a JS `String` object: a proxy, not a `str`.
+
+    `str()` gives its text; `encode`, slicing and the other `str` methods are missing,
+    as on a real `JsProxy`.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __str__(self) -> str:
+        return self._text
+
+
+def decode_fetched(text: str, content_type: str):
+    """A fetched URL's body as a DCP worker passes it on (dcp-client utils/fetch-uri.js)."""
+    mime = content_type.split(";")[0]
+    if mime == "text/plain":
+        return text
+    if mime == "application/json":
+        return json.loads(text)
+    if mime.startswith("text"):
+        return JsStringObject(text)
+    return text
+
+
+def fetch_argument(url: str, allowed: tuple[str, ...]):
+    """GET a URL argument from an allowed origin and decode it as a worker does."""
     import requests
 
+    check_origin(url, allowed)
+    response = requests.get(url, timeout=HTTP_TIMEOUT)
+    response.raise_for_status()
+    return decode_fetched(response.text, response.headers.get("Content-Type", "text/plain"))
+
+
+class ProgressCounter:
+    """The `dcp` module of DCP's Pyodide worktime, as far as work functions use it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def progress(self, value=None) -> bool:
+        """Count a progress event (DCP's `progress()` takes a fraction or nothing)."""
+        self.calls += 1
+        return True
+
+    def install(self) -> None:
+        """Register as `sys.modules['dcp']`, as the worktime registers its JS module."""
+        module = types.ModuleType("dcp")
+        module.progress = self.progress
+        sys.modules["dcp"] = module
+
+
+def exception_result(exc: BaseException) -> dict:
+    """The result a DCP worker reports for a work function that raised.
+
+    Pyodide raises a `PythonError` whose message is the traceback; the sandbox wraps it in
+    an UncaughtExceptionError and resolves the slice with it (`sandbox2.js`, 'workError').
+    """
+    text = "".join(traceback.format_exception(exc))
+    return {"errorCode": "EUNCAUGHT", "name": "PythonError", "message": text, "stack": text}
+
+
+def _run_slice(work, spec: dict, element: int, allowed, counter: ProgressCounter) -> tuple:
+    """Run one slice as a worker does; (outcome, envelope fields or None, reason)."""
+    fields = {**spec["result_params"], "element": str(element), "contentType": "application/json"}
+    dataset = fetch_argument(spec["dataset_url"], allowed)
+    counter.calls = 0
+    try:
+        result = work(spec["slices"][element - 1], dataset, spec["config_json"])
+    except Exception as exc:  # the worktime resolves the slice with the error as its result
+        fields["content"] = json.dumps(exception_result(exc))
+        return "error", fields, f"{type(exc).__name__}: {exc}"
+    if counter.calls == 0:
+        return "error", None, "ENOPROGRESS: Sandbox never emitted a progress event."
+    # The worker sends JSON.stringify(result): a str result is a JSON string of JSON.
+    fields["content"] = json.dumps(result)
+    return "result", fields, ""
+
+
+def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -> None:
+    """Worker process: run slices sent over `conn` until told to stop."""
     from .work import load_work_function
 
+    counter = ProgressCounter()
+    counter.install()
     work = load_work_function(work_source)
     while True:
         message = conn.recv()
@@ -92,29 +178,24 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
             return
         element, spec, inject = message
         started = time.perf_counter()
-        fields = {**spec["result_params"], "element": str(element)}
         try:
             if inject == "kill":
                 os._exit(17)
             if inject == "hang":
                 time.sleep(10**6)
-            if inject == "fail":
-                raise RuntimeError(f"injected fault in element {element}")
-            check_origin(spec["dataset_url"], allowed)
-            response = requests.get(spec["dataset_url"], timeout=HTTP_TIMEOUT)
-            response.raise_for_status()
-            content = work(spec["slices"][element - 1], response.text, spec["config_json"])
-            fields.update(contentType="application/json", content=content)
-            outcome = "result"
-        except Exception as exc:  # a slice that raises posts an error, as DCP workers do
-            fields["error"] = f"{type(exc).__name__}: {exc}"
-            outcome = "error"
-        try:
-            post_envelope(spec["result_url"], fields, allowed)
-        except Exception:  # noqa: BLE001 - the manager must still hear about the slice
-            conn.send(("error", element, time.perf_counter() - started, traceback.format_exc(1)))
-            continue
-        conn.send((outcome, element, time.perf_counter() - started, fields.get("error", "")))
+            run = _injected_failure if inject == "fail" else work
+            outcome, fields, reason = _run_slice(run, spec, element, allowed, counter)
+            if fields is not None:
+                post_envelope(spec["result_url"], fields, allowed)
+        except Exception:  # noqa: BLE001 - a fetch or post failed: the slice is lost
+            outcome, reason = "error", traceback.format_exc(1)
+        conn.send((outcome, element, time.perf_counter() - started, reason))
+
+
+def _injected_failure(datum, *args):
+    """A work function that raises after reporting progress (an injected fault)."""
+    sys.modules["dcp"].progress(0.0)
+    raise RuntimeError(f"injected fault in slice {json.loads(datum)['slice']}")
 
 
 @dataclass

@@ -78,6 +78,7 @@ def run_summary(params: dict, dataset: dict, main: dict, perm: dict | None, n_sl
         "job ids": ", ".join(main["job_ids"] + (perm["job_ids"] if perm else [])),
         "slices": n_slices,
         "slices retried": sum(len(a["slices"]) for a in main["attempts"][1:]),
+        "re-executions that disagreed": _conflicts(main, perm),
         "slices failed": ", ".join(f"{k} ({v})" for k, v in sorted(failed.items())) or "none",
         "classifiers": ", ".join(params["classifiers"]),
         "cv folds": params["cv_folds"],
@@ -87,6 +88,17 @@ def run_summary(params: dict, dataset: dict, main: dict, perm: dict | None, n_sl
         "run time": f"{seconds:.1f} s",
         "versions": versions,
     }
+
+
+def _conflicts(main: dict, perm: dict | None) -> str:
+    """Re-executed slices whose records differed from the stored ones (the first is kept)."""
+    found = [c["slice"] for c in main.get("conflicts", [])]
+    found_perm = [c["slice"] for c in (perm or {}).get("conflicts", [])]
+    if not found and not found_perm:
+        return "none"
+    return (
+        f"{len(found) + len(found_perm)} (slices {sorted(found)}; permutation {sorted(found_perm)})"
+    )
 
 
 def build_report(

@@ -21,6 +21,7 @@ class RunOutcome:
     job_ids: list[str] = field(default_factory=list)
     attempts: list[dict] = field(default_factory=list)  # one per round
     failed: dict[int, str] = field(default_factory=dict)  # slice -> last reason
+    conflicts: list[dict] = field(default_factory=list)  # re-executions that disagreed
 
 
 def round_timeout(n_slices: int, parallelism: int, slice_timeout: float) -> float:
@@ -56,7 +57,7 @@ def run_slices(
         bound = min(
             deadline, time.monotonic() + round_timeout(len(remaining), parallelism, slice_timeout)
         )
-        reasons = _watch(
+        reasons, ended = _watch(
             handle, client, run_id, attempt, remaining, bound, on_progress, poll_interval
         )
         status = client.status(run_id)
@@ -69,6 +70,7 @@ def run_slices(
             {
                 "attempt": attempt,
                 "job_id": handle.job_id,
+                "ended": ended,
                 "slices": remaining,
                 "failed": {
                     s: reasons.get(s, "no result before the round's time bound") for s in failed
@@ -76,6 +78,7 @@ def run_slices(
             }
         )
         remaining = failed
+    outcome.conflicts = client.status(run_id).get("conflicts", [])
     if outcome.attempts:
         outcome.failed = dict(outcome.attempts[-1]["failed"])
     else:
@@ -92,26 +95,18 @@ def _watch(
     bound: float,
     on_progress: Callable[[int, int], None],
     poll_interval: float,
-) -> dict[int, str]:
+) -> tuple[dict[int, str], str]:
     """Follow one round until its slices are all accounted for or its time bound passes.
 
-    Returns the failure reasons the backend reported, by slice.
+    Returns the failure reasons the backend reported, by slice, and how the job ended
+    (every round's job is ended explicitly: a DCP job outlives its client otherwise).
     """
     elements = {k + 1: s for k, s in enumerate(remaining)}
-    pending, reasons = set(remaining), {}
+    pending, reasons, ended = set(remaining), {}, ["running"]
     try:
         while time.monotonic() < bound:
             for event in handle.events(timeout=poll_interval):
-                slice_no = elements.get(event.element)
-                if event.kind in ("error", "lost") and slice_no is not None:
-                    reasons[slice_no] = f"{event.kind}: {event.message}".strip()
-                    log.warning("slice %s %s: %s", slice_no, event.kind, event.message)
-                elif event.kind == "result":
-                    log.info("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
-                elif event.kind in ("failed", "nofunds"):
-                    log.error("job %s: %s %s", handle.job_id, event.kind, event.message)
-                else:
-                    log.info("job %s: %s %s", handle.job_id, event.kind, event.message)
+                _note(handle, event, elements.get(event.element), reasons, ended)
             status = client.status(run_id)
             on_progress(len(status["received"]), status["expected"])
             pending -= set(status["received"])
@@ -122,4 +117,22 @@ def _watch(
     finally:
         if not handle.done():
             handle.cancel()
-    return reasons
+        for event in handle.events(timeout=0):
+            _note(handle, event, elements.get(event.element), reasons, ended)
+    return reasons, ended[0]
+
+
+def _note(handle: JobHandle, event, slice_no: int | None, reasons: dict, ended: list) -> None:
+    """Log a backend event; keep slice failure reasons and how the job ended."""
+    if event.kind in ("error", "lost") and slice_no is not None:
+        reasons[slice_no] = f"{event.kind}: {event.message}".strip()
+        log.warning("slice %s %s: %s", slice_no, event.kind, event.message)
+    elif event.kind == "result":
+        log.info("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
+    elif event.kind in ("failed", "nofunds", "cancel_failed"):
+        ended[0] = f"{event.kind}: {event.message}"
+        log.error("job %s: %s %s", handle.job_id, event.kind, event.message)
+    else:
+        if event.kind in ("done", "cancelled"):
+            ended[0] = event.kind if event.kind == "done" else f"cancelled: {event.message}"
+        log.info("job %s: %s %s", handle.job_id, event.kind, event.message)

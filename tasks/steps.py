@@ -171,6 +171,7 @@ def run_slices_task(
         "job_ids": outcome.job_ids,
         "attempts": outcome.attempts,
         "failed": outcome.failed,
+        "conflicts": outcome.conflicts,
     }
 
 

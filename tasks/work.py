@@ -2,8 +2,12 @@
 
 `evaluate_slice` is shipped to workers as source (DCP) or executed from that same
 source (local backend), so it is fully self-contained: imports inside, no closures,
-no project imports. It must run under DCP's Pyodide worktime (numpy 1.26.4,
-pandas 2.2.0, scikit-learn 1.4.2, scipy 1.12.0) and on current releases.
+no project imports. It must run under DCP's Pyodide worktime (Pyodide 0.28.2:
+Python 3.13, numpy 2.2.5, scipy 1.14.1, scikit-learn 1.7.0) and on current releases.
+
+What a DCP worker does with it (../shared/DCP-WORKTIME.md): arguments arrive as `str`,
+or as a JS String object for a URL served as text/* other than text/plain; the sandbox
+rejects a slice that never called `dcp.progress()`; an exception becomes the result.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def evaluate_slice(datum, dataset, config):
     import builtins
     import hashlib
     import json
+    import sys
     import time
     import warnings
 
@@ -41,12 +46,20 @@ def evaluate_slice(datum, dataset, config):
     from sklearn.svm import SVC
     from sklearn.tree import DecisionTreeClassifier
 
-    started, cpu_started = time.perf_counter(), time.process_time()
-    # Plain strings cross the DCP serializer untouched (anything else is pickled).
-    datum = json.loads(datum) if isinstance(datum, str) else dict(datum)
-    config = json.loads(config) if isinstance(config, str) else dict(config)
+    # DCP's worktime registers a `dcp` module with `progress`; the local backend's workers
+    # install the same; anywhere else progress goes nowhere.
+    progress = getattr(sys.modules.get("dcp"), "progress", None) or (lambda value=None: None)
+    progress(0.0)
+    # Under Pyodide process_time() is always 0: report wall time only, and say so.
+    cpu_clock = None if sys.platform == "emscripten" else time.process_time
+    started, cpu_started = time.perf_counter(), cpu_clock() if cpu_clock else 0.0
+    # JSON strings cross the DCP serializer untouched; a fetched URL can arrive as a JS
+    # String object, which str() turns into text.
+    datum = dict(datum) if isinstance(datum, dict) else json.loads(str(datum))
+    config = dict(config) if isinstance(config, dict) else json.loads(str(config))
     if isinstance(dataset, (bytes, bytearray)):
         dataset = dataset.decode("utf-8")
+    dataset = str(dataset)
     sha256 = hashlib.sha256(dataset.encode("utf-8")).hexdigest()
     expected_sha = config.get("dataset_sha256")
     if expected_sha and expected_sha != sha256:
@@ -124,7 +137,8 @@ def evaluate_slice(datum, dataset, config):
         raise ValueError(f"unknown classifiers {unknown}; known: {sorted(factories)}")
 
     records, fit_seconds = [], 0.0
-    for signature in datum["signatures"]:
+    signatures = datum["signatures"]
+    for done, signature in enumerate(signatures):
         try:
             columns = [cache["column"][p] for p in signature["probesets"]]
         except KeyError as exc:
@@ -147,6 +161,7 @@ def evaluate_slice(datum, dataset, config):
                 record["error"] = f"{type(exc).__name__}: {exc}"
             fit_seconds += time.perf_counter() - fit_started
             records.append(record)
+        progress((done + 1) / len(signatures))
     if records and all(r["auc"] is None for r in records):
         raise RuntimeError(f"no record could be computed: {records[0]['error']}")
 
@@ -159,7 +174,10 @@ def evaluate_slice(datum, dataset, config):
             "parse_seconds": parse_seconds,
             "fit_seconds": fit_seconds,
             "total_seconds": time.perf_counter() - started,
-            "cpu_seconds": time.process_time() - cpu_started,
+            "cpu_seconds": cpu_clock() - cpu_started if cpu_clock else None,
+            "cpu_clock": "process_time"
+            if cpu_clock
+            else "unavailable (Pyodide): use total_seconds",
         },
         "versions": {
             "numpy": np.__version__,

@@ -35,6 +35,8 @@ def test_dataset_served_with_etag_and_gzip(live_server):
     assert response.headers["Content-Encoding"] == "gzip"
     sha = hashlib.sha256(DATASET.encode()).hexdigest()
     assert response.headers["ETag"] == f'"{sha}"'
+    # A DCP worker passes any other text/* to Python as a JS String object, not a str.
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
     raw = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=5)
     assert "Content-Encoding" not in raw.headers and raw.content == DATASET.encode()
     assert gzip.decompress(requests.get(url, stream=True, timeout=5).raw.read()) == DATASET.encode()
@@ -80,6 +82,54 @@ def test_sink_stores_once_and_refuses_different_content(live_server):
     assert other.status_code == 409
     status = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
     assert status["received"] == [1] and status["missing"] == [2, 3]
+
+
+def timed_content(element: int, seconds: float, auc: float = 0.5) -> str:
+    body = json.loads(result_content(element, auc))
+    body["timings"] = {"total_seconds": seconds}
+    body["versions"] = {"numpy": "2.2.5" if seconds > 1 else "2.3.0"}
+    return json.dumps(body)
+
+
+def test_a_re_executed_slice_is_acknowledged_and_a_different_one_counted(live_server):
+    register(live_server)
+    posted = [
+        requests.post(sink(live_server), data={"element": "1", "content": c}, timeout=5)
+        for c in (timed_content(1, 0.8), timed_content(1, 2.5), timed_content(1, 0.7, auc=0.9))
+    ]
+    assert [p.status_code for p in posted] == [200, 200, 409]
+    assert posted[1].json()["recorded"] == "duplicate"
+    status = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
+    assert status["received"] == [1] and status["conflicts"] == [{"slice": 1, "attempt": 0}]
+    stored = requests.get(f"{live_server}/runs/run1/results", headers=AUTH, timeout=5).json()
+    assert stored["results"][0]["content"]["timings"] == {"total_seconds": 0.8}
+
+
+WORKER_EXCEPTION = {
+    "errorCode": "EUNCAUGHT",
+    "name": "PythonError",
+    "message": 'Traceback (most recent call last):\n  File "<exec>", line 3\nValueError: boom\n',
+    "stack": "PythonError: Traceback ...",
+}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.dumps(WORKER_EXCEPTION),
+        json.dumps(json.dumps(WORKER_EXCEPTION)),
+        json.dumps({k: v for k, v in WORKER_EXCEPTION.items() if k != "errorCode"}),
+    ],
+)
+def test_a_worker_exception_posted_as_the_result_is_a_slice_error(live_server, content):
+    register(live_server)
+    posted = requests.post(sink(live_server), data={"element": "2", "content": content}, timeout=5)
+    assert posted.status_code == 200 and posted.json()["recorded"] == "error"
+    status = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
+    assert status["received"] == [] and status["missing"] == [1, 3]
+    [error] = status["errored"]
+    assert error["slice"] == 2 and error["error"].startswith("PythonError")
+    assert "ValueError: boom" in error["error"].splitlines()[0]
 
 
 def test_errors_status_and_paged_results(live_server):

@@ -1,7 +1,10 @@
 """The dcp backend without a network: the real SDK builds the job offline."""
 
+import asyncio
 import json
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -9,7 +12,17 @@ import time
 import pytest
 
 from flows.params import DcpOptions
-from tasks.backend_dcp import ComputeGroup, DcpError, compute_group_from, preflight
+from tasks.backend_dcp import (
+    ComputeGroup,
+    DcpError,
+    compute_group_from,
+    preflight,
+    pyodide_packages,
+    requested_worktime,
+    slice_number_of,
+    stop_reasons,
+    supervise,
+)
 from tasks.work import WORK_MODULES, work_function_source
 
 from ..conftest import ROOT
@@ -147,4 +160,92 @@ def test_sdk_job_without_keystores_fails_within_its_timeout(offline_env, tmp_pat
     assert job.done() and time.monotonic() - started < 30
     failures = [e.message for e in events if e.kind == "failed"]
     assert failures, events
-    print(failures)
+
+
+def test_the_package_list_is_the_one_of_the_worktime_jobs_request():
+    worktime = requested_worktime()
+    assert worktime.startswith("0.28.")
+    packages = pyodide_packages(worktime)
+    assert {m: packages[m] for m in WORK_MODULES} == {
+        "numpy": "2.2.5",
+        "scikit-learn": "1.7.0",
+        "scipy": "1.14.1",
+    }
+    with pytest.raises(DcpError, match="Pyodide 0.31.0, for which no package list"):
+        pyodide_packages("0.31.0")
+
+
+@pytest.mark.parametrize(
+    ("event", "number"),
+    [({"sliceNumber": 3, "message": "x"}, 3), ({"message": "no slice"}, None), ("text", None)],
+)
+def test_error_events_without_a_slice_number_do_not_raise(event, number):
+    assert slice_number_of(event) == number
+
+
+class FakeJob:
+    """The SDK job as `supervise` uses it; the scheduler is the one thing no test can reach."""
+
+    def __init__(self, completes=False, cancel_hangs=False):
+        self.cancelled, self.aio, self.js_ref = [], self, self
+        self._completes, self._cancel_hangs = completes, cancel_hangs
+
+    async def exec(self, offer):
+        return "job-123"
+
+    def wait(self):
+        done = asyncio.get_running_loop().create_future()
+        if self._completes:
+            asyncio.get_running_loop().call_later(0.2, done.set_result, [])
+        return done
+
+    async def cancel(self, reason):
+        if self._cancel_hangs:
+            await asyncio.sleep(60)
+        self.cancelled.append(reason)
+
+
+def supervised(job, reasons, cancel_timeout=5.0):
+    events, pending = [], list(reasons)
+
+    def stop_reason():
+        return pending.pop(0) if pending else None
+
+    emit = lambda kind, element=None, message="": events.append((kind, message))  # noqa: E731
+    asyncio.run(supervise(job, 0.1, stop_reason, emit, cancel_timeout))
+    return events
+
+
+def test_a_job_whose_round_ended_is_cancelled_on_dcp():
+    job = FakeJob()
+    events = supervised(job, [None, "the round ended"])
+    assert job.cancelled == ["the round ended"]
+    assert events == [("accepted", "job-123"), ("cancelled", "job-123: the round ended")]
+
+
+def test_a_completed_job_is_not_cancelled():
+    job = FakeJob(completes=True)
+    assert supervised(job, []) == [("accepted", "job-123"), ("done", "job-123")]
+    assert job.cancelled == []
+
+
+def test_a_cancel_that_hangs_is_bounded_and_reported():
+    started = time.monotonic()
+    events = supervised(FakeJob(cancel_hangs=True), ["the flow process ended"], cancel_timeout=1)
+    assert time.monotonic() - started < 5
+    assert events[-1][0] == "cancel_failed" and "TimeoutError" in events[-1][1]
+
+
+def test_the_client_ends_its_job_on_request_on_sigterm_and_when_the_flow_is_gone():
+    parent, child = multiprocessing.Pipe()
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        reason = stop_reasons(child, os.getppid())
+        assert reason() is None
+        parent.send("the round ended")
+        assert reason() == "the round ended"
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert reason() == "the DCP client was terminated"
+        assert stop_reasons(child, -1)() == "the flow process ended"
+    finally:
+        signal.signal(signal.SIGTERM, previous)

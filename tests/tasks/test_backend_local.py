@@ -6,7 +6,14 @@ import time
 
 import pytest
 
-from tasks.backend_local import FaultPlan, LocalBackend, OriginNotAllowed, check_origin
+from tasks.backend_local import (
+    FaultPlan,
+    JsStringObject,
+    LocalBackend,
+    OriginNotAllowed,
+    check_origin,
+    decode_fetched,
+)
 from tasks.client import EmbeddedServer, ServerClient
 from tasks.jobs import JobSpec
 from tasks.plan import pack_slices, plan_signatures
@@ -29,7 +36,7 @@ def server(tmp_path_factory):
     embedded.stop()
 
 
-def make_spec(client, summary, run_id, n_slices):
+def make_spec(client, summary, run_id, n_slices, work_source=None):
     token = secrets.token_urlsafe(24)
     probesets = [f for f in GOLUB.read_text().split("\n", 1)[0].split("\t")[1:]]
     slices = pack_slices(plan_signatures(probesets, n_slices, 3, 5, 11), 1)
@@ -37,7 +44,7 @@ def make_spec(client, summary, run_id, n_slices):
     return JobSpec(
         name=run_id,
         slices=tuple(json.dumps(s) for s in slices),
-        work_source=work_function_source(),
+        work_source=work_source or work_function_source(),
         dataset_url=client.dataset_url("golub", token),
         config_json=json.dumps({**CONFIG, "dataset_sha256": summary["sha256"]}),
         result_url=client.sink_url(run_id, token),
@@ -111,3 +118,53 @@ def test_origins_not_allowed_are_refused(server):
 def test_unknown_fault_kind_is_refused():
     with pytest.raises(ValueError, match="unknown fault kinds"):
         FaultPlan.from_dict({"explode": [1]})
+
+
+@pytest.mark.parametrize(
+    ("content_type", "kind"),
+    [
+        ("text/plain; charset=utf-8", str),
+        ("text/plain", str),
+        ("text/tab-separated-values", JsStringObject),
+        ("text/csv; charset=utf-8", JsStringObject),
+        ("application/octet-stream", str),
+    ],
+)
+def test_fetched_urls_are_decoded_as_a_dcp_worker_does(content_type, kind):
+    value = decode_fetched("a\tb\n", content_type)
+    assert type(value) is kind and str(value) == "a\tb\n"
+    assert decode_fetched('{"a": 1}', "application/json") == {"a": 1}
+
+
+SILENT = """def evaluate_slice(datum, dataset, config):
+    import json
+    return json.dumps({"slice": json.loads(datum)["slice"], "records": []})
+"""
+RAISING = """def evaluate_slice(datum, dataset, config):
+    import dcp
+    dcp.progress(0.5)
+    raise ValueError("no such probeset in " + str(dataset)[:9])
+"""
+
+
+def test_a_slice_that_never_reports_progress_fails_and_stores_nothing(server):
+    client, summary = server
+    spec = make_spec(client, summary, "silent", 2, work_source=SILENT)
+    backend = LocalBackend(workers=1, allowed_origins=(client.base_url,), slice_timeout=60)
+    events = run_to_end(backend, spec)
+    errors = [e for e in events if e.kind == "error"]
+    assert [e.element for e in errors] == [1, 2]
+    assert all(e.message.startswith("ENOPROGRESS") for e in errors)
+    status = client.status("silent")
+    assert status["received"] == [] and status["missing"] == [1, 2]
+
+
+def test_an_exception_is_posted_as_the_result_and_recorded_as_a_slice_error(server):
+    client, summary = server
+    spec = make_spec(client, summary, "raising", 1, work_source=RAISING)
+    backend = LocalBackend(workers=1, allowed_origins=(client.base_url,), slice_timeout=60)
+    events = run_to_end(backend, spec)
+    assert [e.kind for e in events if e.element] == ["error"]
+    [error] = client.status("raising")["errored"]
+    assert error["error"].startswith("PythonError [EUNCAUGHT]: ValueError: no such probeset")
+    assert "phenotype" in error["error"]

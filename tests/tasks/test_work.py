@@ -116,3 +116,38 @@ def test_records_agree_with_other_environment(slice_datum, golub_text):
     # All six classifiers gave identical records under DCP's versions (numpy 1.26.4,
     # scikit-learn 1.4.2) and current ones (numpy 2.0, scikit-learn 1.9): exact, not close.
     assert ours == theirs, f"records differ between {sys.version_info[:2]} and {COMPARE_PYTHON}"
+
+
+class JsString:
+    """Stands in for the JsProxy of a JS String object: str() works, str methods do not."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+def test_a_dataset_delivered_as_a_js_string_object_gives_the_same_records(slice_datum, golub_text):
+    config = json.dumps({"case": "AML", "classifiers": ["logistic"]})
+    as_str = json.loads(evaluate_slice(json.dumps(slice_datum), golub_text, config))
+    as_object = json.loads(
+        evaluate_slice(JsString(json.dumps(slice_datum)), JsString(golub_text), JsString(config))
+    )
+    assert as_object["records"] == as_str["records"]
+
+
+def test_progress_is_reported_at_least_once_per_signature(slice_datum, golub_text, monkeypatch):
+    calls = []
+    dcp = type(sys)("dcp")
+    dcp.progress = lambda value=None: calls.append(value)
+    monkeypatch.setitem(sys.modules, "dcp", dcp)
+    run(slice_datum, golub_text, classifiers=["logistic"])
+    n = len(slice_datum["signatures"])
+    assert len(calls) >= n + 1 and calls[-1] == 1.0
+    assert calls == sorted(calls) and all(0.0 <= c <= 1.0 for c in calls)
+
+
+def test_timings_say_which_clock_they_are(slice_datum, golub_text):
+    timings = run(slice_datum, golub_text, classifiers=["logistic"])["timings"]
+    assert timings["cpu_clock"] == "process_time" and timings["cpu_seconds"] > 0
