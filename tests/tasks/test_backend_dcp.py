@@ -26,21 +26,8 @@ from tasks.backend_dcp import (
 from tasks.work import WORK_MODULES, work_function_source
 
 from ..conftest import ROOT
+from ..dcp_offline import CLOSED, offline_sdk_env
 
-CLOSED = "http://127.0.0.1:9"
-OFFLINE_CONFIG = """({
-  scheduler: {
-    location: new URL('%(s)s/'), configLocation: false,
-    services: {
-      eventRouter: { location: new URL('%(s)s/') }, jobSubmit: { location: new URL('%(s)s/') },
-      taskDistributor: { location: new URL('%(s)s/') }, resultSubmitter: { location: new URL('%(s)s/') },
-      computeGroups: { location: new URL('%(s)s/') }, pheme: { location: new URL('%(s)s/') },
-    },
-  },
-  bank: { location: new URL('%(s)s/'), services: { bankTeller: { location: new URL('%(s)s/') } } },
-  packageManager: { location: new URL('%(s)s/') },
-  dcp: { connectionOptions: { default: { connectTimeout: 2, lingerTimeout: 1 } } },
-})"""
 BUILD = """
 import json, sys, dcp
 dcp.init()
@@ -56,9 +43,7 @@ print(json.dumps(describe_job(job)))
 
 @pytest.fixture
 def offline_env(tmp_path):
-    config = tmp_path / "dcp-config.js"
-    config.write_text(OFFLINE_CONFIG % {"s": CLOSED})
-    return {**os.environ, "DCP_CONFIG_LOCATION": config.as_uri(), "DCP_SCHEDULER_LOCATION": CLOSED}
+    return {**os.environ, **offline_sdk_env(tmp_path)}
 
 
 def test_built_job_carries_what_the_local_backend_runs(offline_env):

@@ -1,0 +1,63 @@
+"""Build a job with the real DCP SDK, offline, and export what DCP would hand a worker.
+
+Usage: python -m tests.worktime.export_job SPEC_JSON OUT_FILE
+(with SIGSEARCH_EXPORT_WORK_FUNCTION set to a function's source, that function is shipped)
+
+The job is built exactly as the `dcp` backend builds it (`build_job`), then the SDK's own
+`Job._before_exec()` turns it into what `exec()` submits: the BiFrost2 wrapper work
+function and its argument vector. The record is written with dcp-client's KVIN, the
+serialization DCP itself uses between client, scheduler and worker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+
+EXPORT = """(job, kvin) => kvin.serialize({
+  workFunctionURI: String(job.workFunctionURI),
+  worktime: { name: job.worktime, version: job.worktimeVersion },
+  arguments: Array.from(job.jobArguments).map((a) => a instanceof URL ? { $url: a.href } : a),
+  inputData: Array.from(job.jobInputData),
+  resultStorageDetails: String(job.resultStorageDetails.href || job.resultStorageDetails),
+  resultStorageParams: Object.assign({}, job.resultStorageParams),
+  modules: Array.from(job.modules || []),
+})"""
+
+
+def use_work_function(source: str, directory: Path) -> None:
+    """Ship another work function (a probe): the SDK needs it in a file to read its source."""
+    from tasks import work
+
+    path = directory / "exported_work_function.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("exported_work_function", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    work.evaluate_slice = next(f for f in vars(module).values() if inspect.isfunction(f))
+
+
+def export_job(spec: dict, out: Path) -> None:
+    """Build the job from a JobSpec dict and write its worker-facing record."""
+    import dcp
+    import pythonmonkey as pm
+
+    from flows.params import DcpOptions
+    from tasks.backend_dcp import build_job
+    from tasks.jobs import JobSpec
+
+    if os.environ.get("SIGSEARCH_EXPORT_WORK_FUNCTION"):
+        use_work_function(os.environ["SIGSEARCH_EXPORT_WORK_FUNCTION"], out.parent)
+    dcp.init()
+    job = build_job(dcp, JobSpec(**spec), DcpOptions(job_name="worktime conformance"), None)
+    job._before_exec()
+    record = pm.eval(EXPORT)(job.js_ref, pm.globalThis.dcp["kvin"])
+    out.write_text(record)
+
+
+if __name__ == "__main__":
+    export_job(json.loads(sys.argv[1]), Path(sys.argv[2]))
