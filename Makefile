@@ -31,7 +31,7 @@ test: $(VENV)/.installed
 	touch $@
 
 test-pyodide-versions: $(VENV)/.installed .venv-pyodide/.installed
-	SIGSEARCH_COMPARE_PYTHON=$(abspath $(PY)) .venv-pyodide/bin/python -m pytest -p no:cacheprovider tests/tasks/test_work.py
+	SIGSEARCH_COMPARE_PYTHON=$(abspath $(PY)) .venv-pyodide/bin/python -m pytest -p no:cacheprovider tests/tasks/science/test_work.py
 
 # The job as the SDK builds it, run by dcp-client's own Pyodide worktime under real Pyodide in
 # Node against the real server (needs node and npm; downloads are cached outside the repo).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from flows.params import SearchParameters
-from tasks.backend_local import FaultPlan, LocalBackend
+from tasks.execution.local import FaultPlan, LocalBackend
 
 
 def make_backend(params: SearchParameters, server_url: str):
@@ -19,7 +19,7 @@ def make_backend(params: SearchParameters, server_url: str):
             faults=FaultPlan.from_dict(params.faults),
         )
         return backend, workers
-    from tasks.backend_dcp import DcpBackend, compute_group_from
+    from tasks.execution.dcp import DcpBackend, compute_group_from
 
     group = compute_group_from(params.dcp.compute_group_block)
     return DcpBackend(params.dcp, server_url, group), 1

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from tasks.work import CLASSIFIERS, check_classifiers
+from tasks.science.work import CLASSIFIERS, check_classifiers
 
 
 class DcpOptions(BaseModel):

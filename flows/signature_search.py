@@ -18,20 +18,21 @@ from prefect.runtime import flow_run
 
 from flows.backends import make_backend
 from flows.params import SearchParameters
-from tasks.build import failed_signatures, run_summary
-from tasks.client import EmbeddedServer, ServerClient
-from tasks.plan import permutation_slices
-from tasks.prepare import DatasetError
+from server.embedded import EmbeddedServer
+from tasks.execution.client import ServerClient
+from tasks.host import runtime_info
+from tasks.io import file_sha256
+from tasks.report.build import failed_signatures, run_summary
+from tasks.science.dataset import DatasetError
+from tasks.science.plan import permutation_slices
 from tasks.steps import (
     build_report_task,
     check_server_task,
     fetch_records_task,
-    file_sha256,
     plan_task,
     prepare_dataset_task,
     publish_artifacts_task,
     run_slices_task,
-    runtime_info,
     save_run_record_task,
     top_for_permutation_task,
 )

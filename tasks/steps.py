@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import platform
-import sys
-from importlib import metadata
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -20,36 +15,16 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import INPUTS, NO_CACHE
 
-from . import orchestrate
-from .aggregate import records_from_results, save_json, save_tsv
-from .build import build_report, read_records, top_for_permutation
-from .client import ServerClient
-from .jobs import JobSpec
-from .plan import pack_slices, plan_signatures
-from .prepare import PrepareOptions, prepare_dataset, read_input, save_prepared
-from .work import work_function_source
-
-PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "prefect", "flask", "dcp", "pythonmonkey")
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages a report depends on."""
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from tasks.execution import rounds
+from tasks.execution.client import ServerClient
+from tasks.execution.jobs import JobSpec
+from tasks.execution.progress import terminal_progress
+from tasks.io import read_input, read_records, save_json, save_prepared, save_tsv
+from tasks.report.build import build_report, top_for_permutation
+from tasks.science.dataset import PrepareOptions, prepare_dataset
+from tasks.science.plan import pack_slices, plan_signatures
+from tasks.science.tables import records_from_results
+from tasks.science.work import work_function_source
 
 
 # Cached on the input's content hash and the preparation options (INPUTS covers both),
@@ -152,7 +127,7 @@ def run_slices_task(
             logger.info("%s: %d/%d slices done", job_name, done, total)
             terminal_progress(job_name, done, total)
 
-    outcome = orchestrate.run_slices(
+    outcome = rounds.run_slices(
         backend,
         client,
         run_id,
@@ -228,23 +203,6 @@ def publish_artifacts_task(report: dict) -> None:
     )
 
 
-def terminal_progress(label: str, done: int, total: int, width: int = 30) -> None:
-    """A progress bar on stderr, only when it is a terminal."""
-    if not sys.stderr.isatty():
-        return
-    filled = width * done // max(1, total)
-    end = "\n" if done >= total else ""
-    sys.stderr.write(
-        f"\r{label[-40:]} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}"
-    )
-    sys.stderr.flush()
-
-
 def _artifact_key(text: str) -> str:
     """Artifact keys allow lowercase letters, digits and dashes only."""
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:100]
-
-
-def runtime_info() -> dict:
-    """Host facts for the run record (no environment variables: they may hold secrets)."""
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "versions": package_versions()}

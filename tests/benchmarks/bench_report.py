@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.aggregate import save_tsv
-from tasks.build import build_report
-from tasks.destats import moderated_t
-from tasks.plan import plan_signatures
+from tasks.io import save_tsv
+from tasks.report.build import build_report
+from tasks.science.destats import moderated_t
+from tasks.science.plan import plan_signatures
 
 from ..conftest import GOLUB, ROOT
 
@@ -62,7 +62,7 @@ def write_records(workdir: Path, n_signatures: int) -> None:
 
 def aggregate(workdir: Path) -> dict:
     """Build the report from the records; time and peak memory of this process."""
-    from tasks.plan import Signature
+    from tasks.science.plan import Signature
 
     probes = json.loads((workdir / "plan.json").read_text())
     signatures = [Signature(i, tuple(p)) for i, p in enumerate(probes)]

@@ -18,7 +18,8 @@ from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 
-from tasks.client import ServerClient, free_loopback_port
+from server.embedded import free_loopback_port
+from tasks.execution.client import ServerClient
 
 from ..server_process import start_server_process
 

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from tasks.plan import pack_slices, plan_signatures
-from tasks.work import evaluate_slice
+from tasks.science.plan import pack_slices, plan_signatures
+from tasks.science.work import evaluate_slice
 
 from ..conftest import GOLUB
 

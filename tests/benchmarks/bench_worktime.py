@@ -15,11 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.client import EmbeddedServer, ServerClient
-from tasks.jobs import JobSpec
-from tasks.plan import pack_slices, plan_signatures
-from tasks.prepare import PrepareOptions, prepare_dataset, read_input, save_prepared
-from tasks.work import CLASSIFIERS, evaluate_slice
+from server.embedded import EmbeddedServer
+from tasks.execution.client import ServerClient
+from tasks.execution.jobs import JobSpec
+from tasks.io import read_input, save_prepared
+from tasks.science.dataset import PrepareOptions, prepare_dataset
+from tasks.science.plan import pack_slices, plan_signatures
+from tasks.science.work import CLASSIFIERS, evaluate_slice
 
 from ..conftest import GOLUB
 from ..dcp_offline import offline_sdk_env

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tasks.client import free_loopback_port
+from server.embedded import free_loopback_port
 
 from ..conftest import ROOT
 
@@ -48,6 +48,12 @@ def prefect_server(tmp_path_factory):
     server.wait(30)
 
 
+def run_logs(env, flow_run_id: str) -> str:
+    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"}
+    logs = requests.post(f"{env['PREFECT_API_URL']}/logs/filter", json=body, timeout=10).json()
+    return "\n".join(entry["message"] for entry in logs)
+
+
 def prefect(env, *args, timeout=300, cwd=ROOT):
     done = subprocess.run(
         [PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
@@ -82,7 +88,7 @@ def test_deployment_run_completes_and_writes_its_report(prefect_server, tmp_path
     # The worker starts elsewhere: the pull step must still find the project.
     prefect(env, "worker", "start", "--pool", "signature-search", "--run-once", cwd=tmp_path)
     state = requests.get(f"{env['PREFECT_API_URL']}/flow_runs/{flow_run_id}", timeout=10).json()
-    assert state["state"]["type"] == "COMPLETED", state["state"]
+    assert state["state"]["type"] == "COMPLETED", run_logs(env, flow_run_id)[-3000:]
     reports = list((tmp_path / "results").glob("*/report.html"))
     assert len(reports) == 1
     deployments = requests.post(

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from flows.params import SearchParameters
 from flows.signature_search import SlicesFailed, signature_search
-from tasks.prepare import DatasetError
+from tasks.science.dataset import DatasetError
 
 from ..conftest import GOLUB
 

@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from server import create_app
-from tasks.client import EmbeddedServer
+from server.embedded import EmbeddedServer
 
 ADMIN = "admin-token-for-tests-0123456789"
 RUN_TOKEN = "run-token-for-tests-0123456789"

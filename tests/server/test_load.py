@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tasks.client import free_loopback_port
+from server.embedded import free_loopback_port
 
 from ..server_process import start_server_process
 from .conftest import ADMIN, RUN_TOKEN, register, result_content

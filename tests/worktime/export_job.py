@@ -31,7 +31,7 @@ EXPORT = """(job, kvin) => kvin.serialize({
 
 def use_work_function(source: str, directory: Path) -> None:
     """Ship another work function (a probe): the SDK needs it in a file to read its source."""
-    from tasks import work
+    from tasks.science import work
 
     path = directory / "exported_work_function.py"
     path.write_text(source)
@@ -47,8 +47,8 @@ def export_job(spec: dict, out: Path) -> None:
     import pythonmonkey as pm
 
     from flows.params import DcpOptions
-    from tasks.backend_dcp import build_job
-    from tasks.jobs import JobSpec
+    from tasks.execution.dcp import build_job
+    from tasks.execution.jobs import JobSpec
 
     if os.environ.get("SIGSEARCH_EXPORT_WORK_FUNCTION"):
         use_work_function(os.environ["SIGSEARCH_EXPORT_WORK_FUNCTION"], out.parent)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks.jobs import JobSpec
+from tasks.execution.jobs import JobSpec
 
 from ..conftest import ROOT
 

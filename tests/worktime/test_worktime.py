@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from tasks import orchestrate
-from tasks.aggregate import records_from_results
-from tasks.client import EmbeddedServer, ServerClient
-from tasks.jobs import JobSpec, SliceEvent
-from tasks.plan import pack_slices, plan_signatures
-from tasks.prepare import PrepareOptions, prepare_dataset, read_input, save_prepared
-from tasks.work import evaluate_slice
+from server.embedded import EmbeddedServer
+from tasks.execution import rounds
+from tasks.execution.client import ServerClient
+from tasks.execution.jobs import JobSpec, SliceEvent
+from tasks.io import read_input, save_prepared
+from tasks.science.dataset import PrepareOptions, prepare_dataset
+from tasks.science.plan import pack_slices, plan_signatures
+from tasks.science.tables import records_from_results
+from tasks.science.work import evaluate_slice
 
 from ..conftest import GOLUB
 from ..dcp_offline import offline_sdk_env
@@ -196,7 +198,7 @@ def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker)
         chosen = [json.loads(by_number[n]) for n in numbers]
         return worker.spec("retried", chosen, attempt=attempt, classifiers=["logistic"], **wrong)
 
-    outcome = orchestrate.run_slices(
+    outcome = rounds.run_slices(
         WorktimeBackend(worker),
         worker.client,
         "retried",

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from flows.params import DcpOptions
-from tasks.backend_dcp import (
+from tasks.execution.dcp import (
     ComputeGroup,
     DcpError,
     compute_group_from,
@@ -23,17 +23,17 @@ from tasks.backend_dcp import (
     stop_reasons,
     supervise,
 )
-from tasks.work import WORK_MODULES, work_function_source
+from tasks.science.work import WORK_MODULES, work_function_source
 
-from ..conftest import ROOT
-from ..dcp_offline import CLOSED, offline_sdk_env
+from ...conftest import ROOT
+from ...dcp_offline import CLOSED, offline_sdk_env
 
 BUILD = """
 import json, sys, dcp
 dcp.init()
 from flows.params import DcpOptions
-from tasks.backend_dcp import ComputeGroup, build_job, describe_job
-from tasks.jobs import JobSpec
+from tasks.execution.dcp import ComputeGroup, build_job, describe_job
+from tasks.execution.jobs import JobSpec
 spec = JobSpec(**json.loads(sys.argv[1]))
 job = build_job(dcp, spec, DcpOptions(slice_payment_offer=0.25, job_name="golub search"),
                 ComputeGroup("group-key", "group-secret"))
@@ -118,8 +118,8 @@ def test_compute_group_from_environment(monkeypatch, value, ok):
 
 
 def test_sdk_job_without_keystores_fails_within_its_timeout(offline_env, tmp_path, monkeypatch):
-    from tasks.backend_dcp import DcpJob
-    from tasks.jobs import JobSpec
+    from tasks.execution.dcp import DcpJob
+    from tasks.execution.jobs import JobSpec
 
     for key in ("DCP_CONFIG_LOCATION", "DCP_SCHEDULER_LOCATION"):
         monkeypatch.setenv(key, offline_env[key])  # the SDK child inherits them

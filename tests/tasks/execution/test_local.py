@@ -6,7 +6,10 @@ import time
 
 import pytest
 
-from tasks.backend_local import (
+from server.embedded import EmbeddedServer
+from tasks.execution.client import ServerClient
+from tasks.execution.jobs import JobSpec
+from tasks.execution.local import (
     FaultPlan,
     JsStringObject,
     LocalBackend,
@@ -14,13 +17,12 @@ from tasks.backend_local import (
     check_origin,
     decode_fetched,
 )
-from tasks.client import EmbeddedServer, ServerClient
-from tasks.jobs import JobSpec
-from tasks.plan import pack_slices, plan_signatures
-from tasks.prepare import PrepareOptions, prepare_dataset, read_input, save_prepared
-from tasks.work import work_function_source
+from tasks.io import read_input, save_prepared
+from tasks.science.dataset import PrepareOptions, prepare_dataset
+from tasks.science.plan import pack_slices, plan_signatures
+from tasks.science.work import work_function_source
 
-from ..conftest import GOLUB
+from ...conftest import GOLUB
 
 CONFIG = {"case": "AML", "cv_folds": 3, "seed": 1, "classifiers": ["logistic"]}
 

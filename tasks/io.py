@@ -1,9 +1,9 @@
-"""Dataset preparation: read an expression input, validate it, choose the contrast, write it.
+"""File access at the edges: reading inputs, prepared datasets and records; writing outputs.
 
 Three input layouts are detected from content: the original example's layout
 (`phenotype` column, samples as rows), a GEO series matrix, and an expression matrix
 (probesets as rows) with a sample sheet. Every problem names the file; nothing is
-written unless everything passed.
+written unless everything passed: writes are atomic.
 """
 
 from __future__ import annotations
@@ -12,61 +12,40 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import logging
 import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tasks.science.dataset import (
+    DatasetError,
+    PreparedDataset,
+    PrepareOptions,
+    RawDataset,
+    check_unique,
+    dataset_text,
+)
+
+FLOAT_FORMAT = "%.6g"
+
+
+def save_tsv(frame: pd.DataFrame, path: Path) -> None:
+    """Write a table with a fixed float format, atomically (byte-identical for equal input)."""
+    text = frame.to_csv(sep="\t", index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+    write_atomic(Path(path), text.encode("utf-8"))
+
+
+def save_json(data: dict, path: Path) -> None:
+    """Write JSON atomically with sorted keys."""
+    write_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True, default=str).encode())
+
+
 log = logging.getLogger(__name__)
-
-RAW_INTENSITY_MAX = 100.0
-
-
-class DatasetError(ValueError):
-    """An input file that cannot be prepared; the message names the file and the problem."""
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    """What the user chose about how to read and prepare the input."""
-
-    case: str | None = None
-    control: str | None = None
-    sample_sheet: Path | None = None
-    phenotype_field: str | None = None
-    cv_folds: int = 10
-    log2_transform: bool = False
-
-
-@dataclass
-class RawDataset:
-    """An input as read: samples x probesets (strings not yet checked) and labels."""
-
-    path: Path
-    layout: str
-    sample_ids: list[str]
-    labels: list[str]
-    probesets: list[str]
-    cells: pd.DataFrame  # samples x probesets, object dtype, NaN for missing
-
-
-@dataclass
-class PreparedDataset:
-    """A validated two-class dataset and the record of every decision taken."""
-
-    matrix: pd.DataFrame  # samples x probesets, float64
-    labels: list[str]
-    sample_ids: list[str]
-    case: str
-    control: str
-    layout: str
-    decisions: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def read_text(path: Path) -> str:
@@ -103,12 +82,6 @@ def detect_layout(text: str) -> str:
     return "seed" if head == "phenotype" else "matrix"
 
 
-def _check_unique(ids: list[str], what: str, path: Path) -> None:
-    duplicates = sorted(k for k, n in Counter(ids).items() if n > 1)
-    if duplicates:
-        raise DatasetError(f"{path}: duplicate {what} ids: {', '.join(duplicates[:10])}")
-
-
 def _read_table(text: str, path: Path, delimiter: str) -> tuple[list[str], pd.DataFrame]:
     """Read a delimited table as strings, keeping the header exactly (no mangling)."""
     header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=delimiter))
@@ -132,7 +105,7 @@ def read_seed_layout(text: str, path: Path) -> RawDataset:
     probesets = header[1:]
     if not probesets:
         raise DatasetError(f"{path}: no probeset columns after 'phenotype'")
-    _check_unique(probesets, "probeset", path)
+    check_unique(probesets, "probeset", path)
     cells = body.iloc[:, 1:].set_axis(probesets, axis=1)
     labels = body.iloc[:, 0].fillna("").str.strip().tolist()
     sample_ids = [f"sample_{i + 1}" for i in range(len(labels))]
@@ -173,8 +146,8 @@ def read_geo_series_matrix(text: str, path: Path, phenotype_field: str | None) -
     if len(labels) != len(samples):
         raise DatasetError(f"{path}: {len(labels)} phenotype values for {len(samples)} samples")
     probesets = body.iloc[:, 0].str.strip('"').tolist()
-    _check_unique(probesets, "probeset", path)
-    _check_unique(samples, "sample", path)
+    check_unique(probesets, "probeset", path)
+    check_unique(samples, "sample", path)
     cells = body.iloc[:, 1:].T.set_axis(probesets, axis=1).set_axis(samples)
     return RawDataset(path, "geo", samples, labels, probesets, cells)
 
@@ -191,8 +164,8 @@ def read_matrix_with_sheet(
     header, body = _read_table(text, path, sniff_delimiter(text.split("\n", 1)[0]))
     samples = header[1:]
     probesets = body.iloc[:, 0].fillna("").str.strip().tolist()
-    _check_unique(probesets, "probeset", path)
-    _check_unique(samples, "sample", path)
+    check_unique(probesets, "probeset", path)
+    check_unique(samples, "sample", path)
     sheet_text = read_text(sheet_path)
     sheet_header, sheet = _read_table(
         sheet_text, sheet_path, sniff_delimiter(sheet_text.split("\n", 1)[0])
@@ -203,7 +176,7 @@ def read_matrix_with_sheet(
     if column not in sheet_header[1:]:
         raise DatasetError(f"{sheet_path}: no phenotype column '{column}' in {sheet_header}")
     ids = sheet.iloc[:, 0].fillna("").str.strip().tolist()
-    _check_unique(ids, "sample", sheet_path)
+    check_unique(ids, "sample", sheet_path)
     phenotype = dict(zip(ids, sheet.iloc[:, sheet_header.index(column)].fillna("").str.strip()))
     unlabelled = [s for s in samples if s not in phenotype]
     if unlabelled:
@@ -222,116 +195,6 @@ def read_input(path: Path, options: PrepareOptions) -> RawDataset:
     if layout == "geo":
         return read_geo_series_matrix(text, path, options.phenotype_field)
     return read_matrix_with_sheet(text, path, options.sample_sheet, options.phenotype_field)
-
-
-def choose_contrast(labels: list[str], case: str | None, control: str | None, path: Path):
-    """Pick (case, control); with two labels and none chosen, the minority is the case."""
-    counts = Counter(labels)
-    if "" in counts:
-        raise DatasetError(f"{path}: {counts['']} samples have an empty phenotype")
-    present = sorted(counts)
-    for name, label in (("case", case), ("control", control)):
-        if label is not None and label not in counts:
-            raise DatasetError(f"{path}: {name} label '{label}' not found; labels: {present}")
-    if case is None and control is None:
-        if len(present) != 2:
-            raise DatasetError(f"{path}: {len(present)} labels {present}; choose case and control")
-        case = min(present, key=lambda k: (counts[k], k))
-        control = next(k for k in present if k != case)
-        return case, control, f"contrast chosen automatically: minority label '{case}' is the case"
-    if case is None or control is None:
-        others = [k for k in present if k != (case or control)]
-        if len(others) != 1:
-            raise DatasetError(f"{path}: give both case and control; labels: {present}")
-        case, control = (case, others[0]) if case else (others[0], control)
-    if case == control:
-        raise DatasetError(f"{path}: case and control are the same label '{case}'")
-    return case, control, f"contrast: case '{case}' vs control '{control}'"
-
-
-def _to_float(cells: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Convert string cells to floats, naming the first offending cell."""
-    numeric = cells.apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna().to_numpy() & cells.notna().to_numpy()
-    if bad.any():
-        row, col = (int(i[0]) for i in np.nonzero(bad))
-        raise DatasetError(
-            f"{path}: non-numeric value {cells.iat[row, col]!r} "
-            f"(sample '{cells.index[row]}', probeset '{cells.columns[col]}')"
-        )
-    return numeric.astype(np.float64)
-
-
-def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset:
-    """Validate a raw input and reduce it to a two-class float matrix (inputs unchanged)."""
-    path = raw.path
-    if not raw.labels:
-        raise DatasetError(f"{path}: no samples")
-    _check_unique(raw.sample_ids, "sample", path)
-    case, control, contrast_note = choose_contrast(raw.labels, options.case, options.control, path)
-    decisions = [f"input layout: {raw.layout}", contrast_note]
-    warnings: list[str] = []
-    keep = [lab in (case, control) for lab in raw.labels]
-    dropped = Counter(lab for lab, k in zip(raw.labels, keep) if not k)
-    if dropped:
-        decisions.append(
-            f"dropped {sum(dropped.values())} samples of other labels: {dict(dropped)}"
-        )
-    labels = [lab for lab, k in zip(raw.labels, keep) if k]
-    counts = Counter(labels)
-    for label in (case, control):
-        if counts[label] < options.cv_folds:
-            raise DatasetError(
-                f"{path}: class '{label}' has {counts[label]} samples, "
-                f"fewer than cv_folds={options.cv_folds}"
-            )
-    matrix = _to_float(raw.cells.loc[keep], path)
-    missing = matrix.isna().any(axis=0)
-    if missing.any():
-        decisions.append(f"dropped {int(missing.sum())} probesets with missing values")
-        matrix = matrix.loc[:, ~missing]
-    constant = matrix.nunique(axis=0) <= 1
-    if constant.any():
-        decisions.append(f"dropped {int(constant.sum())} constant probesets")
-        matrix = matrix.loc[:, ~constant]
-    if matrix.shape[1] == 0:
-        raise DatasetError(f"{path}: no probesets left after dropping missing and constant ones")
-    high = float(matrix.to_numpy().max())
-    if high > RAW_INTENSITY_MAX:
-        if options.log2_transform:
-            if float(matrix.to_numpy().min()) <= 0:
-                raise DatasetError(f"{path}: cannot log2-transform values <= 0")
-            matrix = np.log2(matrix)
-            decisions.append(f"log2-transformed (max value {high:g} looked like raw intensities)")
-        else:
-            warnings.append(
-                f"max value {high:g} > {RAW_INTENSITY_MAX:g} looks like raw intensities; "
-                "consider log2_transform"
-            )
-    decisions.append(
-        f"{matrix.shape[1]} probesets; {counts[case]} '{case}' and {counts[control]} '{control}'"
-    )
-    sample_ids = [s for s, k in zip(raw.sample_ids, keep) if k]
-    return PreparedDataset(
-        matrix.set_axis(sample_ids),
-        labels,
-        sample_ids,
-        case,
-        control,
-        raw.layout,
-        decisions,
-        warnings,
-    )
-
-
-def dataset_text(prepared: PreparedDataset) -> str:
-    """Serialize in the original layout; repr floats round-trip exactly."""
-    header = "\t".join(["phenotype", *prepared.matrix.columns])
-    rows = (
-        "\t".join([label, *map(repr, values)])
-        for label, values in zip(prepared.labels, prepared.matrix.to_numpy().tolist())
-    )
-    return "\n".join([header, *rows]) + "\n"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -385,3 +248,36 @@ def read_prepared(path: Path) -> tuple[list[str], pd.DataFrame]:
     frame = pd.read_csv(path, sep="\t", float_precision="round_trip")
     labels = frame.pop("phenotype").astype(str).tolist()
     return labels, frame.astype(np.float64)
+
+
+def save_text(text: str, path: Path) -> None:
+    """Write UTF-8 text atomically."""
+    write_atomic(path, text.encode("utf-8"))
+
+
+def read_records(path: Path) -> pd.DataFrame:
+    """Load a records TSV written by the flow."""
+    return pd.read_csv(
+        path,
+        sep="\t",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"classifier": str, "error": str},
+    )
+
+
+def read_annotation(path: Path | None) -> pd.Series | None:
+    """probeset -> description, when an annotation file is given."""
+    if path is None or not Path(path).is_file():
+        return None
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return frame.set_index(frame.columns[0])[frame.columns[1]]
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,20 +1,19 @@
-"""HTTP client of the data server for the flow (admin token in a header), and the embedded server."""
+"""HTTP client of the data server for the flow (admin token in a header)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 import requests
 
 log = logging.getLogger(__name__)
+
+
 # urllib3 logs full URLs at DEBUG, and worker URLs carry run tokens.
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 
@@ -99,47 +98,3 @@ class ServerClient:
         if response.status_code != 200:
             raise RuntimeError(f"GET dataset {name!r}: HTTP {response.status_code}")
         return hashlib.sha256(response.content).hexdigest()
-
-
-def free_loopback_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class EmbeddedServer:
-    """A WSGI app on waitress in a background thread, bound to a free loopback port."""
-
-    def __init__(self, app, threads: int = 8) -> None:
-        from waitress import create_server
-
-        self._server = create_server(
-            app, host="127.0.0.1", port=free_loopback_port(), threads=threads
-        )
-        self.url = f"http://127.0.0.1:{self._server.effective_port}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="embedded-server", daemon=True)
-        self._thread.start()
-        log.info("embedded server on %s", self.url)
-
-    @classmethod
-    def for_data(cls, data_dir: Path, database: Path, admin_token: str) -> EmbeddedServer:
-        """The data server for a data directory and results database."""
-        from server import create_app
-
-        return cls(
-            create_app({"DATA_DIR": data_dir, "DATABASE": database, "ADMIN_TOKEN": admin_token})
-        )
-
-    def _serve(self) -> None:
-        # Loop in short turns and close from this thread: closing the sockets from another
-        # thread while the loop waits on them fails with EBADF.
-        while not self._stop.is_set():
-            self._server.asyncore.loop(timeout=0.1, map=self._server._map, count=1)
-        self._server.close()
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        self._stop.set()
-        self._thread.join(timeout=10)

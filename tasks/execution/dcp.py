@@ -25,8 +25,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .jobs import JobSpec, SliceEvent, drain
-from .work import WORK_MODULES
+from tasks.execution.jobs import JobSpec, SliceEvent, drain
+from tasks.science.work import WORK_MODULES
 
 DEFAULT_SCHEDULER = "https://scheduler.distributed.computer"
 
@@ -152,7 +152,7 @@ def build_job(dcp, spec: JobSpec, opts, group: ComputeGroup | None):
     """Create the real job with `compute_for`, as the original example did (SDK initialised)."""
     import pythonmonkey as pm
 
-    from . import work
+    from tasks.science import work
 
     make_url = pm.eval("(href) => new URL(href)")
     job = dcp.compute_for(

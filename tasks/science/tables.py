@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .destats import benjamini_hochberg
-from .plan import Signature
-from .prepare import write_atomic
+from tasks.science.destats import benjamini_hochberg
+from tasks.science.plan import Signature
 
 RECORD_COLUMNS = ["permutation", "signature", "classifier", "auc", "accuracy", "error"]
 
@@ -161,17 +158,3 @@ def permutation_baseline(observed: pd.DataFrame, permuted: pd.DataFrame) -> pd.D
             }
         )
     return pd.DataFrame(rows)
-
-
-FLOAT_FORMAT = "%.6g"
-
-
-def save_tsv(frame: pd.DataFrame, path: Path) -> None:
-    """Write a table with a fixed float format, atomically (byte-identical for equal input)."""
-    text = frame.to_csv(sep="\t", index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
-    write_atomic(Path(path), text.encode("utf-8"))
-
-
-def save_json(data: dict, path: Path) -> None:
-    """Write JSON atomically with sorted keys."""
-    write_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True, default=str).encode())

@@ -3,16 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.prepare import (
-    DatasetError,
-    PrepareOptions,
-    detect_layout,
-    prepare_dataset,
-    read_input,
-    save_prepared,
-)
+from tasks.io import detect_layout, read_input, save_prepared
+from tasks.science.dataset import DatasetError, PrepareOptions, prepare_dataset
 
-from ..conftest import GOLUB
+from ...conftest import GOLUB
 
 SEED = "phenotype\tg1\tg2\tg3\n" + "".join(
     f"{lab}\t{i}.5\t{(i * 7) % 5}.25\t{i % 3}.0\n" for i, lab in enumerate(["A", "B"] * 4 + ["C"])

@@ -7,38 +7,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import report
-from .aggregate import (
+from tasks.io import (
+    read_annotation,
+    read_prepared,
+    read_records,
+    save_json,
+    save_text,
+    save_tsv,
+)
+from tasks.report import plots as draw
+from tasks.report import render
+from tasks.science.destats import differential_expression
+from tasks.science.plan import Signature
+from tasks.science.tables import (
     gene_evidence,
     gene_table,
     permutation_baseline,
-    save_json,
-    save_tsv,
     signature_table,
     top_signatures,
 )
-from .destats import differential_expression
-from .plan import Signature
-from .prepare import read_prepared
-
-
-def read_records(path: Path) -> pd.DataFrame:
-    """Load a records TSV written by the flow."""
-    return pd.read_csv(
-        path,
-        sep="\t",
-        keep_default_na=False,
-        na_values=[""],
-        dtype={"classifier": str, "error": str},
-    )
-
-
-def read_annotation(path: Path | None) -> pd.Series | None:
-    """probeset -> description, when an annotation file is given."""
-    if path is None or not Path(path).is_file():
-        return None
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    return frame.set_index(frame.columns[0])[frame.columns[1]]
 
 
 def top_for_permutation(
@@ -138,21 +125,21 @@ def build_report(
     plots_dir.mkdir(exist_ok=True)
     top_probesets = list(dict.fromkeys(p for s in top["probesets"].head(10) for p in s.split(",")))
     plots = {
-        "auc_by_classifier": report.plot_auc_by_classifier(
+        "auc_by_classifier": draw.plot_auc_by_classifier(
             sig_table, classifiers, plots_dir / "auc_by_classifier.png"
         ),
-        "auc_by_length": report.plot_auc_by_length(sig_table, plots_dir / "auc_by_length.png"),
-        "volcano": report.plot_volcano(genes, plots_dir / "volcano.png"),
-        "heatmap": report.plot_heatmap(
+        "auc_by_length": draw.plot_auc_by_length(sig_table, plots_dir / "auc_by_length.png"),
+        "volcano": draw.plot_volcano(genes, plots_dir / "volcano.png"),
+        "heatmap": draw.plot_heatmap(
             matrix, labels, case, top_probesets[:40], plots_dir / "heatmap.png"
         ),
     }
     if len(baseline):
-        plots["permutation"] = report.plot_permutation(baseline, plots_dir / "permutation.png")
-    show_sigs = top.head(report.TOP_ROWS)[
+        plots["permutation"] = draw.plot_permutation(baseline, plots_dir / "permutation.png")
+    show_sigs = top.head(draw.TOP_ROWS)[
         ["rank", "signature", "length", "mean_auc", *[f"auc_{c}" for c in classifiers], "probesets"]
     ]
-    show_genes = genes.head(report.TOP_ROWS)[
+    show_genes = genes.head(draw.TOP_ROWS)[
         [
             "probeset",
             "description",
@@ -175,9 +162,9 @@ def build_report(
         "probesets with adj.P.Val < 0.05": int((genes["adj.P.Val"] < 0.05).sum()),
     }
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
-    markdown = report.render_markdown(summary, show_sigs, show_genes)
-    report.save_text(report.render_html(summary, show_sigs, show_genes, baseline, plots), html_path)
-    report.save_text(markdown, md_path)
+    markdown = render.render_markdown(summary, show_sigs, show_genes)
+    save_text(render.render_html(summary, show_sigs, show_genes, baseline, plots), html_path)
+    save_text(markdown, md_path)
     save_json(
         {
             "summary": summary,

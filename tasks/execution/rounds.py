@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .client import ServerClient
-from .jobs import Backend, JobHandle, JobSpec
+from tasks.execution.client import ServerClient
+from tasks.execution.jobs import Backend, JobHandle, JobSpec
 
 log = logging.getLogger(__name__)
 

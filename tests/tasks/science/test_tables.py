@@ -2,14 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.aggregate import (
+from tasks.io import save_tsv
+from tasks.science.plan import Signature
+from tasks.science.tables import (
     gene_evidence,
     permutation_baseline,
     records_from_results,
-    save_tsv,
     signature_table,
 )
-from tasks.plan import Signature
 
 SIGNATURES = [
     Signature(0, ("a", "b")),
@@ -83,7 +83,7 @@ def test_permutation_p_value(perm, p):
 
 
 def test_permutation_candidates_follow_the_report_ranking():
-    from tasks.build import top_for_permutation
+    from tasks.report.build import top_for_permutation
 
     records = records_from_results(contents())
     top = top_for_permutation(records, SIGNATURES, CLASSIFIERS, 2)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from urllib.parse import urlsplit
 
-from .jobs import JobSpec, SliceEvent, drain
+from tasks.execution.jobs import JobSpec, SliceEvent, drain
 
 HTTP_TIMEOUT = 30.0
 
@@ -167,7 +167,7 @@ def _run_slice(work, spec: dict, element: int, allowed, counter: ProgressCounter
 
 def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -> None:
     """Worker process: run slices sent over `conn` until told to stop."""
-    from .work import load_work_function
+    from tasks.science.work import load_work_function
 
     counter = ProgressCounter()
     counter.install()

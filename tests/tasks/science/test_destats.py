@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.destats import benjamini_hochberg, differential_expression
-from tasks.prepare import read_prepared
+from tasks.io import read_prepared
+from tasks.science.destats import benjamini_hochberg, differential_expression
 
-from ..conftest import GOLUB, ROOT
+from ...conftest import GOLUB, ROOT
 
-LOCAL_REFERENCE = ROOT / "tests" / "tasks" / "golub_all_aml.limma.tsv"
+LOCAL_REFERENCE = ROOT / "tests" / "tasks" / "science" / "golub_all_aml.limma.tsv"
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.plan import pack_slices, plan_signatures, signature_lengths
+from tasks.science.plan import pack_slices, plan_signatures, signature_lengths
 
 EXPECTED = Path(__file__).with_name("expected_plan.json")
 PROBESETS = [f"p{i}" for i in range(200)]

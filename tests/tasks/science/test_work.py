@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from tasks.plan import pack_slices, plan_signatures
-from tasks.work import (
+from tasks.science.plan import pack_slices, plan_signatures
+from tasks.science.work import (
     CLASSIFIERS,
     check_classifiers,
     evaluate_slice,
@@ -16,7 +16,7 @@ from tasks.work import (
     work_function_source,
 )
 
-from ..conftest import ROOT
+from ...conftest import ROOT
 
 COMPARE_PYTHON = os.environ.get("SIGSEARCH_COMPARE_PYTHON")
 
@@ -98,7 +98,7 @@ def test_a_classifier_that_cannot_fit_is_reported_per_record(golub_text):
 )
 def test_records_agree_with_other_environment(slice_datum, golub_text):
     script = (
-        "import json,sys; from tasks.work import evaluate_slice; d,c=json.load(sys.stdin);"
+        "import json,sys; from tasks.science.work import evaluate_slice; d,c=json.load(sys.stdin);"
         f"print(evaluate_slice(d, open({str(ROOT / 'input' / 'golub_all_aml.tsv')!r}).read(), c))"
     )
     config = json.dumps({"case": "AML", "cv_folds": 10, "seed": 2})

@@ -1,0 +1,1 @@
+"""The science: the signature plan, the work function, moderated statistics, tables."""

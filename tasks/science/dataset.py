@@ -1,0 +1,170 @@
+"""Dataset preparation: validation, the contrast, filtering (pure functions)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RAW_INTENSITY_MAX = 100.0
+
+
+class DatasetError(ValueError):
+    """An input file that cannot be prepared; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What the user chose about how to read and prepare the input."""
+
+    case: str | None = None
+    control: str | None = None
+    sample_sheet: Path | None = None
+    phenotype_field: str | None = None
+    cv_folds: int = 10
+    log2_transform: bool = False
+
+
+@dataclass
+class RawDataset:
+    """An input as read: samples x probesets (strings not yet checked) and labels."""
+
+    path: Path
+    layout: str
+    sample_ids: list[str]
+    labels: list[str]
+    probesets: list[str]
+    cells: pd.DataFrame  # samples x probesets, object dtype, NaN for missing
+
+
+@dataclass
+class PreparedDataset:
+    """A validated two-class dataset and the record of every decision taken."""
+
+    matrix: pd.DataFrame  # samples x probesets, float64
+    labels: list[str]
+    sample_ids: list[str]
+    case: str
+    control: str
+    layout: str
+    decisions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def choose_contrast(labels: list[str], case: str | None, control: str | None, path: Path):
+    """Pick (case, control); with two labels and none chosen, the minority is the case."""
+    counts = Counter(labels)
+    if "" in counts:
+        raise DatasetError(f"{path}: {counts['']} samples have an empty phenotype")
+    present = sorted(counts)
+    for name, label in (("case", case), ("control", control)):
+        if label is not None and label not in counts:
+            raise DatasetError(f"{path}: {name} label '{label}' not found; labels: {present}")
+    if case is None and control is None:
+        if len(present) != 2:
+            raise DatasetError(f"{path}: {len(present)} labels {present}; choose case and control")
+        case = min(present, key=lambda k: (counts[k], k))
+        control = next(k for k in present if k != case)
+        return case, control, f"contrast chosen automatically: minority label '{case}' is the case"
+    if case is None or control is None:
+        others = [k for k in present if k != (case or control)]
+        if len(others) != 1:
+            raise DatasetError(f"{path}: give both case and control; labels: {present}")
+        case, control = (case, others[0]) if case else (others[0], control)
+    if case == control:
+        raise DatasetError(f"{path}: case and control are the same label '{case}'")
+    return case, control, f"contrast: case '{case}' vs control '{control}'"
+
+
+def _to_float(cells: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Convert string cells to floats, naming the first offending cell."""
+    numeric = cells.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna().to_numpy() & cells.notna().to_numpy()
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        raise DatasetError(
+            f"{path}: non-numeric value {cells.iat[row, col]!r} "
+            f"(sample '{cells.index[row]}', probeset '{cells.columns[col]}')"
+        )
+    return numeric.astype(np.float64)
+
+
+def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset:
+    """Validate a raw input and reduce it to a two-class float matrix (inputs unchanged)."""
+    path = raw.path
+    if not raw.labels:
+        raise DatasetError(f"{path}: no samples")
+    check_unique(raw.sample_ids, "sample", path)
+    case, control, contrast_note = choose_contrast(raw.labels, options.case, options.control, path)
+    decisions = [f"input layout: {raw.layout}", contrast_note]
+    warnings: list[str] = []
+    keep = [lab in (case, control) for lab in raw.labels]
+    dropped = Counter(lab for lab, k in zip(raw.labels, keep) if not k)
+    if dropped:
+        decisions.append(
+            f"dropped {sum(dropped.values())} samples of other labels: {dict(dropped)}"
+        )
+    labels = [lab for lab, k in zip(raw.labels, keep) if k]
+    counts = Counter(labels)
+    for label in (case, control):
+        if counts[label] < options.cv_folds:
+            raise DatasetError(
+                f"{path}: class '{label}' has {counts[label]} samples, "
+                f"fewer than cv_folds={options.cv_folds}"
+            )
+    matrix = _to_float(raw.cells.loc[keep], path)
+    missing = matrix.isna().any(axis=0)
+    if missing.any():
+        decisions.append(f"dropped {int(missing.sum())} probesets with missing values")
+        matrix = matrix.loc[:, ~missing]
+    constant = matrix.nunique(axis=0) <= 1
+    if constant.any():
+        decisions.append(f"dropped {int(constant.sum())} constant probesets")
+        matrix = matrix.loc[:, ~constant]
+    if matrix.shape[1] == 0:
+        raise DatasetError(f"{path}: no probesets left after dropping missing and constant ones")
+    high = float(matrix.to_numpy().max())
+    if high > RAW_INTENSITY_MAX:
+        if options.log2_transform:
+            if float(matrix.to_numpy().min()) <= 0:
+                raise DatasetError(f"{path}: cannot log2-transform values <= 0")
+            matrix = np.log2(matrix)
+            decisions.append(f"log2-transformed (max value {high:g} looked like raw intensities)")
+        else:
+            warnings.append(
+                f"max value {high:g} > {RAW_INTENSITY_MAX:g} looks like raw intensities; "
+                "consider log2_transform"
+            )
+    decisions.append(
+        f"{matrix.shape[1]} probesets; {counts[case]} '{case}' and {counts[control]} '{control}'"
+    )
+    sample_ids = [s for s, k in zip(raw.sample_ids, keep) if k]
+    return PreparedDataset(
+        matrix.set_axis(sample_ids),
+        labels,
+        sample_ids,
+        case,
+        control,
+        raw.layout,
+        decisions,
+        warnings,
+    )
+
+
+def dataset_text(prepared: PreparedDataset) -> str:
+    """Serialize in the original layout; repr floats round-trip exactly."""
+    header = "\t".join(["phenotype", *prepared.matrix.columns])
+    rows = (
+        "\t".join([label, *map(repr, values)])
+        for label, values in zip(prepared.labels, prepared.matrix.to_numpy().tolist())
+    )
+    return "\n".join([header, *rows]) + "\n"
+
+
+def check_unique(ids: list[str], what: str, path: Path) -> None:
+    duplicates = sorted(k for k, n in Counter(ids).items() if n > 1)
+    if duplicates:
+        raise DatasetError(f"{path}: duplicate {what} ids: {', '.join(duplicates[:10])}")
