@@ -22,7 +22,7 @@ from server.embedded import EmbeddedServer
 from tasks.execution.client import ServerClient
 from tasks.host import runtime_info
 from tasks.io import file_sha256
-from tasks.report.build import failed_signatures, run_summary
+from tasks.report.build import ReportInputs, failed_signatures, run_summary
 from tasks.science.dataset import DatasetError
 from tasks.science.plan import permutation_slices
 from tasks.steps import (
@@ -166,31 +166,31 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
     versions = runtime_info()
     summary = run_summary(params.model_dump(), dataset, main, perm, len(slices),
                           time.time() - started, versions["versions"])  # fmt: skip
-    report = build_report_task(
-        run_dir=run_dir,
+    inputs = ReportInputs(
         summary=summary,
         dataset_path=prepared_file,
         case=dataset["case"],
         control=dataset["control"],
         signatures=signatures,
-        records_path=Path(records),
-        permutation_records_path=perm_records and Path(perm_records),
+        records=records,
+        permutation_records=perm_records,
         classifiers=params.classifiers,
-        failed_signatures=failed_signatures(slices, main["failed"]),
+        failed_signatures=frozenset(failed_signatures(slices, main["failed"])),
         top_fraction=params.top_fraction,
         annotation_path=annotation_path(params),
     )
+    report = build_report_task(run_dir, inputs)
     record = {"run_id": run_id, "dataset": dataset, "runtime": versions, "main": main,
               "permutation": perm, "parameters": params.model_dump()}  # fmt: skip
     save_run_record_task(str(run_dir / "run.json"), record)
     publish_artifacts_task(report)
-    logger.info("report: %s", report["html"])
+    logger.info("report: %s", report.html)
     failed = sorted(main["failed"])
     if len(failed) > params.failure_tolerance:
         raise SlicesFailed(
             f"{len(failed)} slices failed after all retries: {failed}; "
-            f"partial report at {report['html']}"
+            f"partial report at {report.html}"
         )
     if failed:
         logger.warning("%d slices failed (tolerated): %s", len(failed), failed)
-    return {"run_id": run_id, "run_dir": str(run_dir), "report": report["html"], "failed": failed}
+    return {"run_id": run_id, "run_dir": str(run_dir), "report": str(report.html), "failed": failed}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import (
     create_link_artifact,
@@ -19,8 +20,8 @@ from tasks.execution import rounds
 from tasks.execution.client import ServerClient
 from tasks.execution.jobs import JobSpec
 from tasks.execution.progress import terminal_progress
-from tasks.io import read_input, read_records, save_json, save_prepared, save_tsv
-from tasks.report.build import build_report, top_for_permutation
+from tasks.io import read_input, save_json, save_prepared, save_tsv
+from tasks.report.build import ReportFiles, ReportInputs, build_report, top_for_permutation
 from tasks.science.dataset import PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
 from tasks.science.tables import records_from_results
@@ -157,8 +158,10 @@ def run_slices_task(
     retry_delay_seconds=[1, 2, 4],
     cache_policy=NO_CACHE,
 )
-def fetch_records_task(client: ServerClient, run_id: str, dataset_sha256: str, path: str) -> str:
-    """Fetch every stored result of a run into a records TSV; refuse other datasets' results."""
+def fetch_records_task(
+    client: ServerClient, run_id: str, dataset_sha256: str, path: str
+) -> pd.DataFrame:
+    """Every stored result of a run as records (also written to `path`); refuse other datasets'."""
     contents = []
     for item in client.iter_results(run_id):
         content = item["content"]
@@ -166,23 +169,22 @@ def fetch_records_task(client: ServerClient, run_id: str, dataset_sha256: str, p
             raise RuntimeError(f"slice {item['slice']} was computed on another dataset")
         contents.append(content)
     frame = records_from_results(contents)
-    frame = frame.sort_values(["permutation", "signature", "classifier"], kind="stable")
     save_tsv(frame, Path(path))
-    return path
+    return frame
 
 
 @task(name="top-for-permutation")
 def top_for_permutation_task(
-    records_path: str, signatures: list, classifiers: list[str], n_top: int
+    records: pd.DataFrame, signatures: list, classifiers: list[str], n_top: int
 ) -> list[dict]:
     """The top signatures of the main job, to re-evaluate on permuted labels."""
-    return top_for_permutation(read_records(Path(records_path)), signatures, classifiers, n_top)
+    return top_for_permutation(records, signatures, classifiers, n_top)
 
 
 @task(name="build-report", persist_result=False)
-def build_report_task(**kwargs) -> dict:
+def build_report_task(run_dir: Path, inputs: ReportInputs) -> ReportFiles:
     """Aggregate records into the report files."""
-    return build_report(**kwargs)
+    return build_report(run_dir, inputs)
 
 
 @task(name="save-run-record", persist_result=False)
@@ -192,12 +194,12 @@ def save_run_record_task(path: str, record: dict) -> None:
 
 
 @task(name="publish-artifacts", persist_result=False)
-def publish_artifacts_task(report: dict) -> None:
+def publish_artifacts_task(report: ReportFiles) -> None:
     """Markdown summary, top-signature table and a link to the report file."""
-    create_markdown_artifact(report["markdown"], key=_artifact_key("report-summary"))
-    create_table_artifact(report["top_signatures"], key=_artifact_key("top-signatures"))
+    create_markdown_artifact(report.markdown, key=_artifact_key("report-summary"))
+    create_table_artifact(report.top_signatures, key=_artifact_key("top-signatures"))
     create_link_artifact(
-        Path(report["html"]).resolve().as_uri(),
+        report.html.resolve().as_uri(),
         link_text="report.html",
         key=_artifact_key("report-file"),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,6 @@ import pandas as pd
 from tasks.io import (
     read_annotation,
     read_prepared,
-    read_records,
     save_json,
     save_text,
     save_tsv,
@@ -88,26 +88,40 @@ def _conflicts(main: dict, perm: dict | None) -> str:
     )
 
 
-def build_report(
-    run_dir: Path,
-    summary: dict,
-    dataset_path: Path,
-    case: str,
-    control: str,
-    signatures: list[Signature],
-    records_path: Path,
-    permutation_records_path: Path | None,
-    classifiers: list[str],
-    failed_signatures: set[int],
-    top_fraction: float,
-    annotation_path: Path | None,
-) -> dict:
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything a report is made from: the run's summary, its dataset and its records."""
+
+    summary: dict
+    dataset_path: Path
+    case: str
+    control: str
+    signatures: list[Signature]
+    records: pd.DataFrame
+    permutation_records: pd.DataFrame | None
+    classifiers: list[str]
+    failed_signatures: frozenset[int]
+    top_fraction: float
+    annotation_path: Path | None
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where the report went, and what the Prefect artifacts show of it."""
+
+    html: Path
+    markdown: str
+    top_signatures: list[dict]
+
+
+def build_report(run_dir: Path, inputs: ReportInputs) -> ReportFiles:
     """Write every report file; return their paths and the markdown summary."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    records = read_records(records_path)
-    permutation_records = (
-        read_records(permutation_records_path) if permutation_records_path else None
-    )
+    summary, case, control = inputs.summary, inputs.case, inputs.control
+    signatures, records, classifiers = inputs.signatures, inputs.records, inputs.classifiers
+    permutation_records, top_fraction = inputs.permutation_records, inputs.top_fraction
+    failed_signatures, annotation_path = inputs.failed_signatures, inputs.annotation_path
+    dataset_path = inputs.dataset_path
     annotation = read_annotation(annotation_path)
     labels, matrix = read_prepared(dataset_path)
     sig_table = signature_table(signatures, records, classifiers, failed_signatures)
@@ -175,7 +189,7 @@ def build_report(
         },
         run_dir / "report.json",
     )
-    return {"html": str(html_path), "markdown": markdown, "top_signatures": _records(show_sigs)}
+    return ReportFiles(html_path, markdown, _records(show_sigs))
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -12,10 +12,13 @@ from tasks.science.destats import benjamini_hochberg
 from tasks.science.plan import Signature
 
 RECORD_COLUMNS = ["permutation", "signature", "classifier", "auc", "accuracy", "error"]
+# Records are kept to the precision records.tsv holds, so that the tables computed from the
+# frame in memory are the tables computed from the file.
+RECORD_DIGITS = 6
 
 
 def records_from_results(contents: Iterable[dict]) -> pd.DataFrame:
-    """Flatten slice results into one row per (permutation seed or -1, signature, classifier)."""
+    """One row per (permutation seed or -1, signature, classifier), sorted, to 6 digits."""
     rows = [
         (
             -1 if content.get("permutation_seed") is None else content["permutation_seed"],
@@ -35,7 +38,12 @@ def records_from_results(contents: Iterable[dict]) -> pd.DataFrame:
         "auc": np.float64,
         "accuracy": np.float64,
     }
-    return frame.astype(dtypes)
+    frame = frame.astype(dtypes)
+    for column in ("auc", "accuracy"):
+        frame[column] = [float(f"{v:.{RECORD_DIGITS}g}") for v in frame[column]]
+    frame["error"] = frame["error"].replace("", np.nan)
+    frame = frame.sort_values(["permutation", "signature", "classifier"], kind="stable")
+    return frame.reset_index(drop=True)
 
 
 def signature_table(

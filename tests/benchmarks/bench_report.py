@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.io import save_tsv
-from tasks.report.build import build_report
+from tasks.io import read_records, save_tsv
+from tasks.report.build import ReportInputs, build_report
 from tasks.science.destats import moderated_t
 from tasks.science.plan import plan_signatures
 
@@ -67,12 +67,20 @@ def aggregate(workdir: Path) -> dict:
     probes = json.loads((workdir / "plan.json").read_text())
     signatures = [Signature(i, tuple(p)) for i, p in enumerate(probes)]
     started = time.perf_counter()
-    build_report(
-        run_dir=workdir / "report", summary={"benchmark": "aggregation"}, dataset_path=GOLUB,
-        case="AML", control="ALL", signatures=signatures, records_path=workdir / "records.tsv",
-        permutation_records_path=None, classifiers=CLASSIFIERS, failed_signatures=set(),
-        top_fraction=0.05, annotation_path=ROOT / "input" / "golub_all_aml.annotation.tsv",
-    )  # fmt: skip
+    inputs = ReportInputs(
+        summary={"benchmark": "aggregation"},
+        dataset_path=GOLUB,
+        case="AML",
+        control="ALL",
+        signatures=signatures,
+        records=read_records(workdir / "records.tsv"),
+        permutation_records=None,
+        classifiers=CLASSIFIERS,
+        failed_signatures=frozenset(),
+        top_fraction=0.05,
+        annotation_path=ROOT / "input" / "golub_all_aml.annotation.tsv",
+    )
+    build_report(workdir / "report", inputs)
     elapsed = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"benchmark": "aggregate_records", "records": len(signatures) * len(CLASSIFIERS),
