@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 from flows.params import SearchParameters
+from tasks.execution.jobs import Backend
 from tasks.execution.local import FaultPlan, LocalBackend
 
 
-def make_backend(params: SearchParameters, server_url: str):
-    """The configured backend and how many slices it runs at once (for time bounds)."""
+def make_backend(params: SearchParameters, server_url: str) -> Backend:
+    """The configured backend (each says how many slices it runs at once)."""
     if params.backend == "local":
         workers = params.workers or os.cpu_count() or 1
         backend = LocalBackend(
@@ -18,8 +19,8 @@ def make_backend(params: SearchParameters, server_url: str):
             slice_timeout=params.slice_timeout,
             faults=FaultPlan.from_dict(params.faults),
         )
-        return backend, workers
+        return backend
     from tasks.execution.dcp import DcpBackend, compute_group_from
 
     group = compute_group_from(params.dcp.compute_group_block)
-    return DcpBackend(params.dcp, server_url, group), 1
+    return DcpBackend(params.dcp, server_url, group)

@@ -6,28 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from tasks.execution.dcp import DcpOptions
 from tasks.science.work import CLASSIFIERS, check_classifiers
-
-
-class DcpOptions(BaseModel):
-    """Options of the `dcp` backend; credentials come from blocks or environment, not here."""
-
-    compute_group_block: str = Field(
-        "", description="Prefect Secret block holding 'joinKey:joinSecret' (else DCP_COMPUTE_GROUP)"
-    )
-    id_keystore: str = Field("~/.dcp/id.keystore", description="identity keystore path")
-    payment_keystore: str = Field("~/.dcp/default.keystore", description="payment keystore path")
-    slice_payment_offer: float | None = Field(
-        None, ge=0, description="compute credits offered per slice (empty: market rate)"
-    )
-    job_name: str = Field("signature-search", description="public job name")
-    remote_workers: bool = Field(
-        True, description="workers run elsewhere, so the server URL must not be loopback"
-    )
-    sdk_timeout: float = Field(60.0, gt=0, description="seconds allowed for each call into the SDK")
-    cancel_timeout: float = Field(
-        30.0, gt=0, description="seconds allowed to cancel a job on DCP when a round ends"
-    )
 
 
 class SearchParameters(BaseModel):

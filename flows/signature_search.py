@@ -20,11 +20,13 @@ from flows.backends import make_backend
 from flows.params import SearchParameters
 from server.embedded import EmbeddedServer
 from tasks.execution.client import ServerClient
+from tasks.execution.rounds import JobContext
 from tasks.host import runtime_info
 from tasks.io import file_sha256
 from tasks.report.build import ReportInputs, failed_signatures, run_summary
 from tasks.science.dataset import DatasetError
 from tasks.science.plan import permutation_slices
+from tasks.science.work import work_function_source
 from tasks.steps import (
     build_report_task,
     check_server_task,
@@ -108,42 +110,50 @@ def prepare(params: SearchParameters) -> tuple[dict, Path]:
     return dataset, prepared_file
 
 
-def evaluate(params, client, dataset, run_id, run_dir, slices, signatures, deadline):
-    """Run the main job and the permutation job; return their outcomes and record files."""
-    backend, parallelism = make_backend(params, client.base_url)
-    token = secrets.token_urlsafe(24)
-    common = {
-        "client": client,
-        "backend": backend,
-        "token": token,
-        "parallelism": parallelism,
-        "dataset_name": dataset["name"],
-        "config": {
-            "case": dataset["case"],
-            "cv_folds": params.cv_folds,
-            "seed": params.seed,
-            "classifiers": params.classifiers,
-            "dataset_sha256": dataset["sha256"],
-        },
-        "deadline": deadline,
-        "max_retries": params.max_slice_retries,
-        "slice_timeout": params.slice_timeout,
+def job_context(params: SearchParameters, client: ServerClient, dataset: dict, deadline: float):
+    """What the run's jobs share: backend, server, a fresh run token, config and limits."""
+    config = {
+        "case": dataset["case"],
+        "cv_folds": params.cv_folds,
+        "seed": params.seed,
+        "classifiers": params.classifiers,
+        "dataset_sha256": dataset["sha256"],
     }
-    check_server_task(client, run_id, dataset, token, [s["slice"] for s in slices])
-    main = run_slices_task(run_id=run_id, slices=slices, job_name=f"{run_id}-main", **common)
-    records = fetch_records_task(client, run_id, dataset["sha256"], str(run_dir / "records.tsv"))
+    return JobContext(
+        backend=make_backend(params, client.base_url),
+        client=client,
+        token=secrets.token_urlsafe(24),
+        dataset_name=dataset["name"],
+        config=config,
+        work_source=work_function_source(),
+        max_retries=params.max_slice_retries,
+        slice_timeout=params.slice_timeout,
+        deadline=deadline,
+    )
+
+
+def evaluate(
+    params: SearchParameters,
+    ctx: JobContext,
+    dataset: dict,
+    run_id: str,
+    run_dir: Path,
+    slices: list[dict],
+    signatures: list,
+):
+    """Run the main job and the permutation job; return their outcomes and records."""
+    check_server_task(ctx.client, run_id, dataset, ctx.token, [s["slice"] for s in slices])
+    main = run_slices_task(ctx, run_id, f"{run_id}-main", slices)
+    records = fetch_records_task(ctx.client, run_id, dataset["sha256"], run_dir / "records.tsv")
     top = top_for_permutation_task(records, signatures, params.classifiers, params.permutation_top)
     if not top or not params.n_permutations:
         return main, records, None, None
-    perm_id, perm_slices = (
-        f"{run_id}-perm",
-        permutation_slices(top, params.n_permutations, params.seed),
-    )
-    check_server_task(client, perm_id, dataset, token, [s["slice"] for s in perm_slices])
-    perm = run_slices_task(run_id=perm_id, slices=perm_slices, job_name=perm_id, **common)
-    perm_records = fetch_records_task(
-        client, perm_id, dataset["sha256"], str(run_dir / "permutation_records.tsv")
-    )
+    perm_id = f"{run_id}-perm"
+    perm_slices = permutation_slices(top, params.n_permutations, params.seed)
+    check_server_task(ctx.client, perm_id, dataset, ctx.token, [s["slice"] for s in perm_slices])
+    perm = run_slices_task(ctx, perm_id, perm_id, perm_slices)
+    perm_path = run_dir / "permutation_records.tsv"
+    perm_records = fetch_records_task(ctx.client, perm_id, dataset["sha256"], perm_path)
     return main, records, perm, perm_records
 
 
@@ -160,11 +170,13 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
     run_dir = Path(params.results_dir) / run_id
     save_run_record_task(str(run_dir / "parameters.json"), params.model_dump())
     with serve_or_connect(params) as client:
+        ctx = job_context(params, client, dataset, deadline)
         main, records, perm, perm_records = evaluate(
-            params, client, dataset, run_id, run_dir, slices, signatures, deadline
+            params, ctx, dataset, run_id, run_dir, slices, signatures
         )
     versions = runtime_info()
-    summary = run_summary(params.model_dump(), dataset, main, perm, len(slices),
+    main_record, perm_record = main.as_record(), perm and perm.as_record()
+    summary = run_summary(params.model_dump(), dataset, main_record, perm_record, len(slices),
                           time.time() - started, versions["versions"])  # fmt: skip
     inputs = ReportInputs(
         summary=summary,
@@ -175,17 +187,17 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         records=records,
         permutation_records=perm_records,
         classifiers=params.classifiers,
-        failed_signatures=frozenset(failed_signatures(slices, main["failed"])),
+        failed_signatures=frozenset(failed_signatures(slices, main.failed)),
         top_fraction=params.top_fraction,
         annotation_path=annotation_path(params),
     )
     report = build_report_task(run_dir, inputs)
-    record = {"run_id": run_id, "dataset": dataset, "runtime": versions, "main": main,
-              "permutation": perm, "parameters": params.model_dump()}  # fmt: skip
+    record = {"run_id": run_id, "dataset": dataset, "runtime": versions, "main": main_record,
+              "permutation": perm_record, "parameters": params.model_dump()}  # fmt: skip
     save_run_record_task(str(run_dir / "run.json"), record)
     publish_artifacts_task(report)
     logger.info("report: %s", report.html)
-    failed = sorted(main["failed"])
+    failed = sorted(main.failed)
     if len(failed) > params.failure_tolerance:
         raise SlicesFailed(
             f"{len(failed)} slices failed after all retries: {failed}; "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -18,14 +17,13 @@ from prefect.cache_policies import INPUTS, NO_CACHE
 
 from tasks.execution import rounds
 from tasks.execution.client import ServerClient
-from tasks.execution.jobs import JobSpec
 from tasks.execution.progress import terminal_progress
+from tasks.execution.rounds import JobContext, RunOutcome
 from tasks.io import read_input, save_json, save_prepared, save_tsv
 from tasks.report.build import ReportFiles, ReportInputs, build_report, top_for_permutation
 from tasks.science.dataset import PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
 from tasks.science.tables import records_from_results
-from tasks.science.work import work_function_source
 
 
 # Cached on the input's content hash and the preparation options (INPUTS covers both),
@@ -84,71 +82,36 @@ def plan_task(
     return signatures, pack_slices(signatures, signatures_per_slice)
 
 
-@task(name="run-slices", persist_result=False, cache_policy=NO_CACHE)
-def run_slices_task(
-    backend,
-    client: ServerClient,
-    run_id: str,
-    slices: list[dict],
-    token: str,
-    dataset_name: str,
-    config: dict,
-    job_name: str,
-    max_retries: int,
-    slice_timeout: float,
-    parallelism: int,
-    deadline: float,
-) -> dict:
-    """Deploy slices, poll the sink with a progress artifact, redeploy failures."""
-    logger = get_run_logger()
-    by_number = {s["slice"]: json.dumps(s, sort_keys=True) for s in slices}
-    source = work_function_source()
-    config_json = json.dumps(config, sort_keys=True)
-    progress_id = create_progress_artifact(
-        0.0, key=_artifact_key(f"{job_name}-progress"), description=f"{job_name}: slices done"
-    )
+class SliceProgress:
+    """Slices done, shown as a Prefect progress artifact, in the run log and on a terminal."""
 
-    def make_spec(attempt: int, numbers: list[int]) -> JobSpec:
-        return JobSpec(
-            name=f"{job_name}#{attempt}",
-            slices=tuple(by_number[n] for n in numbers),
-            work_source=source,
-            dataset_url=client.dataset_url(dataset_name, token),
-            config_json=config_json,
-            result_url=client.sink_url(run_id, token),
-            result_params={"elementType": "results", "attempt": str(attempt)},
+    def __init__(self, job_name: str) -> None:
+        self.job_name, self.done = job_name, -1
+        self.artifact = create_progress_artifact(
+            0.0, key=_artifact_key(f"{job_name}-progress"), description=f"{job_name}: slices done"
         )
 
-    last = [-1]
+    def update(self, done: int, total: int) -> None:
+        """Report a new count (repeats are ignored)."""
+        if done == self.done:
+            return
+        self.done = done
+        update_progress_artifact(self.artifact, 100.0 * done / max(1, total))
+        get_run_logger().info("%s: %d/%d slices done", self.job_name, done, total)
+        terminal_progress(self.job_name, done, total)
 
-    def on_progress(done: int, total: int) -> None:
-        if done != last[0]:
-            last[0] = done
-            update_progress_artifact(progress_id, 100.0 * done / max(1, total))
-            logger.info("%s: %d/%d slices done", job_name, done, total)
-            terminal_progress(job_name, done, total)
 
-    outcome = rounds.run_slices(
-        backend,
-        client,
-        run_id,
-        by_number,
-        make_spec,
-        max_retries=max_retries,
-        slice_timeout=slice_timeout,
-        parallelism=parallelism,
-        deadline=deadline,
-        on_progress=on_progress,
-    )
+@task(name="run-slices", persist_result=False, cache_policy=NO_CACHE)
+def run_slices_task(ctx: JobContext, run_id: str, job_name: str, slices: list[dict]) -> RunOutcome:
+    """Deploy slices, poll the sink with a progress artifact, redeploy failures."""
+    by_number = {s["slice"]: s for s in slices}
+    progress = SliceProgress(job_name)
+    outcome = rounds.run_slices(ctx, run_id, job_name, by_number, on_progress=progress.update)
     for number, reason in sorted(outcome.failed.items()):
-        logger.error("%s: slice %d failed after all retries: %s", job_name, number, reason)
-    return {
-        "run_id": run_id,
-        "job_ids": outcome.job_ids,
-        "attempts": outcome.attempts,
-        "failed": outcome.failed,
-        "conflicts": outcome.conflicts,
-    }
+        get_run_logger().error(
+            "%s: slice %d failed after all retries: %s", job_name, number, reason
+        )
+    return outcome
 
 
 @task(

@@ -25,10 +25,36 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, Field
+
 from tasks.execution.jobs import JobSpec, SliceEvent, drain
 from tasks.science.work import WORK_MODULES
 
 DEFAULT_SCHEDULER = "https://scheduler.distributed.computer"
+
+
+class DcpOptions(BaseModel):
+    """Options of the `dcp` backend; credentials come from blocks or environment, not here."""
+
+    compute_group_block: str = Field(
+        "", description="Prefect Secret block holding 'joinKey:joinSecret' (else DCP_COMPUTE_GROUP)"
+    )
+    id_keystore: str = Field("~/.dcp/id.keystore", description="identity keystore path")
+    payment_keystore: str = Field("~/.dcp/default.keystore", description="payment keystore path")
+    slice_payment_offer: float | None = Field(
+        None, ge=0, description="compute credits offered per slice (empty: market rate)"
+    )
+    job_name: str = Field("signature-search", description="public job name")
+    remote_workers: bool = Field(
+        True, description="workers run elsewhere, so the server URL must not be loopback"
+    )
+    sdk_timeout: float = Field(60.0, gt=0, description="seconds allowed for each call into the SDK")
+    cancel_timeout: float = Field(
+        30.0, gt=0, description="seconds allowed to cancel a job on DCP when a round ends"
+    )
+    parallel_slices: int = Field(
+        8, ge=1, description="slices expected to run at once on DCP (bounds each round's time)"
+    )
 
 
 class DcpError(RuntimeError):
@@ -110,7 +136,9 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def preflight(opts, server_url: str, group: ComputeGroup | None, timeout: float = 5.0) -> None:
+def preflight(
+    opts: DcpOptions, server_url: str, group: ComputeGroup | None, timeout: float = 5.0
+) -> None:
     """Check keystores, credentials, the server URL and the scheduler; raise DcpError listing all."""
     problems = []
     for label, path in (("identity", opts.id_keystore), ("payment", opts.payment_keystore)):
@@ -148,7 +176,7 @@ def preflight(opts, server_url: str, group: ComputeGroup | None, timeout: float 
         raise DcpError("DCP preflight failed:\n- " + "\n- ".join(problems))
 
 
-def build_job(dcp, spec: JobSpec, opts, group: ComputeGroup | None):
+def build_job(dcp, spec: JobSpec, opts: DcpOptions, group: ComputeGroup | None):
     """Create the real job with `compute_for`, as the original example did (SDK initialised)."""
     import pythonmonkey as pm
 
@@ -241,7 +269,9 @@ def stop_reasons(control: Connection, parent_pid: int):
     return stop_reason
 
 
-def _client_main(spec: JobSpec, opts, group, events, control: Connection, parent_pid: int):
+def _client_main(
+    spec: JobSpec, opts: DcpOptions, group, events, control: Connection, parent_pid: int
+):
     """Child process: initialise the SDK, deploy, forward job events, end the job."""
 
     def emit(kind, element=None, message=""):
@@ -278,7 +308,7 @@ def _message_of(event) -> str:
         return str(event)
 
 
-def cancel_job_by_id(job_id: str, opts) -> None:
+def cancel_job_by_id(job_id: str, opts: DcpOptions) -> None:
     """Child process: cancel a deployed job by id with the owner's keystore."""
     import dcp
 
@@ -294,7 +324,7 @@ class DcpJob:
     """A job deployed through the SDK in a child process; every wait is bounded."""
 
     spec: JobSpec
-    opts: object
+    opts: DcpOptions
     group: ComputeGroup | None
     job_id: str = field(default_factory=lambda: "dcp-pending-" + uuid.uuid4().hex[:8])
 
@@ -381,13 +411,18 @@ class DcpJob:
 class DcpBackend:
     """Deploys jobs on DCP; the preflight runs when it is made, before any deployment."""
 
-    opts: object
+    opts: DcpOptions
     server_url: str
     group: ComputeGroup | None
 
     def __post_init__(self) -> None:
         preflight(self.opts, self.server_url, self.group)
 
-    def deploy(self, spec: JobSpec, first_attempt: bool = True) -> DcpJob:
+    @property
+    def parallelism(self) -> int:
+        """Slices expected to run at once (DCP does not say in advance)."""
+        return self.opts.parallel_slices
+
+    def deploy(self, spec: JobSpec) -> DcpJob:
         """Deploy through the SDK in a child process."""
         return DcpJob(spec, self.opts, self.group)

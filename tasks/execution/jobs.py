@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +18,8 @@ class JobSpec:
     config_json: str
     result_url: str  # the sink, with the run token
     result_params: dict = field(default_factory=dict)
+    attempt: int = 0  # the round of retries this job is (0: the first deployment)
+    slice_numbers: tuple[int, ...] = ()  # plan slice of each element, as `slices`
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,6 @@ class SliceEvent:
     element: int | None = None
     seconds: float | None = None
     message: str = ""
-    at: float = field(default_factory=time.time)
 
 
 class JobHandle(Protocol):
@@ -48,10 +48,12 @@ class JobHandle(Protocol):
 
 
 class Backend(Protocol):
-    """Deploys jobs."""
+    """Deploys jobs, at most `parallelism` slices at a time (what bounds a round's time)."""
 
-    def deploy(self, spec: JobSpec, first_attempt: bool = True) -> JobHandle:
-        """Start a job and return its handle (`first_attempt` arms injected test faults)."""
+    parallelism: int
+
+    def deploy(self, spec: JobSpec) -> JobHandle:
+        """Start a job and return its handle."""
 
 
 def drain(events: queue.Queue, timeout: float) -> list[SliceEvent]:

@@ -215,7 +215,6 @@ class LocalJob:
     allowed_origins: tuple[str, ...]
     slice_timeout: float
     faults: FaultPlan = field(default_factory=FaultPlan)
-    first_attempt: bool = True
     job_id: str = field(default_factory=lambda: "local-" + uuid.uuid4().hex[:12])
 
     def __post_init__(self) -> None:
@@ -240,9 +239,9 @@ class LocalJob:
         self._thread.join(timeout=30)
 
     def _inject(self, element: int) -> str | None:
-        if not self.first_attempt:
+        if self.spec.attempt != 0:
             return None
-        slice_no = _slice_number(self.spec.slices[element - 1])
+        slice_no = self.spec.slice_numbers[element - 1]
         for kind in ("kill", "hang", "fail"):
             if slice_no in getattr(self.faults, kind):
                 return kind
@@ -315,12 +314,6 @@ class LocalJob:
             pool[i] = self._spawn()
 
 
-def _slice_number(datum_json: str) -> int:
-    import json
-
-    return int(json.loads(datum_json)["slice"])
-
-
 def _stop(worker: _Worker) -> None:
     """Stop a worker process within a bounded time."""
     if worker.process.is_alive():
@@ -344,13 +337,11 @@ class LocalBackend:
     slice_timeout: float = 600.0
     faults: FaultPlan = field(default_factory=FaultPlan)
 
-    def deploy(self, spec: JobSpec, first_attempt: bool = True) -> LocalJob:
+    @property
+    def parallelism(self) -> int:
+        """One slice per worker at a time."""
+        return self.workers
+
+    def deploy(self, spec: JobSpec) -> LocalJob:
         """Start the job's workers and return its handle."""
-        return LocalJob(
-            spec,
-            self.workers,
-            self.allowed_origins,
-            self.slice_timeout,
-            self.faults,
-            first_attempt,
-        )
+        return LocalJob(spec, self.workers, self.allowed_origins, self.slice_timeout, self.faults)

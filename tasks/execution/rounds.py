@@ -2,26 +2,67 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from tasks.execution.client import ServerClient
-from tasks.execution.jobs import Backend, JobHandle, JobSpec
+from tasks.execution.jobs import Backend, JobHandle, JobSpec, SliceEvent
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What every job of a run shares: where it runs, what it reads, and its limits."""
+
+    backend: Backend
+    client: ServerClient
+    token: str  # the run token in workers' URLs (never logged)
+    dataset_name: str
+    config: dict
+    work_source: str
+    max_retries: int
+    slice_timeout: float
+    deadline: float  # time.monotonic() after which no round starts or continues
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One round: the job that ran it, how it ended, and why slices failed."""
+
+    attempt: int
+    job_id: str
+    ended: str
+    slices: list[int]
+    failed: dict[int, str]
 
 
 @dataclass
 class RunOutcome:
     """What happened to a run's slices over all rounds."""
 
-    job_ids: list[str] = field(default_factory=list)
-    attempts: list[dict] = field(default_factory=list)  # one per round
+    run_id: str
+    attempts: list[Attempt] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # slice -> last reason
     conflicts: list[dict] = field(default_factory=list)  # re-executions that disagreed
+
+    @property
+    def job_ids(self) -> list[str]:
+        """Every job deployed, in order."""
+        return [a.job_id for a in self.attempts]
+
+    @property
+    def slices_retried(self) -> int:
+        """Slice deployments after the first round."""
+        return sum(len(a.slices) for a in self.attempts[1:])
+
+    def as_record(self) -> dict:
+        """JSON-ready, for run.json and the report's summary."""
+        return {**asdict(self), "job_ids": self.job_ids, "slices_retried": self.slices_retried}
 
 
 def round_timeout(n_slices: int, parallelism: int, slice_timeout: float) -> float:
@@ -29,110 +70,119 @@ def round_timeout(n_slices: int, parallelism: int, slice_timeout: float) -> floa
     return slice_timeout * math.ceil(n_slices / max(1, parallelism)) + 30.0
 
 
+def job_spec(
+    ctx: JobContext, run_id: str, job_name: str, slices: dict, attempt: int, numbers: list[int]
+) -> JobSpec:
+    """The job of one round: the given plan slices as elements 1..n."""
+    return JobSpec(
+        name=f"{job_name}#{attempt}",
+        slices=tuple(json.dumps(slices[n], sort_keys=True) for n in numbers),
+        work_source=ctx.work_source,
+        dataset_url=ctx.client.dataset_url(ctx.dataset_name, ctx.token),
+        config_json=json.dumps(ctx.config, sort_keys=True),
+        result_url=ctx.client.sink_url(run_id, ctx.token),
+        result_params={"elementType": "results", "attempt": str(attempt)},
+        attempt=attempt,
+        slice_numbers=tuple(numbers),
+    )
+
+
 def run_slices(
-    backend: Backend,
-    client: ServerClient,
+    ctx: JobContext,
     run_id: str,
-    slices: dict[int, str],
-    make_spec: Callable[[int, list[int]], JobSpec],
-    *,
-    max_retries: int,
-    slice_timeout: float,
-    parallelism: int,
-    deadline: float,
+    job_name: str,
+    slices: dict[int, dict],
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     poll_interval: float = 0.5,
 ) -> RunOutcome:
     """Run every slice to a stored result or until retries or the deadline run out."""
-    outcome = RunOutcome()
-    remaining = sorted(slices)
-    for attempt in range(max_retries + 1):
-        if not remaining or time.monotonic() >= deadline:
+    outcome, remaining = RunOutcome(run_id), sorted(slices)
+    for attempt in range(ctx.max_retries + 1):
+        if not remaining or time.monotonic() >= ctx.deadline:
             break
         if attempt:
-            client.register_attempt(run_id, attempt, remaining)
-            log.warning("attempt %d: redeploying slices %s", attempt, remaining)
-        handle = backend.deploy(make_spec(attempt, remaining), first_attempt=attempt == 0)
-        outcome.job_ids.append(handle.job_id)
-        bound = min(
-            deadline, time.monotonic() + round_timeout(len(remaining), parallelism, slice_timeout)
-        )
-        reasons, ended = _watch(
-            handle, client, run_id, attempt, remaining, bound, on_progress, poll_interval
-        )
-        status = client.status(run_id)
-        received = set(status["received"])
-        for err in status["errored"]:
-            if err["attempt"] == attempt:
-                reasons.setdefault(err["slice"], err["error"])
-        failed = [s for s in remaining if s not in received]
-        outcome.attempts.append(
-            {
-                "attempt": attempt,
-                "job_id": handle.job_id,
-                "ended": ended,
-                "slices": remaining,
-                "failed": {
-                    s: reasons.get(s, "no result before the round's time bound") for s in failed
-                },
-            }
-        )
-        remaining = failed
-    outcome.conflicts = client.status(run_id).get("conflicts", [])
+            ctx.client.register_attempt(run_id, attempt, remaining)
+            log.warning("%s: attempt %d redeploys slices %s", job_name, attempt, remaining)
+        handle = ctx.backend.deploy(job_spec(ctx, run_id, job_name, slices, attempt, remaining))
+        timeout = round_timeout(len(remaining), ctx.backend.parallelism, ctx.slice_timeout)
+        bound = min(ctx.deadline, time.monotonic() + timeout)
+        watch = RoundWatch(handle, ctx.client, run_id, attempt, remaining)
+        reasons, ended = watch.follow(bound, on_progress, poll_interval)
+        failed = _failures(ctx.client.status(run_id), attempt, remaining, reasons)
+        outcome.attempts.append(Attempt(attempt, handle.job_id, ended, remaining, failed))
+        remaining = sorted(failed)
+    outcome.conflicts = ctx.client.status(run_id).get("conflicts", [])
     if outcome.attempts:
-        outcome.failed = dict(outcome.attempts[-1]["failed"])
+        outcome.failed = dict(outcome.attempts[-1].failed)
     else:
         outcome.failed = {s: "deadline passed before deployment" for s in remaining}
     return outcome
 
 
-def _watch(
-    handle: JobHandle,
-    client: ServerClient,
-    run_id: str,
-    attempt: int,
-    remaining: list[int],
-    bound: float,
-    on_progress: Callable[[int, int], None],
-    poll_interval: float,
-) -> tuple[dict[int, str], str]:
-    """Follow one round until its slices are all accounted for or its time bound passes.
-
-    Returns the failure reasons the backend reported, by slice, and how the job ended
-    (every round's job is ended explicitly: a DCP job outlives its client otherwise).
-    """
-    elements = {k + 1: s for k, s in enumerate(remaining)}
-    pending, reasons, ended = set(remaining), {}, ["running"]
-    try:
-        while time.monotonic() < bound:
-            for event in handle.events(timeout=poll_interval):
-                _note(handle, event, elements.get(event.element), reasons, ended)
-            status = client.status(run_id)
-            on_progress(len(status["received"]), status["expected"])
-            pending -= set(status["received"])
-            pending -= {e["slice"] for e in status["errored"] if e["attempt"] == attempt}
-            pending -= set(reasons)
-            if not pending or handle.done():
-                break
-    finally:
-        if not handle.done():
-            handle.cancel()
-        for event in handle.events(timeout=0):
-            _note(handle, event, elements.get(event.element), reasons, ended)
-    return reasons, ended[0]
+def _failures(status: dict, attempt: int, remaining: list[int], reasons: dict) -> dict[int, str]:
+    """Slices of a round without a stored result, with the best reason known."""
+    reasons = dict(reasons)
+    for err in status["errored"]:
+        if err["attempt"] == attempt:
+            reasons.setdefault(err["slice"], err["error"])
+    received = set(status["received"])
+    return {
+        s: reasons.get(s, "no result before the round's time bound")
+        for s in remaining
+        if s not in received
+    }
 
 
-def _note(handle: JobHandle, event, slice_no: int | None, reasons: dict, ended: list) -> None:
-    """Log a backend event; keep slice failure reasons and how the job ended."""
-    if event.kind in ("error", "lost") and slice_no is not None:
-        reasons[slice_no] = f"{event.kind}: {event.message}".strip()
-        log.warning("slice %s %s: %s", slice_no, event.kind, event.message)
-    elif event.kind == "result":
-        log.info("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
-    elif event.kind in ("failed", "nofunds", "cancel_failed"):
-        ended[0] = f"{event.kind}: {event.message}"
-        log.error("job %s: %s %s", handle.job_id, event.kind, event.message)
-    else:
-        if event.kind in ("done", "cancelled"):
-            ended[0] = event.kind if event.kind == "done" else f"cancelled: {event.message}"
-        log.info("job %s: %s %s", handle.job_id, event.kind, event.message)
+@dataclass
+class RoundWatch:
+    """Follows one round's job and the sink until its slices are accounted for."""
+
+    handle: JobHandle
+    client: ServerClient
+    run_id: str
+    attempt: int
+    remaining: list[int]
+
+    def __post_init__(self) -> None:
+        self.elements = {k + 1: s for k, s in enumerate(self.remaining)}
+        self.reasons: dict[int, str] = {}
+        self.ended = "running"
+
+    def follow(self, bound: float, on_progress, poll_interval: float) -> tuple[dict, str]:
+        """Watch until done or `bound`; always end the job (a DCP job outlives its client)."""
+        pending = set(self.remaining)
+        try:
+            while time.monotonic() < bound:
+                for event in self.handle.events(timeout=poll_interval):
+                    self.note(event)
+                status = self.client.status(self.run_id)
+                on_progress(len(status["received"]), status["expected"])
+                pending -= set(status["received"])
+                pending -= {e["slice"] for e in status["errored"] if e["attempt"] == self.attempt}
+                pending -= set(self.reasons)
+                if not pending or self.handle.done():
+                    break
+        finally:
+            if not self.handle.done():
+                self.handle.cancel()
+            for event in self.handle.events(timeout=0):
+                self.note(event)
+        return self.reasons, self.ended
+
+    def note(self, event: SliceEvent) -> None:
+        """Log a backend event; keep slice failure reasons and how the job ended."""
+        slice_no, job_id = self.elements.get(event.element), self.handle.job_id
+        if event.kind in ("error", "lost") and slice_no is not None:
+            self.reasons[slice_no] = f"{event.kind}: {event.message}".strip()
+            log.warning("slice %s %s: %s", slice_no, event.kind, event.message)
+        elif event.kind == "result":
+            log.info("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
+        elif event.kind in ("failed", "nofunds", "cancel_failed"):
+            self.ended = f"{event.kind}: {event.message}"
+            log.error("job %s: %s %s", job_id, event.kind, event.message)
+        else:
+            if event.kind == "done":
+                self.ended = "done"
+            elif event.kind == "cancelled":
+                self.ended = f"cancelled: {event.message}"
+            log.info("job %s: %s %s", job_id, event.kind, event.message)

@@ -46,8 +46,7 @@ def export_job(spec: dict, out: Path) -> None:
     import dcp
     import pythonmonkey as pm
 
-    from flows.params import DcpOptions
-    from tasks.execution.dcp import build_job
+    from tasks.execution.dcp import DcpOptions, build_job
     from tasks.execution.jobs import JobSpec
 
     if os.environ.get("SIGSEARCH_EXPORT_WORK_FUNCTION"):

@@ -8,6 +8,7 @@ conformance", and ../shared/DCP-WORKTIME.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -20,6 +21,7 @@ from server.embedded import EmbeddedServer
 from tasks.execution import rounds
 from tasks.execution.client import ServerClient
 from tasks.execution.jobs import JobSpec, SliceEvent
+from tasks.execution.rounds import JobContext
 from tasks.io import read_input, save_prepared
 from tasks.science.dataset import PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
@@ -155,12 +157,21 @@ def test_a_slice_that_never_reports_progress_is_rejected_and_stores_nothing(work
 
 
 class WorktimeBackend:
-    """Runs each job's slices on the worktime harness, one after the other."""
+    """Runs each job's slices on the worktime harness, one after the other.
+
+    A first attempt is sent with a config naming another dataset, so its work function
+    raises on the worker.
+    """
+
+    parallelism = 1
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
-    def deploy(self, spec: JobSpec, first_attempt: bool = True):
+    def deploy(self, spec: JobSpec):
+        if spec.attempt == 0:
+            wrong = {**json.loads(spec.config_json), "dataset_sha256": "0" * 64}
+            spec = dataclasses.replace(spec, config_json=json.dumps(wrong))
         job_file = self.worker.export(spec)
         events = [SliceEvent("accepted", message=spec.name)]
         for element in range(1, len(spec.slices) + 1):
@@ -190,29 +201,25 @@ class FinishedJob:
 
 def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker):
     slices = golub_slices(2, 1)
-    by_number = {s["slice"]: json.dumps(s, sort_keys=True) for s in slices}
-
-    def make_spec(attempt: int, numbers: list[int]) -> JobSpec:
-        # The first attempt's config names another dataset: the work function raises.
-        wrong = {"dataset_sha256": "0" * 64} if attempt == 0 else {}
-        chosen = [json.loads(by_number[n]) for n in numbers]
-        return worker.spec("retried", chosen, attempt=attempt, classifiers=["logistic"], **wrong)
-
-    outcome = rounds.run_slices(
-        WorktimeBackend(worker),
-        worker.client,
-        "retried",
-        by_number,
-        make_spec,
+    token = secrets.token_urlsafe(24)
+    worker.client.register_run("retried", "golub", token, [s["slice"] for s in slices])
+    config = {"case": "AML", "cv_folds": 3, "seed": 1, "classifiers": ["logistic"]}
+    ctx = JobContext(
+        backend=WorktimeBackend(worker),
+        client=worker.client,
+        token=token,
+        dataset_name="golub",
+        config={**config, "dataset_sha256": worker.summary["sha256"]},
+        work_source="",
         max_retries=1,
         slice_timeout=300,
-        parallelism=1,
         deadline=time.monotonic() + 900,
-        poll_interval=0.05,
     )
+    by_number = {s["slice"]: s for s in slices}
+    outcome = rounds.run_slices(ctx, "retried", "retried", by_number, poll_interval=0.05)
     assert outcome.failed == {}
-    assert [a["ended"] for a in outcome.attempts] == ["done", "done"]
-    first = outcome.attempts[0]["failed"]
+    assert [a.ended for a in outcome.attempts] == ["done", "done"]
+    first = outcome.attempts[0].failed
     assert sorted(first) == [1, 2]
     assert all("ValueError: dataset sha256" in reason for reason in first.values()), first
     assert worker.client.status("retried")["complete"]

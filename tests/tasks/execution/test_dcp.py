@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from flows.params import DcpOptions
 from tasks.execution.dcp import (
     ComputeGroup,
     DcpError,
+    DcpOptions,
     compute_group_from,
     preflight,
     pyodide_packages,
@@ -31,7 +31,7 @@ from ...dcp_offline import CLOSED, offline_sdk_env
 BUILD = """
 import json, sys, dcp
 dcp.init()
-from flows.params import DcpOptions
+from tasks.execution.dcp import DcpOptions
 from tasks.execution.dcp import ComputeGroup, build_job, describe_job
 from tasks.execution.jobs import JobSpec
 spec = JobSpec(**json.loads(sys.argv[1]))

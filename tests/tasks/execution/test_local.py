@@ -51,6 +51,7 @@ def make_spec(client, summary, run_id, n_slices, work_source=None):
         config_json=json.dumps({**CONFIG, "dataset_sha256": summary["sha256"]}),
         result_url=client.sink_url(run_id, token),
         result_params={"elementType": "results"},
+        slice_numbers=tuple(s["slice"] for s in slices),
     )
 
 

@@ -1,0 +1,158 @@
+"""Rounds of deployment and retry, with a fake backend and a fake server: milliseconds."""
+
+import json
+import time
+
+import pytest
+
+from tasks.execution.jobs import JobSpec, SliceEvent
+from tasks.execution.rounds import JobContext, job_spec, run_slices
+
+
+class FakeServer:
+    """The sink as the orchestrator sees it: received, errored, conflicts; attempts."""
+
+    def __init__(self, expected: list[int]) -> None:
+        self.expected, self.received, self.errored, self.attempts = expected, set(), [], {}
+
+    def status(self, run_id: str) -> dict:
+        errored = [e for e in self.errored if e["slice"] not in self.received]
+        return {
+            "expected": len(self.expected),
+            "received": sorted(self.received),
+            "errored": errored,
+            "conflicts": [],
+        }
+
+    def register_attempt(self, run_id: str, attempt: int, slices: list[int]) -> None:
+        self.attempts[attempt] = slices
+
+    def dataset_url(self, name: str, token: str) -> str:
+        return f"http://127.0.0.1:1/datasets/{name}?token={token}"
+
+    def sink_url(self, run_id: str, token: str) -> str:
+        return f"http://127.0.0.1:1/dcp-results/{run_id}?token={token}"
+
+
+class ScriptedJob:
+    """Plays a job at once: each slice posts a result, posts an error, or stays silent."""
+
+    def __init__(self, spec: JobSpec, server: FakeServer, outcome_of) -> None:
+        self.job_id, self.cancelled = spec.name, False
+        self._events = [SliceEvent("accepted", message=spec.name)]
+        silent = False
+        for element, number in enumerate(spec.slice_numbers, start=1):
+            outcome = outcome_of(spec.attempt, number)
+            if outcome == "result":
+                server.received.add(number)
+                self._events.append(SliceEvent("result", element, 0.01))
+            elif outcome == "error":
+                error = {"slice": number, "attempt": spec.attempt, "error": "ValueError: boom"}
+                server.errored.append(error)
+                self._events.append(SliceEvent("error", element, 0.01, "boom"))
+            else:
+                silent = True
+        if not silent:
+            self._events.append(SliceEvent("done", message=spec.name))
+        self._finished = not silent
+
+    def events(self, timeout: float) -> list[SliceEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def done(self) -> bool:
+        return self._finished and not self._events
+
+    def cancel(self) -> None:
+        self.cancelled, self._finished = True, True
+        self._events.append(SliceEvent("cancelled", message=f"{self.job_id}: the round ended"))
+
+
+class ScriptedBackend:
+    parallelism = 2
+
+    def __init__(self, server: FakeServer, outcome_of) -> None:
+        self.server, self.outcome_of, self.specs, self.jobs = server, outcome_of, [], []
+
+    def deploy(self, spec: JobSpec) -> ScriptedJob:
+        self.specs.append(spec)
+        self.jobs.append(ScriptedJob(spec, self.server, self.outcome_of))
+        return self.jobs[-1]
+
+
+SLICES = {k: {"slice": k, "signatures": [{"id": k, "probesets": ["a", "b"]}]} for k in (1, 2, 3)}
+
+
+def context(outcome_of, max_retries=2, seconds=30.0):
+    server = FakeServer(sorted(SLICES))
+    backend = ScriptedBackend(server, outcome_of)
+    ctx = JobContext(
+        backend=backend,
+        client=server,
+        token="t0k3n-xxxxxxxxxxxxxxxx",
+        dataset_name="golub",
+        config={"case": "AML"},
+        work_source="def f(): pass",
+        max_retries=max_retries,
+        slice_timeout=5.0,
+        deadline=time.monotonic() + seconds,
+    )
+    return ctx, backend, server
+
+
+def run(ctx):
+    return run_slices(ctx, "run", "run-main", SLICES, poll_interval=0.001)
+
+
+def test_a_clean_run_takes_one_round():
+    ctx, backend, _ = context(lambda attempt, number: "result")
+    outcome = run(ctx)
+    assert outcome.failed == {} and outcome.job_ids == ["run-main#0"]
+    assert outcome.attempts[0].ended == "done" and outcome.slices_retried == 0
+
+
+def test_failed_slices_are_redeployed_alone_as_elements_of_a_new_job():
+    ctx, backend, server = context(lambda a, n: "error" if (a, n) == (0, 2) else "result")
+    outcome = run(ctx)
+    assert outcome.failed == {} and len(outcome.attempts) == 2
+    assert outcome.attempts[0].failed == {2: "error: boom"}
+    assert server.attempts == {1: [2]}
+    retry = backend.specs[1]
+    assert retry.attempt == 1 and retry.slice_numbers == (2,)
+    assert json.loads(retry.slices[0])["slice"] == 2
+    assert retry.result_params == {"elementType": "results", "attempt": "1"}
+
+
+def test_slices_that_keep_failing_are_reported_with_their_last_reason():
+    ctx, _, _ = context(lambda a, n: "error" if n == 3 else "result", max_retries=2)
+    outcome = run(ctx)
+    assert [a.slices for a in outcome.attempts] == [[1, 2, 3], [3], [3]]
+    assert outcome.failed == {3: "error: boom"} and outcome.slices_retried == 2
+
+
+def test_a_silent_job_is_ended_at_the_deadline_and_its_slices_count_as_failed():
+    ctx, backend, _ = context(lambda a, n: "silent" if n == 1 else "result", seconds=0.2)
+    started = time.monotonic()
+    outcome = run(ctx)
+    assert time.monotonic() - started < 2
+    assert backend.jobs[0].cancelled
+    assert outcome.attempts[0].ended.startswith("cancelled")
+    assert outcome.failed == {1: "no result before the round's time bound"}
+
+
+def test_nothing_is_deployed_after_the_deadline():
+    ctx, backend, _ = context(lambda a, n: "result", seconds=-1)
+    outcome = run(ctx)
+    assert backend.specs == [] and set(outcome.failed) == {1, 2, 3}
+    assert all(r == "deadline passed before deployment" for r in outcome.failed.values())
+
+
+@pytest.mark.parametrize("attempt", [0, 3])
+def test_job_spec_maps_elements_to_plan_slices(attempt):
+    ctx, _, _ = context(lambda a, n: "result")
+    spec = job_spec(ctx, "run", "run-main", SLICES, attempt, [3, 1])
+    assert spec.name == f"run-main#{attempt}" and spec.slice_numbers == (3, 1)
+    assert [json.loads(s)["slice"] for s in spec.slices] == [3, 1]
+    assert "token=t0k3n" in spec.dataset_url and spec.result_url.endswith(
+        "token=t0k3n-xxxxxxxxxxxxxxxx"
+    )
