@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import secrets
@@ -22,9 +20,7 @@ from server.embedded import EmbeddedServer
 from tasks.execution.client import ServerClient
 from tasks.execution.rounds import JobContext
 from tasks.host import runtime_info
-from tasks.io import file_sha256
 from tasks.report.build import ReportInputs, failed_signatures, run_summary
-from tasks.science.dataset import DatasetError
 from tasks.science.plan import permutation_slices
 from tasks.science.work import work_function_source
 from tasks.steps import (
@@ -32,7 +28,7 @@ from tasks.steps import (
     check_server_task,
     fetch_records_task,
     plan_task,
-    prepare_dataset_task,
+    prepare_dataset_step,
     publish_artifacts_task,
     run_slices_task,
     save_run_record_task,
@@ -86,28 +82,10 @@ def serve_or_connect(params: SearchParameters) -> Iterator[ServerClient]:
         server.stop()
 
 
-def prepare(params: SearchParameters) -> tuple[dict, Path]:
-    """Prepared dataset summary and file; cached on input content and options."""
-    input_path = Path(params.input_path)
-    if not input_path.is_file():
-        raise DatasetError(f"{input_path}: file not found (parameter input_path)")
-    options = {
-        "case": params.case,
-        "control": params.control,
-        "sample_sheet": params.sample_sheet,
-        "phenotype_field": params.phenotype_field,
-        "cv_folds": params.cv_folds,
-        "log2_transform": params.log2_transform,
-    }
-    input_sha = file_sha256(input_path)
-    key = hashlib.sha256((input_sha + json.dumps(options, sort_keys=True)).encode()).hexdigest()
-    name = f"{dataset_stem(params.input_path)}-{key[:10]}"
-    prepared_file = Path(params.data_dir) / f"{name}.tsv"
-    # A cached summary is only good while the file it describes is still there.
-    dataset = prepare_dataset_task.with_options(refresh_cache=not prepared_file.exists())(
-        input_sha, str(input_path), options, params.data_dir, name
-    )
-    return dataset, prepared_file
+def preparation_options(params: SearchParameters) -> dict:
+    """The parameters that decide the prepared dataset."""
+    names = ("case", "control", "sample_sheet", "phenotype_field", "cv_folds", "log2_transform")
+    return {name: getattr(params, name) for name in names}
 
 
 def job_context(params: SearchParameters, client: ServerClient, dataset: dict, deadline: float):
@@ -160,11 +138,21 @@ def evaluate(
 @flow(name="signature-search", flow_run_name=_run_name, log_prints=True)
 def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # noqa: B008
     """Search random gene signatures for ones that tell the phenotypes apart."""
-    logger = get_run_logger()
     started, deadline = time.time(), time.monotonic() + params.deadline_minutes * 60
-    dataset, prepared_file = prepare(params)
-    signatures, slices = plan_task(str(prepared_file), params.n_signatures, params.min_len,
-                                   params.max_len, params.seed, params.signatures_per_slice)  # fmt: skip
+    dataset = prepare_dataset_step(
+        Path(params.input_path),
+        preparation_options(params),
+        Path(params.data_dir),
+        dataset_stem(params.input_path),
+    )
+    signatures, slices = plan_task(
+        dataset["path"],
+        n_signatures=params.n_signatures,
+        min_len=params.min_len,
+        max_len=params.max_len,
+        seed=params.seed,
+        signatures_per_slice=params.signatures_per_slice,
+    )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_id = f"{dataset['name']}-{stamp}-{secrets.token_hex(3)}"
     run_dir = Path(params.results_dir) / run_id
@@ -175,12 +163,18 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
             params, ctx, dataset, run_id, run_dir, slices, signatures
         )
     versions = runtime_info()
-    main_record, perm_record = main.as_record(), perm and perm.as_record()
-    summary = run_summary(params.model_dump(), dataset, main_record, perm_record, len(slices),
-                          time.time() - started, versions["versions"])  # fmt: skip
+    summary = run_summary(
+        params=params.model_dump(),
+        dataset=dataset,
+        main=main.as_record(),
+        perm=perm and perm.as_record(),
+        n_slices=len(slices),
+        seconds=time.time() - started,
+        versions=versions["versions"],
+    )
     inputs = ReportInputs(
         summary=summary,
-        dataset_path=prepared_file,
+        dataset_path=Path(dataset["path"]),
         case=dataset["case"],
         control=dataset["control"],
         signatures=signatures,
@@ -192,12 +186,23 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         annotation_path=annotation_path(params),
     )
     report = build_report_task(run_dir, inputs)
-    record = {"run_id": run_id, "dataset": dataset, "runtime": versions, "main": main_record,
-              "permutation": perm_record, "parameters": params.model_dump()}  # fmt: skip
+    record = {
+        "run_id": run_id,
+        "dataset": dataset,
+        "runtime": versions,
+        "main": main.as_record(),
+        "permutation": perm and perm.as_record(),
+        "parameters": params.model_dump(),
+    }
     save_run_record_task(str(run_dir / "run.json"), record)
     publish_artifacts_task(report)
+    return finish(params, run_id, run_dir, report, sorted(main.failed))
+
+
+def finish(params: SearchParameters, run_id: str, run_dir: Path, report, failed: list[int]):
+    """Fail the run beyond the failure tolerance; else say where the report is."""
+    logger = get_run_logger()
     logger.info("report: %s", report.html)
-    failed = sorted(main.failed)
     if len(failed) > params.failure_tolerance:
         raise SlicesFailed(
             f"{len(failed)} slices failed after all retries: {failed}; "

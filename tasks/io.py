@@ -243,6 +243,12 @@ def save_prepared(prepared: PreparedDataset, data_dir: Path, name: str) -> dict:
     }
 
 
+def read_probesets(path: Path) -> list[str]:
+    """A prepared dataset's probesets, from its header line."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.readline().rstrip("\n").split("\t")[1:]
+
+
 def read_prepared(path: Path) -> tuple[list[str], pd.DataFrame]:
     """Load a prepared dataset (original layout) as labels and a samples x probesets frame."""
     frame = pd.read_csv(path, sep="\t", float_precision="round_trip")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -19,15 +21,15 @@ from tasks.execution import rounds
 from tasks.execution.client import ServerClient
 from tasks.execution.progress import terminal_progress
 from tasks.execution.rounds import JobContext, RunOutcome
-from tasks.io import read_input, save_json, save_prepared, save_tsv
+from tasks.io import file_sha256, read_input, read_probesets, save_json, save_prepared, save_tsv
 from tasks.report.build import ReportFiles, ReportInputs, build_report, top_for_permutation
-from tasks.science.dataset import PrepareOptions, prepare_dataset
+from tasks.science.dataset import DatasetError, PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
 from tasks.science.tables import records_from_results
 
 
-# Cached on the input's content hash and the preparation options (INPUTS covers both),
-# and re-run when the prepared file it points at has gone.
+# Cached on the input's content hash and the preparation options (INPUTS covers both);
+# `prepare_dataset_step` refreshes it when the prepared file it points at has gone.
 @task(name="prepare-dataset", cache_policy=INPUTS, persist_result=True, refresh_cache=None)
 def prepare_dataset_task(
     input_sha256: str, input_path: str, options: dict, data_dir: str, name: str
@@ -42,6 +44,18 @@ def prepare_dataset_task(
     for line in summary["warnings"]:
         logger.warning("prepare: %s", line)
     return {**summary, "input_sha256": input_sha256}
+
+
+def prepare_dataset_step(input_path: Path, options: dict, data_dir: Path, stem: str) -> dict:
+    """The cached preparation, named by the input's content and options, redone if its file went."""
+    if not input_path.is_file():
+        raise DatasetError(f"{input_path}: file not found (parameter input_path)")
+    input_sha = file_sha256(input_path)
+    key = hashlib.sha256((input_sha + json.dumps(options, sort_keys=True)).encode()).hexdigest()
+    name = f"{stem}-{key[:10]}"
+    gone = not (data_dir / f"{name}.tsv").exists()
+    task = prepare_dataset_task.with_options(refresh_cache=gone)
+    return task(input_sha, str(input_path), options, str(data_dir), name)
 
 
 # Tasks that take a client or a token are never cached: their inputs are secrets.
@@ -76,8 +90,7 @@ def plan_task(
     signatures_per_slice: int,
 ) -> tuple[list, list[dict]]:
     """The deterministic signature plan over the prepared dataset's probesets, and its slices."""
-    with open(dataset_path, encoding="utf-8") as handle:
-        probesets = handle.readline().rstrip("\n").split("\t")[1:]
+    probesets = read_probesets(Path(dataset_path))
     signatures = plan_signatures(probesets, n_signatures, min_len, max_len, seed)
     return signatures, pack_slices(signatures, signatures_per_slice)
 
