@@ -66,22 +66,32 @@ def check_origin(url: str, allowed: tuple[str, ...]) -> None:
         raise OriginNotAllowed(f"origin {origin_of(url)} is not in the worker's allowed origins")
 
 
-def post_envelope(url: str, fields: dict, allowed: tuple[str, ...]) -> None:
-    """POST the DCP result envelope, retrying transient failures a few times."""
-    import requests
+def sink_session():
+    """A session whose POSTs retry refused connections and 5xx answers with backoff.
 
+    POSTs are safe to repeat here: the sink stores a slice once and acknowledges repeats.
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=3,
+        backoff_factor=0.2,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=None,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def post_envelope(session, url: str, fields: dict, allowed: tuple[str, ...]) -> None:
+    """POST the DCP result envelope; a non-2xx answer after retries fails the slice."""
     check_origin(url, allowed)
-    for attempt in range(4):
-        try:
-            response = requests.post(url, data=fields, timeout=HTTP_TIMEOUT)
-            if response.status_code < 500:
-                response.raise_for_status()
-                return
-        except requests.ConnectionError:
-            if attempt == 3:
-                raise
-        time.sleep(0.2 * 2**attempt)
-    response.raise_for_status()
+    session.post(url, data=fields, timeout=HTTP_TIMEOUT).raise_for_status()
 
 
 class JsStringObject:
@@ -172,6 +182,7 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
     counter = ProgressCounter()
     counter.install()
     work = load_work_function(work_source)
+    session = sink_session()
     while True:
         message = conn.recv()
         if message is None:
@@ -186,7 +197,7 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
             run = _injected_failure if inject == "fail" else work
             outcome, fields, reason = _run_slice(run, spec, element, allowed, counter)
             if fields is not None:
-                post_envelope(spec["result_url"], fields, allowed)
+                post_envelope(session, spec["result_url"], fields, allowed)
         except Exception:  # noqa: BLE001 - a fetch or post failed: the slice is lost
             outcome, reason = "error", traceback.format_exc(1)
         conn.send((outcome, element, time.perf_counter() - started, reason))

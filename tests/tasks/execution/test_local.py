@@ -1,10 +1,13 @@
 """The local backend against a real server on loopback."""
 
+import http.server
 import json
 import secrets
+import threading
 import time
 
 import pytest
+import requests
 
 from server.embedded import EmbeddedServer
 from tasks.execution.client import ServerClient
@@ -16,6 +19,8 @@ from tasks.execution.local import (
     OriginNotAllowed,
     check_origin,
     decode_fetched,
+    post_envelope,
+    sink_session,
 )
 from tasks.io import read_input, save_prepared
 from tasks.science.dataset import PrepareOptions, prepare_dataset
@@ -171,3 +176,38 @@ def test_an_exception_is_posted_as_the_result_and_recorded_as_a_slice_error(serv
     [error] = client.status("raising")["errored"]
     assert error["error"].startswith("PythonError [EUNCAUGHT]: ValueError: no such probeset")
     assert "phenotype" in error["error"]
+
+
+class FlakySink(http.server.BaseHTTPRequestHandler):
+    """Answers 503 twice, then 200; or always the status in the path."""
+
+    calls: list[str] = []
+
+    def do_POST(self):  # noqa: N802 - the stdlib's handler name
+        self.calls.append(self.path)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        flaky = self.path == "/flaky" and len(self.calls) <= 2
+        status = 503 if flaky else int(self.path.strip("/")) if self.path != "/flaky" else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(("path", "calls", "ok"), [("/flaky", 3, True), ("/409", 1, False)])
+def test_posts_retry_server_errors_with_backoff_but_not_refusals(path, calls, ok):
+    FlakySink.calls = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakySink)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}{path}"
+    try:
+        if ok:
+            post_envelope(sink_session(), url, {"element": "1"}, (url,))
+        else:
+            with pytest.raises(requests.HTTPError):
+                post_envelope(sink_session(), url, {"element": "1"}, (url,))
+    finally:
+        httpd.shutdown()
+    assert len(FlakySink.calls) == calls
