@@ -2,67 +2,45 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import types
-import typing
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
 
-from flows.params import DcpOptions, SearchParameters
+from flows.params import SearchParameters
+
+_INPUT = SearchParameters.model_fields["input_path"]
 
 
-def _option_type(annotation):
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return (
-        _option_type(args[0])
-        if args and typing.get_origin(annotation) in (typing.Union, types.UnionType)
-        else annotation
+class SearchCommand(SearchParameters, BaseSettings):
+    """The flow's parameters as options: `--n-signatures 300`, `--dcp.job-name weekly`."""
+
+    model_config = SettingsConfigDict(
+        cli_prog_name="python -m flows",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_exit_on_error=True,
+    )
+    input_path: str = Field(
+        _INPUT.default,
+        description=_INPUT.description,
+        validation_alias=AliasChoices("input", "input_path"),
     )
 
-
-def add_model_options(
-    parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = ""
-) -> None:
-    """One option per model field (nested models get a prefix), help from the descriptions."""
-    for name, info in model.model_fields.items():
-        flag = "--" + (prefix + name).replace("_", "-")
-        kind = _option_type(info.annotation)
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            continue  # nested models get their own prefixed options
-        default = info.get_default(call_default_factory=True)
-        helptext = f"{info.description or ''} (default: {default})".replace("%", "%%")
-        dest = prefix + name
-        if kind is bool:
-            parser.add_argument(
-                flag, dest=dest, action=argparse.BooleanOptionalAction, help=helptext
-            )
-        elif typing.get_origin(kind) is list:
-            parser.add_argument(
-                flag,
-                dest=dest,
-                help=helptext + "; comma-separated",
-                type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
-            )
-        elif typing.get_origin(kind) is dict:
-            parser.add_argument(flag, dest=dest, type=json.loads, help=helptext + "; JSON")
-        else:
-            parser.add_argument(flag, dest=dest, help=helptext)
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **other_sources):
+        """Options only: no environment variable may change a run's parameters unseen."""
+        return (init_settings,)
 
 
 def parse_parameters(argv: list[str] | None = None) -> SearchParameters:
-    """Command-line options -> validated flow parameters."""
-    parser = argparse.ArgumentParser(prog="python -m flows", description="Run a signature search.")
-    parser.add_argument("--input", dest="input_path", help="alias of --input-path")
-    add_model_options(parser, SearchParameters)
-    add_model_options(parser, DcpOptions, prefix="dcp_")
-    given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
-    dcp = {k.removeprefix("dcp_"): given.pop(k) for k in list(given) if k.startswith("dcp_")}
+    """Command-line options -> validated flow parameters (usage error and exit 2 if invalid)."""
     try:
-        return SearchParameters(**given, dcp=DcpOptions(**dcp))
+        command = CliApp.run(SearchCommand, cli_args=sys.argv[1:] if argv is None else argv)
     except ValidationError as exc:
-        parser.error(str(exc))
+        sys.stderr.write(f"usage error: {exc}\n")
+        raise SystemExit(2) from None
+    return SearchParameters.model_validate(command.model_dump())
 
 
 def main(argv: list[str] | None = None) -> int:

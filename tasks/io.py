@@ -251,7 +251,10 @@ def read_probesets(path: Path) -> list[str]:
 
 def read_prepared(path: Path) -> tuple[list[str], pd.DataFrame]:
     """Load a prepared dataset (original layout) as labels and a samples x probesets frame."""
-    frame = pd.read_csv(path, sep="\t", float_precision="round_trip")
+    # Exact round trip of the written floats: pandas 3 parses so by default and deprecates the
+    # option; pandas 2 needs it.
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    frame = pd.read_csv(path, sep="\t", **exact)
     labels = frame.pop("phenotype").astype(str).tolist()
     return labels, frame.astype(np.float64)
 

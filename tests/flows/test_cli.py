@@ -5,26 +5,27 @@ import pytest
 
 from flows.__main__ import parse_parameters
 from flows.params import SearchParameters
+from tasks.execution.dcp import DcpOptions
 
 from ..conftest import ROOT
 
 
 def test_help_lists_every_parameter():
-    out = subprocess.run([sys.executable, "-m", "flows", "--help"], cwd=ROOT, capture_output=True,
-                         text=True, check=True, timeout=120).stdout  # fmt: skip
+    command = [sys.executable, "-m", "flows", "--help"]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
     for name in SearchParameters.model_fields:
         if name != "dcp":
-            assert "--" + name.replace("_", "-") in out, name
-    for option in ("--input", "--case", "--control", "--backend", "--server-url", "--dcp-job-name"):
-        assert option in out
+            assert "--" + name.replace("_", "-") in out.stdout, name
+    for name in DcpOptions.model_fields:
+        assert "--dcp." + name.replace("_", "-") in out.stdout, name
+    for option in ("--input", "--case", "--control", "--backend", "--server-url"):
+        assert option in out.stdout
 
 
 def test_options_become_typed_parameters():
-    params = parse_parameters(
-        ["--input", "x.tsv", "--n-signatures", "50", "--classifiers", "logistic,svm",
-         "--log2-transform", "--faults", '{"fail": [1]}', "--dcp-job-name", "weekly",
-         "--dcp-slice-payment-offer", "0.5"]
-    )  # fmt: skip
+    argv = ["--input", "x.tsv", "--n-signatures", "50", "--classifiers", "logistic,svm"]
+    argv += ["--log2-transform", "--faults", '{"fail": [1]}', "--dcp.job-name", "weekly"]
+    params = parse_parameters(argv + ["--dcp.slice-payment-offer", "0.5"])
     assert params.input_path == "x.tsv" and params.n_signatures == 50
     assert params.classifiers == ["logistic", "svm"] and params.log2_transform
     assert params.faults == {"fail": [1]}
@@ -33,10 +34,22 @@ def test_options_become_typed_parameters():
 
 @pytest.mark.parametrize(
     "argv",
-    [["--backend", "slurm"], ["--min-len", "9", "--max-len", "5"], ["--n-signatures", "zero"],
-     ["--classifiers", "knn"]],
-)  # fmt: skip
+    [
+        ["--backend", "slurm"],
+        ["--min-len", "9", "--max-len", "5"],
+        ["--n-signatures", "zero"],
+        ["--classifiers", "knn"],
+        ["--no-such-option", "1"],
+    ],
+)
 def test_bad_options_exit_with_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as info:
         parse_parameters(argv)
     assert info.value.code == 2
+
+
+def test_environment_variables_do_not_change_parameters(monkeypatch):
+    monkeypatch.setenv("SEED", "99")
+    monkeypatch.setenv("BACKEND", "dcp")
+    params = parse_parameters([])
+    assert params.seed == SearchParameters().seed and params.backend == "local"
