@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import tempfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tasks.science.dataset import (
     PreparedDataset,
     PrepareOptions,
     RawDataset,
+    check_probesets,
     check_unique,
     dataset_text,
 )
@@ -57,7 +59,7 @@ def read_text(path: Path) -> str:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DatasetError(f"{path}: corrupt gzip data ({exc})") from None
     try:
         text = data.decode("utf-8-sig")
@@ -82,8 +84,28 @@ def detect_layout(text: str) -> str:
     return "seed" if head == "phenotype" else "matrix"
 
 
-def _read_table(text: str, path: Path, delimiter: str) -> tuple[list[str], pd.DataFrame]:
+def check_rectangular(text: str, path: Path, delimiter: str, first_line: int = 1) -> None:
+    """Every row has the header's number of fields, and there is at least one row."""
+    rows = (row for row in csv.reader(io.StringIO(text), delimiter=delimiter))
+    width, n_rows = None, 0
+    for number, row in enumerate(rows, start=first_line):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise DatasetError(f"{path}: line {number} has {len(row)} fields, header has {width}")
+        else:
+            n_rows += 1
+    if n_rows == 0:
+        raise DatasetError(f"{path}: header but no data rows")
+
+
+def _read_table(
+    text: str, path: Path, delimiter: str, first_line: int = 1
+) -> tuple[list[str], pd.DataFrame]:
     """Read a delimited table as strings, keeping the header exactly (no mangling)."""
+    check_rectangular(text, path, delimiter, first_line)
     header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=delimiter))
     header = [h.strip() for h in header]
     body = pd.read_csv(
@@ -105,11 +127,11 @@ def read_seed_layout(text: str, path: Path) -> RawDataset:
     probesets = header[1:]
     if not probesets:
         raise DatasetError(f"{path}: no probeset columns after 'phenotype'")
-    check_unique(probesets, "probeset", path)
+    check_probesets(probesets, path)
     cells = body.iloc[:, 1:].set_axis(probesets, axis=1)
     labels = body.iloc[:, 0].fillna("").str.strip().tolist()
     sample_ids = [f"sample_{i + 1}" for i in range(len(labels))]
-    return RawDataset(path, "seed", sample_ids, labels, probesets, cells.set_axis(sample_ids))
+    return RawDataset(path, "seed", sample_ids, labels, cells.set_axis(sample_ids))
 
 
 def _geo_fields(lines: list[str], key: str) -> list[list[str]]:
@@ -138,18 +160,18 @@ def read_geo_series_matrix(text: str, path: Path, phenotype_field: str | None) -
                 labels = [v.split(":", 1)[1].strip() for v in row]
     if not labels:
         raise DatasetError(f"{path}: no phenotype field {where}")
-    header, body = _read_table("\n".join(lines[begin + 1 : end]), path, "\t")
+    header, body = _read_table("\n".join(lines[begin + 1 : end]), path, "\t", begin + 2)
     header = [h.strip('"') for h in header]
     samples = header[1:]
     if accessions and samples != accessions:
         raise DatasetError(f"{path}: table columns do not match !Sample_geo_accession")
     if len(labels) != len(samples):
         raise DatasetError(f"{path}: {len(labels)} phenotype values for {len(samples)} samples")
-    probesets = body.iloc[:, 0].str.strip('"').tolist()
-    check_unique(probesets, "probeset", path)
+    probesets = body.iloc[:, 0].fillna("").str.strip().str.strip('"').tolist()
+    check_probesets(probesets, path)
     check_unique(samples, "sample", path)
     cells = body.iloc[:, 1:].T.set_axis(probesets, axis=1).set_axis(samples)
-    return RawDataset(path, "geo", samples, labels, probesets, cells)
+    return RawDataset(path, "geo", samples, labels, cells)
 
 
 def read_matrix_with_sheet(
@@ -164,7 +186,7 @@ def read_matrix_with_sheet(
     header, body = _read_table(text, path, sniff_delimiter(text.split("\n", 1)[0]))
     samples = header[1:]
     probesets = body.iloc[:, 0].fillna("").str.strip().tolist()
-    check_unique(probesets, "probeset", path)
+    check_probesets(probesets, path)
     check_unique(samples, "sample", path)
     sheet_text = read_text(sheet_path)
     sheet_header, sheet = _read_table(
@@ -182,7 +204,7 @@ def read_matrix_with_sheet(
     if unlabelled:
         raise DatasetError(f"{sheet_path}: no phenotype for samples {', '.join(unlabelled[:10])}")
     cells = body.iloc[:, 1:].T.set_axis(probesets, axis=1).set_axis(samples)
-    return RawDataset(path, "matrix", samples, [phenotype[s] for s in samples], probesets, cells)
+    return RawDataset(path, "matrix", samples, [phenotype[s] for s in samples], cells)
 
 
 def read_input(path: Path, options: PrepareOptions) -> RawDataset:

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 RAW_INTENSITY_MAX = 100.0
+# Linear intensities reach ~1e6; beyond this, variances overflow and every t is NaN.
+MAX_ABS_VALUE = 1e12
 
 
 class DatasetError(ValueError):
@@ -36,7 +38,6 @@ class RawDataset:
     layout: str
     sample_ids: list[str]
     labels: list[str]
-    probesets: list[str]
     cells: pd.DataFrame  # samples x probesets, object dtype, NaN for missing
 
 
@@ -79,17 +80,26 @@ def choose_contrast(labels: list[str], case: str | None, control: str | None, pa
     return case, control, f"contrast: case '{case}' vs control '{control}'"
 
 
-def _to_float(cells: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Convert string cells to floats, naming the first offending cell."""
-    numeric = cells.apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna().to_numpy() & cells.notna().to_numpy()
+def _first_bad_cell(cells: pd.DataFrame, bad: np.ndarray, path: Path, what: str) -> None:
     if bad.any():
         row, col = (int(i[0]) for i in np.nonzero(bad))
         raise DatasetError(
-            f"{path}: non-numeric value {cells.iat[row, col]!r} "
+            f"{path}: {what} {cells.iat[row, col]!r} "
             f"(sample '{cells.index[row]}', probeset '{cells.columns[col]}')"
         )
-    return numeric.astype(np.float64)
+
+
+def _to_float(cells: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Convert string cells to finite floats of a plausible size, naming the first bad cell."""
+    numeric = cells.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    values = numeric.to_numpy()
+    _first_bad_cell(cells, np.isnan(values) & cells.notna().to_numpy(), path, "non-numeric value")
+    _first_bad_cell(cells, np.isinf(values), path, "non-finite value")
+    too_large = np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE
+    _first_bad_cell(
+        cells, too_large, path, f"implausibly large expression value (|x| > {MAX_ABS_VALUE:g})"
+    )
+    return numeric
 
 
 def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset:
@@ -168,3 +178,13 @@ def check_unique(ids: list[str], what: str, path: Path) -> None:
     duplicates = sorted(k for k, n in Counter(ids).items() if n > 1)
     if duplicates:
         raise DatasetError(f"{path}: duplicate {what} ids: {', '.join(duplicates[:10])}")
+
+
+def check_probesets(probesets: list[str], path: Path) -> None:
+    """Probeset names the prepared layout can hold: unique, non-empty, not 'phenotype'."""
+    empty = [i + 1 for i, p in enumerate(probesets) if not p.strip()]
+    if empty:
+        raise DatasetError(f"{path}: empty probeset name (probeset #{empty[0]})")
+    if any(p.strip().lower() == "phenotype" for p in probesets):
+        raise DatasetError(f"{path}: a probeset named 'phenotype' clashes with the label column")
+    check_unique(probesets, "probeset", path)

@@ -108,10 +108,30 @@ def test_missing_values_dropped_and_raw_intensities(tmp_path):
         (SEED.replace("g2", "g1"), {"case": "A", "control": "B"}, "duplicate probeset ids: g1"),
         (SEED.replace("B\t", "\t", 1), {"case": "A", "control": "B"}, "empty phenotype"),
         ("!Series_title\tx\n", {}, "series_matrix_table_begin"),
+        # header-only files, in every layout
+        ("phenotype\tg1\tg2\n", {}, "header but no data rows"),
+        ("id\tS1\tS2\n", {"sample_sheet": "sheet"}, "header but no data rows"),
+        (
+            geo_text().split('"ID_REF"')[0] + '"ID_REF"\t"GSM0"\n!series_matrix_table_end\n',
+            {"phenotype_field": "disease state"},
+            "header but no data rows",
+        ),  # fmt: skip
+        # ragged rows: longer and shorter than the header, with their line numbers
+        (SEED.replace("A\t0.5\t0.25\t0.0", "A\t0.5\t0.25\t0.0\t9"), {}, "line 2 has 5 fields"),
+        (SEED.replace("\t1.5\t2.25\t1.0", "\t1.5\t2.25"), {}, "line 3 has 3 fields"),
+        # values that make every statistic meaningless
+        (SEED.replace("1.5", "inf"), {"case": "A", "control": "B"}, "non-finite value 'inf'"),
+        (SEED.replace("1.5", "-Infinity"), {"case": "A", "control": "B"}, "non-finite value"),
+        (SEED.replace("1.5", "1e300"), {"case": "A", "control": "B"}, "implausibly large"),
+        # probeset names the prepared layout cannot hold
+        (SEED.replace("g2", "phenotype"), {"case": "A", "control": "B"}, "probeset named"),
+        (SEED.replace("\tg2", "\t "), {"case": "A", "control": "B"}, "empty probeset name"),
     ],
 )
 def test_bad_input_names_file_and_problem_and_writes_nothing(tmp_path, text, options, message):
     path = write(tmp_path, "bad.tsv", text)
+    if options.get("sample_sheet"):
+        options = {**options, "sample_sheet": write(tmp_path, "sheet.tsv", "id\tp\nS1\tA\n")}
     out = tmp_path / "out"
     with pytest.raises(DatasetError, match=message) as info:
         save_prepared(prepare(path, **options), out, "bad")
@@ -128,3 +148,13 @@ def test_geo_missing_field_is_named(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DatasetError, match="file not found"):
         prepare(tmp_path / "nope.tsv")
+
+
+def test_a_gzip_with_flipped_bytes_is_named(tmp_path):
+    data = bytearray(gzip.compress(SEED.encode()))
+    data[len(data) // 2] ^= 0xFF
+    path = tmp_path / "flipped.tsv.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="corrupt gzip data") as info:
+        prepare(path)
+    assert str(path) in str(info.value)
