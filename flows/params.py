@@ -37,6 +37,9 @@ class SearchParameters(BaseModel):
     server_url: str = Field("", description="data server URL (empty: start the embedded one)")
     slice_timeout: float = Field(600.0, gt=0, description="seconds before a slice is lost")
     max_slice_retries: int = Field(2, ge=0, le=20, description="redeployments of failed slices")
+    retry_backoff: float = Field(
+        5.0, ge=0, le=600, description="seconds before the first redeployment, doubling each round"
+    )
     failure_tolerance: int = Field(
         0, ge=0, description="slices allowed to fail with the run still Completed (with a warning)"
     )

@@ -107,6 +107,7 @@ def job_context(params: SearchParameters, client: ServerClient, dataset: dict, d
         max_retries=params.max_slice_retries,
         slice_timeout=params.slice_timeout,
         deadline=deadline,
+        retry_backoff=params.retry_backoff,
     )
 
 

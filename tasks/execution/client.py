@@ -4,18 +4,44 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
 
 
 # urllib3 logs full URLs at DEBUG, and worker URLs carry run tokens.
 logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def redact_tokens(text: str) -> str:
+    """Text safe to log or store: run tokens in URLs replaced."""
+    return TOKEN_IN_TEXT.sub(r"\1<redacted>", text)
+
+
+def retrying_session(allowed_methods=Retry.DEFAULT_ALLOWED_METHODS) -> requests.Session:
+    """A session that retries refused connections and 502/503/504 answers with backoff."""
+    retry = Retry(
+        total=4,
+        backoff_factor=0.5,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=allowed_methods,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, HTTPAdapter(max_retries=retry))
+    return session
 
 
 class ServerNotReady(RuntimeError):
@@ -32,7 +58,8 @@ class ServerClient:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
-        self._session = requests.Session()
+        # Registration and attempts are idempotent on the server: POSTs may be repeated too.
+        self._session = retrying_session(allowed_methods=None)
         self._session.headers["Authorization"] = f"Bearer {self.admin_token}"
 
     def _call(self, method: str, path: str, **kwargs) -> dict:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from urllib.parse import urlsplit
 
+from tasks.execution.client import redact_tokens, retrying_session
 from tasks.execution.jobs import JobSpec, SliceEvent, drain
 
 HTTP_TIMEOUT = 30.0
@@ -64,28 +65,6 @@ def check_origin(url: str, allowed: tuple[str, ...]) -> None:
     """Refuse a URL whose origin is not allowed, as a DCP worker does."""
     if origin_of(url) not in {origin_of(a) for a in allowed}:
         raise OriginNotAllowed(f"origin {origin_of(url)} is not in the worker's allowed origins")
-
-
-def sink_session():
-    """A session whose POSTs retry refused connections and 5xx answers with backoff.
-
-    POSTs are safe to repeat here: the sink stores a slice once and acknowledges repeats.
-    """
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    retry = Retry(
-        total=3,
-        backoff_factor=0.2,
-        status_forcelist=(500, 502, 503, 504),
-        allowed_methods=None,
-        raise_on_status=False,
-    )
-    session = requests.Session()
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    return session
 
 
 def post_envelope(session, url: str, fields: dict, allowed: tuple[str, ...]) -> None:
@@ -182,7 +161,7 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
     counter = ProgressCounter()
     counter.install()
     work = load_work_function(work_source)
-    session = sink_session()
+    session = retrying_session(allowed_methods=None)  # the sink acknowledges repeats
     while True:
         message = conn.recv()
         if message is None:
@@ -200,7 +179,7 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
                 post_envelope(session, spec["result_url"], fields, allowed)
         except Exception:  # noqa: BLE001 - a fetch or post failed: the slice is lost
             outcome, reason = "error", traceback.format_exc(1)
-        conn.send((outcome, element, time.perf_counter() - started, reason))
+        conn.send((outcome, element, time.perf_counter() - started, redact_tokens(reason)))
 
 
 def _injected_failure(datum, *args):

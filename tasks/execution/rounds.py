@@ -13,6 +13,7 @@ from tasks.execution.client import ServerClient
 from tasks.execution.jobs import Backend, JobHandle, JobSpec, SliceEvent
 
 log = logging.getLogger(__name__)
+MAX_BACKOFF = 300.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class JobContext:
     max_retries: int
     slice_timeout: float
     deadline: float  # time.monotonic() after which no round starts or continues
+    retry_backoff: float = 5.0  # seconds before round 1, doubling, at most MAX_BACKOFF
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,11 @@ def run_slices(
         if not remaining or time.monotonic() >= ctx.deadline:
             break
         if attempt:
+            # What failed a round (a server away, a full worker pool) often lasts a while.
+            pause = min(ctx.retry_backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+            time.sleep(max(0.0, min(pause, ctx.deadline - time.monotonic())))
+            if time.monotonic() >= ctx.deadline:
+                break
             ctx.client.register_attempt(run_id, attempt, remaining)
             log.warning("%s: attempt %d redeploys slices %s", job_name, attempt, remaining)
         handle = ctx.backend.deploy(job_spec(ctx, run_id, job_name, slices, attempt, remaining))

@@ -24,6 +24,7 @@ SMALL = {
     "n_permutations": 3,
     "permutation_top": 2,
     "slice_timeout": 30,
+    "retry_backoff": 0.2,
     "seed": 5,
 }
 

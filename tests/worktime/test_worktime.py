@@ -214,6 +214,7 @@ def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker)
         max_retries=1,
         slice_timeout=300,
         deadline=time.monotonic() + 900,
+        retry_backoff=0.0,
     )
     by_number = {s["slice"]: s for s in slices}
     outcome = rounds.run_slices(ctx, "retried", "retried", by_number, poll_interval=0.05)

@@ -1,5 +1,6 @@
 """The local backend against a real server on loopback."""
 
+import dataclasses
 import http.server
 import json
 import secrets
@@ -10,7 +11,7 @@ import pytest
 import requests
 
 from server.embedded import EmbeddedServer
-from tasks.execution.client import ServerClient
+from tasks.execution.client import ServerClient, retrying_session
 from tasks.execution.jobs import JobSpec
 from tasks.execution.local import (
     FaultPlan,
@@ -20,7 +21,6 @@ from tasks.execution.local import (
     check_origin,
     decode_fetched,
     post_envelope,
-    sink_session,
 )
 from tasks.io import read_input, save_prepared
 from tasks.science.dataset import PrepareOptions, prepare_dataset
@@ -204,10 +204,21 @@ def test_posts_retry_server_errors_with_backoff_but_not_refusals(path, calls, ok
     url = f"http://127.0.0.1:{httpd.server_address[1]}{path}"
     try:
         if ok:
-            post_envelope(sink_session(), url, {"element": "1"}, (url,))
+            post_envelope(retrying_session(allowed_methods=None), url, {"element": "1"}, (url,))
         else:
             with pytest.raises(requests.HTTPError):
-                post_envelope(sink_session(), url, {"element": "1"}, (url,))
+                post_envelope(retrying_session(allowed_methods=None), url, {"element": "1"}, (url,))
     finally:
         httpd.shutdown()
     assert len(FlakySink.calls) == calls
+
+
+def test_a_worker_that_cannot_fetch_reports_no_token(server):
+    client, summary = server
+    spec = make_spec(client, summary, "no-token-leak", 1)
+    secret = spec.dataset_url.split("token=")[1]
+    spec = dataclasses.replace(spec, dataset_url=spec.dataset_url + "x")  # a wrong token: 403
+    backend = LocalBackend(workers=1, allowed_origins=(client.base_url,), slice_timeout=60)
+    [error] = [e for e in run_to_end(backend, spec) if e.kind == "error"]
+    assert "403" in error.message and "token=<redacted>" in error.message
+    assert secret not in error.message

@@ -83,7 +83,7 @@ class ScriptedBackend:
 SLICES = {k: {"slice": k, "signatures": [{"id": k, "probesets": ["a", "b"]}]} for k in (1, 2, 3)}
 
 
-def context(outcome_of, max_retries=2, seconds=30.0):
+def context(outcome_of, max_retries=2, seconds=30.0, backoff=0.0):
     server = FakeServer(sorted(SLICES))
     backend = ScriptedBackend(server, outcome_of)
     ctx = JobContext(
@@ -96,6 +96,7 @@ def context(outcome_of, max_retries=2, seconds=30.0):
         max_retries=max_retries,
         slice_timeout=5.0,
         deadline=time.monotonic() + seconds,
+        retry_backoff=backoff,
     )
     return ctx, backend, server
 
@@ -156,3 +157,15 @@ def test_job_spec_maps_elements_to_plan_slices(attempt):
     assert "token=t0k3n" in spec.dataset_url and spec.result_url.endswith(
         "token=t0k3n-xxxxxxxxxxxxxxxx"
     )
+
+
+def test_rounds_back_off_doubling_and_never_past_the_deadline():
+    ctx, backend, _ = context(lambda a, n: "error", max_retries=3, backoff=0.1)
+    started = time.monotonic()
+    outcome = run(ctx)
+    assert len(outcome.attempts) == 4
+    assert 0.1 + 0.2 + 0.4 <= time.monotonic() - started < 2
+    ctx, backend, _ = context(lambda a, n: "error", max_retries=3, backoff=60, seconds=0.3)
+    started = time.monotonic()
+    outcome = run(ctx)
+    assert time.monotonic() - started < 1 and len(outcome.attempts) == 1
