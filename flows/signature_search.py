@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ from tasks.execution.client import ServerClient
 from tasks.execution.rounds import JobContext
 from tasks.host import runtime_info
 from tasks.report.build import ReportInputs, failed_signatures, run_summary
+from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import permutation_slices
 from tasks.science.work import work_function_source
 from tasks.steps import (
@@ -88,20 +90,22 @@ def preparation_options(params: SearchParameters) -> dict:
     return {name: getattr(params, name) for name in names}
 
 
-def job_context(params: SearchParameters, client: ServerClient, dataset: dict, deadline: float):
+def job_context(
+    params: SearchParameters, client: ServerClient, dataset: PreparedSummary, deadline: float
+) -> JobContext:
     """What the run's jobs share: backend, server, a fresh run token, config and limits."""
     config = {
-        "case": dataset["case"],
+        "case": dataset.case,
         "cv_folds": params.cv_folds,
         "seed": params.seed,
         "classifiers": params.classifiers,
-        "dataset_sha256": dataset["sha256"],
+        "dataset_sha256": dataset.sha256,
     }
     return JobContext(
         backend=make_backend(params, client.base_url),
         client=client,
         token=secrets.token_urlsafe(24),
-        dataset_name=dataset["name"],
+        dataset_name=dataset.name,
         config=config,
         work_source=work_function_source(),
         max_retries=params.max_slice_retries,
@@ -114,7 +118,7 @@ def job_context(params: SearchParameters, client: ServerClient, dataset: dict, d
 def evaluate(
     params: SearchParameters,
     ctx: JobContext,
-    dataset: dict,
+    dataset: PreparedSummary,
     run_id: str,
     run_dir: Path,
     slices: list[dict],
@@ -123,7 +127,7 @@ def evaluate(
     """Run the main job and the permutation job; return their outcomes and records."""
     check_server_task(ctx.client, run_id, dataset, ctx.token, [s["slice"] for s in slices])
     main = run_slices_task(ctx, run_id, f"{run_id}-main", slices)
-    records = fetch_records_task(ctx.client, run_id, dataset["sha256"], run_dir / "records.tsv")
+    records = fetch_records_task(ctx.client, run_id, dataset.sha256, run_dir / "records.tsv")
     top = top_for_permutation_task(records, signatures, params.classifiers, params.permutation_top)
     if not top or not params.n_permutations:
         return main, records, None, None
@@ -132,7 +136,7 @@ def evaluate(
     check_server_task(ctx.client, perm_id, dataset, ctx.token, [s["slice"] for s in perm_slices])
     perm = run_slices_task(ctx, perm_id, perm_id, perm_slices)
     perm_path = run_dir / "permutation_records.tsv"
-    perm_records = fetch_records_task(ctx.client, perm_id, dataset["sha256"], perm_path)
+    perm_records = fetch_records_task(ctx.client, perm_id, dataset.sha256, perm_path)
     return main, records, perm, perm_records
 
 
@@ -147,7 +151,7 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         dataset_stem(params.input_path),
     )
     signatures, slices = plan_task(
-        dataset["path"],
+        dataset.path,
         n_signatures=params.n_signatures,
         min_len=params.min_len,
         max_len=params.max_len,
@@ -155,7 +159,7 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         signatures_per_slice=params.signatures_per_slice,
     )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    run_id = f"{dataset['name']}-{stamp}-{secrets.token_hex(3)}"
+    run_id = f"{dataset.name}-{stamp}-{secrets.token_hex(3)}"
     run_dir = Path(params.results_dir) / run_id
     save_run_record_task(str(run_dir / "parameters.json"), params.model_dump())
     with serve_or_connect(params) as client:
@@ -166,7 +170,7 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
     versions = runtime_info()
     summary = run_summary(
         params=params.model_dump(),
-        dataset=dataset,
+        dataset=dataclasses.asdict(dataset),
         main=main.as_record(),
         perm=perm and perm.as_record(),
         n_slices=len(slices),
@@ -175,9 +179,9 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
     )
     inputs = ReportInputs(
         summary=summary,
-        dataset_path=Path(dataset["path"]),
-        case=dataset["case"],
-        control=dataset["control"],
+        dataset_path=dataset.path,
+        case=dataset.case,
+        control=dataset.control,
         signatures=signatures,
         records=records,
         permutation_records=perm_records,
@@ -189,7 +193,7 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
     report = build_report_task(run_dir, inputs)
     record = {
         "run_id": run_id,
-        "dataset": dataset,
+        "dataset": dataclasses.asdict(dataset),
         "runtime": versions,
         "main": main.as_record(),
         "permutation": perm and perm.as_record(),

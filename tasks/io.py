@@ -26,6 +26,7 @@ import pandas as pd
 from tasks.science.dataset import (
     DatasetError,
     PreparedDataset,
+    PreparedSummary,
     PrepareOptions,
     RawDataset,
     check_probesets,
@@ -239,7 +240,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def save_prepared(prepared: PreparedDataset, data_dir: Path, name: str) -> dict:
+def save_prepared(prepared: PreparedDataset, data_dir: Path, name: str) -> PreparedSummary:
     """Write `<name>.tsv` and its `.sha256` sidecar; return the preparation summary."""
     data = dataset_text(prepared).encode("utf-8")
     digest = sha256_hex(data)
@@ -247,22 +248,22 @@ def save_prepared(prepared: PreparedDataset, data_dir: Path, name: str) -> dict:
     write_atomic(target, data)
     write_atomic(target.with_suffix(".tsv.sha256"), f"{digest}\n".encode())
     counts = Counter(prepared.labels)
-    return {
-        "name": name,
-        "path": str(target),
-        "sha256": digest,
-        "layout": prepared.layout,
-        "case": prepared.case,
-        "control": prepared.control,
-        "samples": {
+    return PreparedSummary(
+        name=name,
+        path=target,
+        sha256=digest,
+        layout=prepared.layout,
+        case=prepared.case,
+        control=prepared.control,
+        samples={
             prepared.case: counts[prepared.case],
             prepared.control: counts[prepared.control],
         },
-        "sample_ids": prepared.sample_ids,
-        "n_probesets": int(prepared.matrix.shape[1]),
-        "decisions": prepared.decisions,
-        "warnings": prepared.warnings,
-    }
+        sample_ids=prepared.sample_ids,
+        n_probesets=int(prepared.matrix.shape[1]),
+        decisions=prepared.decisions,
+        warnings=prepared.warnings,
+    )
 
 
 def read_probesets(path: Path) -> list[str]:

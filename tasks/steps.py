@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import INPUTS, NO_CACHE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from tasks.execution import rounds
 from tasks.execution.client import ServerClient
@@ -23,30 +24,38 @@ from tasks.execution.progress import terminal_progress
 from tasks.execution.rounds import JobContext, RunOutcome
 from tasks.io import file_sha256, read_input, read_probesets, save_json, save_prepared, save_tsv
 from tasks.report.build import ReportFiles, ReportInputs, build_report, top_for_permutation
-from tasks.science.dataset import DatasetError, PrepareOptions, prepare_dataset
+from tasks.science.dataset import DatasetError, PreparedSummary, PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
 from tasks.science.tables import records_from_results
 
 
-# Cached on the input's content hash and the preparation options (INPUTS covers both);
+# Cached on the input's content hash and the preparation options (INPUTS covers both) and
+# on the task's code (an older summary type is never served);
 # `prepare_dataset_step` refreshes it when the prepared file it points at has gone.
-@task(name="prepare-dataset", cache_policy=INPUTS, persist_result=True, refresh_cache=None)
+@task(
+    name="prepare-dataset",
+    cache_policy=INPUTS + TASK_SOURCE,
+    persist_result=True,
+    refresh_cache=None,
+)
 def prepare_dataset_task(
     input_sha256: str, input_path: str, options: dict, data_dir: str, name: str
-) -> dict:
+) -> PreparedSummary:
     """Read, validate and write the prepared dataset; return its summary."""
     opts = PrepareOptions(**options)
     prepared = prepare_dataset(read_input(Path(input_path), opts), opts)
     summary = save_prepared(prepared, Path(data_dir), name)
     logger = get_run_logger()
-    for line in summary["decisions"]:
+    for line in summary.decisions:
         logger.info("prepare: %s", line)
-    for line in summary["warnings"]:
+    for line in summary.warnings:
         logger.warning("prepare: %s", line)
-    return {**summary, "input_sha256": input_sha256}
+    return dataclasses.replace(summary, input_sha256=input_sha256)
 
 
-def prepare_dataset_step(input_path: Path, options: dict, data_dir: Path, stem: str) -> dict:
+def prepare_dataset_step(
+    input_path: Path, options: dict, data_dir: Path, stem: str
+) -> PreparedSummary:
     """The cached preparation, named by the input's content and options, redone if its file went."""
     if not input_path.is_file():
         raise DatasetError(f"{input_path}: file not found (parameter input_path)")
@@ -63,21 +72,21 @@ def prepare_dataset_step(input_path: Path, options: dict, data_dir: Path, stem: 
 def check_server_task(
     client: ServerClient,
     run_id: str,
-    dataset: dict,
+    dataset: PreparedSummary,
     token: str,
     expected: list[int],
     ready_timeout: float = 30.0,
 ) -> None:
     """Wait for /ready, register the run, and check the served dataset's sha256."""
     client.wait_ready(ready_timeout)
-    client.register_run(run_id, dataset["name"], token, expected)
-    served = client.served_sha256(dataset["name"], token)
-    if served != dataset["sha256"]:
+    client.register_run(run_id, dataset.name, token, expected)
+    served = client.served_sha256(dataset.name, token)
+    if served != dataset.sha256:
         raise RuntimeError(
-            f"server serves dataset {dataset['name']!r} with sha256 {served}, "
-            f"but {dataset['sha256']} was prepared"
+            f"server serves dataset {dataset.name!r} with sha256 {served}, "
+            f"but {dataset.sha256} was prepared"
         )
-    get_run_logger().info("server ready; dataset %s sha256 %s", dataset["name"], served[:12])
+    get_run_logger().info("server ready; dataset %s sha256 %s", dataset.name, served[:12])
 
 
 @task(name="plan-signatures")

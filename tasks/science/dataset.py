@@ -30,6 +30,24 @@ class PrepareOptions:
     log2_transform: bool = False
 
 
+@dataclass(frozen=True)
+class PreparedSummary:
+    """What preparation wrote: where, its sha256, the contrast, and what was decided."""
+
+    name: str
+    path: Path
+    sha256: str
+    layout: str
+    case: str
+    control: str
+    samples: dict[str, int]
+    sample_ids: list[str]
+    n_probesets: int
+    decisions: list[str]
+    warnings: list[str]
+    input_sha256: str = ""
+
+
 @dataclass
 class RawDataset:
     """An input as read: samples x probesets (strings not yet checked) and labels."""

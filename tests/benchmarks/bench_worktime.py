@@ -46,13 +46,13 @@ def main() -> None:
         [datum] = pack_slices(plan_signatures(probesets, args.signatures, 5, 9, 7), args.signatures)
         client.register_run("bench", "golub", token, [1])
         config = {
-            "case": summary["case"],
+            "case": summary.case,
             "cv_folds": 10,
             "seed": 0,
             "classifiers": list(CLASSIFIERS),
         }
         spec = JobSpec("bench#0", (json.dumps(datum),), "", client.dataset_url("golub", token),
-                       json.dumps({**config, "dataset_sha256": summary["sha256"]}),
+                       json.dumps({**config, "dataset_sha256": summary.sha256}),
                        client.sink_url("bench", token), {"elementType": "results"})  # fmt: skip
         dataset = (root / "d" / "golub.tsv").read_text()
         evaluate_slice(

@@ -80,7 +80,7 @@ class Worker:
             self.client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
             self.token = token
         config = {"case": "AML", "cv_folds": 3, "seed": 1, "classifiers": CLASSIFIERS, **config}
-        config.setdefault("dataset_sha256", self.summary["sha256"])
+        config.setdefault("dataset_sha256", self.summary.sha256)
         return JobSpec(
             name=f"{run_id}#{attempt}",
             slices=tuple(json.dumps(s, sort_keys=True) for s in slices),
@@ -209,7 +209,7 @@ def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker)
         client=worker.client,
         token=token,
         dataset_name="golub",
-        config={**config, "dataset_sha256": worker.summary["sha256"]},
+        config={**config, "dataset_sha256": worker.summary.sha256},
         work_source="",
         max_retries=1,
         slice_timeout=300,

@@ -44,9 +44,9 @@ def test_bundled_dataset_round_trips_byte_identical(tmp_path):
     prepared = prepare(GOLUB, cv_folds=10)
     assert (prepared.case, prepared.control) == ("AML", "ALL")
     summary = save_prepared(prepared, tmp_path, "golub")
-    assert Path(summary["path"]).read_bytes() == GOLUB.read_bytes()
-    assert summary["samples"] == {"AML": 11, "ALL": 27} and summary["n_probesets"] == 3051
-    assert (tmp_path / "golub.tsv.sha256").read_text().strip() == summary["sha256"]
+    assert Path(summary.path).read_bytes() == GOLUB.read_bytes()
+    assert summary.samples == {"AML": 11, "ALL": 27} and summary.n_probesets == 3051
+    assert (tmp_path / "golub.tsv.sha256").read_text().strip() == summary.sha256
 
 
 def test_other_labels_dropped_and_reported(tmp_path):
