@@ -5,24 +5,26 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from . import datasets, db, health, runs, sink
-from .auth import redact
-from .config import load_config
+from . import datasets, db, health, runs, sink, state
+from .auth import redact, redacted_query
+from .config import configure
 
 access_log = logging.getLogger("server.access")
+RETRY_AFTER_SECONDS = 5
 
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app from defaults, `SIGSEARCH_*` environment and `config`."""
     app = Flask(__name__)
-    app.config.update(load_config(config))
+    configure(app, config)
     app.config["DATA_DIR"].mkdir(parents=True, exist_ok=True)
-    db.init_db(app.config["DATABASE"])
+    state.install(app, state.ServerState(db.Store(app.config["DATABASE"]), datasets.DatasetCache()))
     for blueprint in (health.bp, datasets.bp, sink.bp, runs.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(db.DatabaseBusy, _database_busy)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_preflight)
     app.after_request(_cors_and_log)
@@ -30,7 +32,19 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _http_error(exc: HTTPException):
-    return jsonify(error=exc.name, reason=exc.description), exc.code
+    response = jsonify(error=exc.name, reason=exc.description)
+    response.status_code = exc.code or 500
+    # Keep what the exception adds besides its HTML body: Retry-After, Allow, WWW-Authenticate.
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _database_busy(exc: db.DatabaseBusy):
+    logging.getLogger(__name__).warning("%s on %s: answered 503", exc, request.path)
+    description = f"{exc}; nothing was stored, try again"
+    return _http_error(ServiceUnavailable(description, retry_after=RETRY_AFTER_SECONDS))
 
 
 def _unexpected_error(exc: Exception):
@@ -51,11 +65,12 @@ def _cors_and_log(response):
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers.add("Vary", "Origin")
+    query = redacted_query(request.args)
     access_log.info(
         "%s %s %s %s",
         request.remote_addr,
         request.method,
-        redact(request.full_path.rstrip("?")),
+        redact(f"{request.path}?{query}" if query else request.path),
         response.status_code,
     )
     return response

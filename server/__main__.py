@@ -8,13 +8,14 @@ import logging
 import os
 import secrets
 import socket
+import stat
 import sys
 from pathlib import Path
 
 from waitress import serve
 
 from . import create_app
-from .config import ENV_PREFIX
+from .config import ENV_PREFIX, waitress_options
 
 log = logging.getLogger("server")
 
@@ -31,14 +32,20 @@ def lan_address() -> str:
 
 def load_admin_token(path: Path) -> tuple[str, str]:
     """The admin token from the environment, else from `path`, created once (mode 0600)."""
-    from_env = os.environ.get(ENV_PREFIX + "ADMIN_TOKEN")
+    variable = f"{ENV_PREFIX}_ADMIN_TOKEN"
+    from_env = os.environ.get(variable)
     if from_env:
-        return from_env, f"environment variable {ENV_PREFIX}ADMIN_TOKEN"
+        return from_env, f"environment variable {variable}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32) + "\n")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "admin token file %s is open to group or others (mode %o): chmod 600 it", path, mode
+        )
     return path.read_text().strip(), str(path)
 
 
@@ -72,14 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     token, token_source = load_admin_token(args.admin_token_file)
     url = public_url_for(args.host, args.port, args.public_url)
-    app = create_app(
-        {"DATA_DIR": args.data_dir, "DATABASE": args.db, "ADMIN_TOKEN": token, "PUBLIC_URL": url}
-    )
+    app = create_app({"DATA_DIR": args.data_dir, "DATABASE": args.db, "ADMIN_TOKEN": token})
     print(f" * Serving data on: {url}/datasets/<name>?token=<run token>", flush=True)
     print(f" * DCP results endpoint: {url}/dcp-results/<run_id>?token=<run token>", flush=True)
     print(f" * Admin token: {token_source}", flush=True)
     print(f" * Listening on {args.host}:{args.port} (waitress)", flush=True)
-    serve(app, host=args.host, port=args.port, threads=args.threads, ident="sigsearch")
+    serve(app, host=args.host, port=args.port, threads=args.threads, **waitress_options(app))
     return 0
 
 

@@ -6,10 +6,19 @@ import functools
 import hashlib
 import hmac
 import re
+from urllib.parse import urlencode
 
 from flask import abort, current_app, request
+from werkzeug.datastructures import MultiDict
 
-_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s]+", re.IGNORECASE)
+
+def _spelled(text: str) -> str:
+    """A pattern for `text` with any of its characters percent-encoded, in either case."""
+    return "".join(f"(?:{re.escape(c)}|%{ord(c.lower()):02x}|%{ord(c.upper()):02x})" for c in text)
+
+
+# `token=` also with its letters or `=` percent-encoded (`?%74oken=`).
+_TOKEN_IN_TEXT = re.compile(rf"({_spelled('token=')})[^&\s'\"]+", re.IGNORECASE)
 
 
 def token_sha256(token: str) -> str:
@@ -17,9 +26,18 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def redact(text: str) -> str:
-    """Hide token values in URLs or query strings before they reach a log."""
+def redact(text: str, *secrets: str) -> str:
+    """Hide token values in URLs or query strings, and the given secrets anywhere in `text`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     return _TOKEN_IN_TEXT.sub(r"\1***", text)
+
+
+def redacted_query(args: MultiDict) -> str:
+    """A request's query string, decoded, with the value of every token-like parameter hidden."""
+    pairs = [(k, "***" if "token" in k.lower() else v) for k, v in args.items(multi=True)]
+    return urlencode(pairs, safe="*")
 
 
 def token_matches(token: str, expected_sha256: str) -> bool:
@@ -27,11 +45,17 @@ def token_matches(token: str, expected_sha256: str) -> bool:
     return hmac.compare_digest(token_sha256(token), expected_sha256)
 
 
-def check_run_token(*expected_sha256: str) -> None:
-    """Abort 401 without a `token` query parameter, 403 unless it matches one hash."""
+def presented_token() -> str:
+    """The `token` query parameter; abort 401 without one."""
     token = request.args.get("token")
     if not token:
         abort(401, description="missing token")
+    return token
+
+
+def check_run_token(*expected_sha256: str) -> None:
+    """Abort 401 without a `token` query parameter, 403 unless it matches one hash."""
+    token = presented_token()
     # Check all candidates so the time taken does not depend on which one matched.
     if not sum(token_matches(token, sha) for sha in expected_sha256):
         abort(403, description="wrong token")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -11,12 +12,20 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
-from flask import current_app
+from . import state
 
-_local = threading.local()
-_writers: dict[str, GroupWriter] = {}
-_writers_lock = threading.Lock()
-_expected_cache: dict[tuple[str, str], frozenset[int]] = {}
+# SQLite's INTEGER range: larger numbers are refused as input, never sent to a query.
+MAX_INTEGER = 2**63 - 1
+# Reads in WAL mode are never blocked by a writer; this only bounds rare recovery waits.
+READ_BUSY_MS = 5000
+# Short: a database write-locked by another process answers 503 soon, not after 30 s.
+WRITE_BUSY_MS = 2000
+WRITE_WAIT_SECONDS = 30.0
+
+
+class DatabaseBusy(Exception):
+    """The database cannot take a write now (locked by another process): retry later."""
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -24,7 +33,8 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset TEXT NOT NULL,
     token_sha256 TEXT NOT NULL,
     expected TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    finished_at REAL
 );
 CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -63,30 +73,37 @@ CREATE TABLE IF NOT EXISTS slice_conflicts (
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, busy_ms: int = READ_BUSY_MS) -> sqlite3.Connection:
     """Open the database with durable WAL settings."""
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False
+    )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit is on disk before we acknowledge it, even across power loss.
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     return conn
 
 
 def init_db(path: Path) -> None:
-    """Create the database file and schema if missing."""
+    """Create the database file (owner-only) and schema if missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    # SQLite creates the -wal and -shm files with the database file's mode.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     conn = connect(path)
     try:
         conn.executescript(SCHEMA)
+        columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+        if "finished_at" not in columns:  # a database from before runs could be finished
+            conn.execute("ALTER TABLE runs ADD COLUMN finished_at REAL")
     finally:
         conn.close()
 
 
 class GroupWriter:
-    """The one writer of a database: runs queued writes in shared transactions.
+    """The one writer of an app's database: runs queued writes in shared transactions.
 
     Concurrent writers through SQLite's busy handler sleep in steps of up to 100 ms (a
     0.8 s p99 at 32 clients); a single writer that commits whatever has queued up pays one
@@ -96,11 +113,11 @@ class GroupWriter:
     MAX_BATCH = 256
 
     def __init__(self, path: Path) -> None:
-        self._conn = connect(path)
+        self._conn = connect(path, WRITE_BUSY_MS)
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._run, name=f"writer:{path.name}", daemon=True).start()
 
-    def submit(self, write: Callable[[sqlite3.Connection], object], timeout: float = 60.0):
+    def submit(self, write: Callable[[sqlite3.Connection], object], timeout: float):
         """Run `write(conn)` in a transaction; return its value once durably committed."""
         future: Future = Future()
         self._queue.put((write, future))
@@ -142,36 +159,63 @@ class GroupWriter:
                 future.set_exception(exc)
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class Store:
+    """One app's database: its group writer, per-thread read connections, expected slices."""
+
+    def __init__(self, path: Path) -> None:
+        init_db(path)
+        self.path = path
+        self.writer = GroupWriter(path)
+        self._local = threading.local()
+        self._expected: dict[str, frozenset[int]] = {}
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's connection, opened once and kept.
+
+        Opening per request cost more than the insert itself: connecting, the pragmas, and
+        the WAL checkpoint SQLite runs when the last connection closes.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.path)
+        return conn
+
+    def write(self, operation: Callable[[sqlite3.Connection], object]):
+        """Run a write through the group writer; DatabaseBusy if the database is locked."""
+        try:
+            return self.writer.submit(operation, timeout=WRITE_WAIT_SECONDS)
+        except TimeoutError as exc:
+            raise DatabaseBusy("the database writer is backed up") from exc
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise DatabaseBusy("the database is locked by another process") from exc
+            raise
+
+    def expected_slices(self, run: sqlite3.Row) -> frozenset[int]:
+        """A run's expected slice numbers (registration is immutable, so cached)."""
+        if run["run_id"] not in self._expected:
+            self._expected[run["run_id"]] = frozenset(json.loads(run["expected"]))
+        return self._expected[run["run_id"]]
+
+
 def write(operation: Callable[[sqlite3.Connection], object]):
     """Run a write through the app database's group writer."""
-    path = str(current_app.config["DATABASE"])
-    with _writers_lock:
-        if path not in _writers:
-            _writers[path] = GroupWriter(Path(path))
-    return _writers[path].submit(operation)
+    return state.current().store.write(operation)
 
 
 def get_db() -> sqlite3.Connection:
-    """This thread's connection to the app's database, opened once and kept.
-
-    Opening per request cost more than the insert itself: connecting, the pragmas, and
-    the WAL checkpoint SQLite runs when the last connection closes.
-    """
-    path = str(current_app.config["DATABASE"])
-    connections = getattr(_local, "connections", None)
-    if connections is None:
-        connections = _local.connections = {}
-    if path not in connections:
-        connections[path] = connect(Path(path))
-    return connections[path]
+    """This thread's connection to the app's database."""
+    return state.current().store.reader()
 
 
 def expected_slices(run: sqlite3.Row) -> frozenset[int]:
-    """A run's expected slice numbers (registration is immutable, so cached)."""
-    key = (str(current_app.config["DATABASE"]), run["run_id"])
-    if key not in _expected_cache:
-        _expected_cache[key] = frozenset(json.loads(run["expected"]))
-    return _expected_cache[key]
+    """A run's expected slice numbers."""
+    return state.current().store.expected_slices(run)
 
 
 def get_run(run_id: str) -> sqlite3.Row | None:
@@ -182,9 +226,25 @@ def get_run(run_id: str) -> sqlite3.Row | None:
 def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[int]) -> bool:
     """Insert a run; True if new or registered identically before, False on a conflict."""
     row = (run_id, dataset, token_sha256, json.dumps(expected), time.time())
-    write(lambda conn: conn.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?)", row))
+    write(
+        lambda conn: conn.execute(
+            "INSERT OR IGNORE INTO runs (run_id, dataset, token_sha256, expected, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+    )
     stored = get_run(run_id)
     return (stored["dataset"], stored["token_sha256"], stored["expected"]) == row[1:4]
+
+
+def finish_run(run_id: str) -> None:
+    """Mark a run finished (once; later calls keep the first time)."""
+    write(
+        lambda conn: conn.execute(
+            "UPDATE runs SET finished_at = COALESCE(finished_at, ?) WHERE run_id = ?",
+            (time.time(), run_id),
+        )
+    )
 
 
 def register_attempt(run_id: str, attempt: int, slices: list[int]) -> bool:
@@ -286,6 +346,7 @@ def run_status(run: sqlite3.Row) -> dict:
         "missing": missing,
         "conflicts": conflicts,
         "complete": len(received) == len(expected),
+        "finished": run["finished_at"] is not None,
     }
 
 

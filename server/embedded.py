@@ -6,6 +6,12 @@ import logging
 import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import waitress_options
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -18,13 +24,17 @@ def free_loopback_port() -> int:
 
 
 class EmbeddedServer:
-    """A WSGI app on waitress in a background thread, bound to a free loopback port."""
+    """The Flask app on waitress in a background thread, bound to a free loopback port."""
 
-    def __init__(self, app, threads: int = 8) -> None:
+    def __init__(self, app: Flask, threads: int = 8) -> None:
         from waitress import create_server
 
         self._server = create_server(
-            app, host="127.0.0.1", port=free_loopback_port(), threads=threads
+            app,
+            host="127.0.0.1",
+            port=free_loopback_port(),
+            threads=threads,
+            **waitress_options(app),
         )
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
         self._stop = threading.Event()
@@ -45,7 +55,12 @@ class EmbeddedServer:
         # Loop in short turns and close from this thread: closing the sockets from another
         # thread while the loop waits on them fails with EBADF.
         while not self._stop.is_set():
-            self._server.asyncore.loop(timeout=0.1, map=self._server._map, count=1)
+            self._server.asyncore.loop(
+                timeout=0.1,
+                map=self._server._map,
+                count=1,
+                use_poll=self._server.adj.asyncore_use_poll,
+            )
         self._server.close()
 
     def stop(self) -> None:

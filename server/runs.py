@@ -1,35 +1,53 @@
-"""Run registration, status and paged results for the flow (admin token)."""
+"""Run registration, status, paged results and ending runs, for the flow (admin token)."""
 
 from __future__ import annotations
 
-import re
+from typing import Annotated, TypeVar
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import db
 from .auth import require_admin, token_sha256
-from .datasets import NAME
+from .datasets import dataset_path
+from .fields import Count, Name, count_field
 
 bp = Blueprint("runs", __name__, url_prefix="/runs")
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+Body = TypeVar("Body", bound=BaseModel)
 
 
-def _json_body() -> dict:
+class Registration(BaseModel):
+    """A run: its id, dataset, expected slice numbers and its workers' token."""
+
+    # strict: true, "5" and 5.0 are not slice numbers.
+    model_config = ConfigDict(strict=True)
+    run_id: Name
+    dataset: Name
+    token: Annotated[str, Field(min_length=16)]
+    expected: Annotated[list[Count], Field(min_length=1)]
+
+
+class Attempt(BaseModel):
+    """A retry job: its attempt number and the plan slices its elements 1..n stand for."""
+
+    model_config = ConfigDict(strict=True)
+    attempt: Annotated[Count, Field(ge=1)]
+    slices: Annotated[list[Count], Field(min_length=1)]
+
+
+def _parse_body(model: type[Body]) -> Body:
+    """The JSON body as `model`, or abort 400 naming each field that is wrong."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, description="body must be a JSON object")
-    return body
-
-
-def _int_list(body: dict, key: str) -> list[int]:
-    value = body.get(key)
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
-    ):
-        abort(400, description=f"'{key}' must be a non-empty list of non-negative integers")
-    return value
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = [
+            f"'{'.'.join(map(str, e['loc']))}': {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        abort(400, description="; ".join(problems))
 
 
 def _run_or_404(run_id: str):
@@ -39,36 +57,42 @@ def _run_or_404(run_id: str):
     return run
 
 
+def _refuse_if_finished(run) -> None:
+    if run["finished_at"] is not None:
+        abort(409, description=f"run {run['run_id']!r} is finished")
+
+
 @bp.post("")
 @require_admin
 def register():
-    """Register a run: id, dataset, expected slice numbers and its worker token."""
-    body = _json_body()
-    run_id, dataset, token = body.get("run_id"), body.get("dataset"), body.get("token")
-    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
-        abort(400, description="'run_id' must be a plain name")
-    if not isinstance(dataset, str) or not NAME.match(dataset):
-        abort(400, description="'dataset' must be a plain name")
-    if not isinstance(token, str) or len(token) < 16:
-        abort(400, description="'token' must be a string of at least 16 characters")
-    expected = _int_list(body, "expected")
-    if not db.register_run(run_id, dataset, token_sha256(token), expected):
+    """Register a run on a prepared dataset: id, dataset, expected slices, worker token."""
+    body = _parse_body(Registration)
+    if dataset_path(current_app.config["DATA_DIR"], body.dataset) is None:
+        abort(404, description=f"unknown dataset {body.dataset!r}: not in the data directory")
+    if not db.register_run(body.run_id, body.dataset, token_sha256(body.token), body.expected):
         abort(409, description="run already registered with different settings")
-    return jsonify(ok=True, run_id=run_id), 201
+    _refuse_if_finished(db.get_run(body.run_id))
+    return jsonify(ok=True, run_id=body.run_id), 201
 
 
 @bp.post("/<run_id>/attempts")
 @require_admin
 def register_attempt(run_id: str):
     """Declare which plan slices a retry job's elements 1..n stand for."""
-    _run_or_404(run_id)
-    body = _json_body()
-    attempt = body.get("attempt")
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
-        abort(400, description="'attempt' must be an integer >= 1")
-    if not db.register_attempt(run_id, attempt, _int_list(body, "slices")):
+    _refuse_if_finished(_run_or_404(run_id))
+    body = _parse_body(Attempt)
+    if not db.register_attempt(run_id, body.attempt, body.slices):
         abort(409, description="attempt already registered with different slices")
     return jsonify(ok=True), 201
+
+
+@bp.post("/<run_id>/finish")
+@require_admin
+def finish(run_id: str):
+    """Mark a run finished: its sink and its token's dataset access close (idempotent)."""
+    _run_or_404(run_id)
+    db.finish_run(run_id)
+    return jsonify(ok=True, run_id=run_id, finished=True)
 
 
 @bp.get("/<run_id>/status")
@@ -83,9 +107,9 @@ def status(run_id: str):
 def results(run_id: str):
     """Results after `cursor`, at most `limit` (default 500, max 5000)."""
     _run_or_404(run_id)
-    after = request.args.get("cursor", "0")
-    limit = request.args.get("limit", "500")
-    if not after.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= 5000:
-        abort(400, description="'cursor' and 'limit' must be non-negative integers")
-    items, cursor = db.results_page(run_id, int(after), int(limit))
+    after = count_field("cursor", request.args.get("cursor"), default=0)
+    limit = count_field("limit", request.args.get("limit"), default=500)
+    if not 1 <= limit <= 5000:
+        abort(400, description="'limit' must be between 1 and 5000")
+    items, cursor = db.results_page(run_id, after, limit)
     return jsonify(results=items, cursor=cursor)

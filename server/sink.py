@@ -9,7 +9,8 @@ import logging
 from flask import Blueprint, abort, jsonify, request
 
 from . import db
-from .auth import check_run_token
+from .auth import check_run_token, presented_token, redact
+from .fields import count_field
 
 bp = Blueprint("sink", __name__)
 log = logging.getLogger(__name__)
@@ -17,18 +18,12 @@ JSON_TYPES = ("application/json", "text/json")
 VOLATILE_KEYS = ("timings", "versions")
 
 
-def _int_field(name: str, value: str | None, default: int | None = None) -> int:
-    if value is None or value == "":
-        if default is None:
-            abort(400, description=f"missing '{name}'")
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        abort(400, description=f"'{name}' is not an integer")
-    if number < 0:
-        abort(400, description=f"'{name}' is negative")
-    return number
+class _NonFinite(ValueError):
+    """NaN or Infinity in JSON text: Python's json reads them, JSON has no such values."""
+
+
+def _refuse_non_finite(name: str) -> float:
+    raise _NonFinite(name)
 
 
 def normalize_content(content: str, content_type: str) -> tuple[str, object]:
@@ -40,12 +35,27 @@ def normalize_content(content: str, content_type: str) -> tuple[str, object]:
     if content_type.split(";")[0].strip().lower() not in JSON_TYPES:
         return json.dumps(content), content
     try:
-        value = json.loads(content)
+        value = json.loads(content, parse_constant=_refuse_non_finite)
         if isinstance(value, str):
-            value, content = json.loads(value), value
-    except (ValueError, RecursionError):
+            value, content = json.loads(value, parse_constant=_refuse_non_finite), value
+    except _NonFinite as exc:
+        abort(400, description=f"content holds {exc}, which JSON does not allow (NaN, Infinity)")
+    except ValueError:
         abort(400, description="content is not JSON although contentType says JSON")
+    except RecursionError:
+        abort(400, description="content is nested too deeply")
+    _check_unicode(value)
     return content, value
+
+
+def _check_unicode(value: object) -> None:
+    """Abort 400 on a lone surrogate (`"\\ud800"`): valid JSON text, but no Unicode to store."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        abort(400, description="content holds a lone surrogate (\\ud800-\\udfff), not Unicode")
+    except RecursionError:
+        abort(400, description="content is nested too deeply")
 
 
 def worker_exception(value: object) -> str | None:
@@ -98,25 +108,28 @@ def _resolve_slice(run, element: int, attempt: int) -> int:
 @bp.post("/dcp-results/<run_id>")
 def receive_result(run_id: str):
     """Validate the envelope, store once per (run, slice), return a short receipt."""
+    token = presented_token()  # before any lookup: without a token, known and unknown look alike
     run = db.get_run(run_id)
     if run is None:
         abort(404, description="unknown run")
     check_run_token(run["token_sha256"])
+    if run["finished_at"] is not None:
+        abort(409, description=f"run {run_id!r} is finished and takes no more results")
     form = request.form
-    element = _int_field("element", form.get("element"))
-    attempt = _int_field("attempt", form.get("attempt"), default=0)
+    element = count_field("element", form.get("element"))
+    attempt = count_field("attempt", form.get("attempt"), default=0)
     has_content, has_error = "content" in form, "error" in form
     if has_content == has_error:
         abort(400, description="exactly one of 'content' and 'error' is required")
     slice_no = _resolve_slice(run, element, attempt)
     if has_error:
-        return _record_error(run_id, slice_no, attempt, form["error"])
+        return _record_error(run_id, slice_no, attempt, redact(form["error"], token))
     content, value = normalize_content(
         form["content"], form.get("contentType") or "application/json"
     )
     error = worker_exception(value)
     if error is not None:
-        return _record_error(run_id, slice_no, attempt, error)
+        return _record_error(run_id, slice_no, attempt, redact(error, token))
     digest = records_digest(content, value)
     outcome = db.store_result(run_id, slice_no, attempt, form.get("elementType"), content, digest)
     if outcome == "conflict":
@@ -129,6 +142,7 @@ def receive_result(run_id: str):
 
 
 def _record_error(run_id: str, slice_no: int, attempt: int, error: str):
+    # Workers report failed fetches with the URL, and so with the run token: redacted.
     db.store_error(run_id, slice_no, attempt, error[:4000])
     log.warning("run %s slice %d reported an error", run_id, slice_no)
     return jsonify(ok=True, slice=slice_no, recorded="error")

@@ -95,6 +95,10 @@ class ServerClient:
         """Declare which plan slices a retry job's elements stand for."""
         self._call("POST", f"/runs/{run_id}/attempts", json={"attempt": attempt, "slices": slices})
 
+    def finish_run(self, run_id: str) -> None:
+        """Mark a run finished: the server takes no more results for it (idempotent)."""
+        self._call("POST", f"/runs/{quote(run_id)}/finish")
+
     def status(self, run_id: str) -> dict:
         """Expected, received, errored and missing slices."""
         return self._call("GET", f"/runs/{run_id}/status")

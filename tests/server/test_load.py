@@ -11,7 +11,7 @@ import requests
 from server.embedded import free_loopback_port
 
 from ..server_process import start_server_process
-from .conftest import ADMIN, RUN_TOKEN, register, result_content
+from .conftest import ADMIN, DATASET, RUN_TOKEN, register, result_content
 
 
 def test_5000_posts_from_32_clients_store_exactly_the_unique_valid_results(app, live_server):
@@ -52,6 +52,8 @@ def test_5000_posts_from_32_clients_store_exactly_the_unique_valid_results(app, 
 def test_acknowledged_results_survive_sigkill(tmp_path):
     port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "demo.tsv").write_text(DATASET)
     process = start_server_process(tmp_path, port, ADMIN)
     register(base, expected=range(1, 100_001))
     acknowledged, stop = [], threading.Event()

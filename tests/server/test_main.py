@@ -1,5 +1,7 @@
 import stat
 
+import pytest
+
 from server.__main__ import load_admin_token, public_url_for
 
 
@@ -20,3 +22,17 @@ def test_public_url():
     assert public_url_for("0.0.0.0", 5001, "http://lab.example:8080/") == "http://lab.example:8080"
     assert public_url_for("::1", 5001, None) == "http://[::1]:5001"
     assert public_url_for("0.0.0.0", 5001, None).startswith("http://")
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o600, False), (0o640, True), (0o604, True)])
+def test_an_admin_token_file_open_to_others_is_warned_about(
+    tmp_path, monkeypatch, caplog, mode, warned
+):
+    monkeypatch.delenv("SIGSEARCH_ADMIN_TOKEN", raising=False)
+    path = tmp_path / "admin-token"
+    path.write_text("t" * 43 + "\n")
+    path.chmod(mode)
+    with caplog.at_level("WARNING", logger="server"):
+        assert load_admin_token(path) == ("t" * 43, str(path))
+    assert ("open to group or others" in caplog.text) is warned
+    assert "t" * 43 not in caplog.text
