@@ -41,6 +41,7 @@ test-dcp-worktime: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m tests.benchmarks.bench_server
 	$(PY) -m tests.benchmarks.bench_work
+	$(PY) -m tests.benchmarks.bench_throughput
 	$(PY) -m tests.benchmarks.bench_report
 
 clean:

@@ -45,8 +45,27 @@ class SearchParameters(BaseModel):
     )
     deadline_minutes: float = Field(240.0, gt=0, description="overall time bound of the run")
     top_fraction: float = Field(0.05, gt=0, le=1, description="share of signatures called 'top'")
-    permutation_top: int = Field(5, ge=0, le=1000, description="top signatures re-evaluated")
-    n_permutations: int = Field(20, ge=0, le=10_000, description="permuted-label evaluations")
+    n_permutations: int = Field(
+        40, ge=0, le=10_000, description="label permutations of the null (0: no null)"
+    )
+    null_signatures: int = Field(
+        5,
+        ge=0,
+        le=10_000_000,
+        description="signatures evaluated per permutation (0: all, the exact max-statistic null)",
+    )
+    validation_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of samples held out, per label, to validate the top signatures "
+        "(0: no validation)",
+    )
+    extend_search: bool = Field(
+        False,
+        description="add a batch of new signatures to the earlier runs of this search "
+        "(same prepared data and protocol) and report every batch",
+    )
     results_dir: str = Field("results", description="where results/<run_id>/ is written")
     data_dir: str = Field("var/data", description="where prepared datasets are served from")
     database: str = Field("var/results.sqlite3", description="embedded server's results database")

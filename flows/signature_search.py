@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
@@ -19,22 +20,32 @@ from flows.backends import make_backend
 from flows.params import SearchParameters
 from server.embedded import EmbeddedServer
 from tasks.execution.client import ServerClient
-from tasks.execution.rounds import JobContext
+from tasks.execution.rounds import JobContext, RunOutcome
 from tasks.host import runtime_info
 from tasks.report.build import ReportInputs, failed_signatures, run_summary
 from tasks.science.dataset import PreparedSummary
-from tasks.science.plan import permutation_slices
+from tasks.science.plan import (
+    SearchProtocol,
+    batch_seed,
+    null_panel,
+    pack_slices,
+    permutation_slices,
+)
+from tasks.science.tables import top_signature_list
 from tasks.science.work import work_function_source
 from tasks.steps import (
+    SearchRecords,
     build_report_task,
     check_server_task,
     fetch_records_task,
+    next_batch_task,
     plan_task,
+    pool_search_task,
     prepare_dataset_step,
     publish_artifacts_task,
     run_slices_task,
     save_run_record_task,
-    top_for_permutation_task,
+    split_samples_task,
 )
 
 
@@ -91,7 +102,11 @@ def preparation_options(params: SearchParameters) -> dict:
 
 
 def job_context(
-    params: SearchParameters, client: ServerClient, dataset: PreparedSummary, deadline: float
+    params: SearchParameters,
+    client: ServerClient,
+    dataset: PreparedSummary,
+    deadline: float,
+    discovery: list[int] | None,
 ) -> JobContext:
     """What the run's jobs share: backend, server, a fresh run token, config and limits."""
     config = {
@@ -101,6 +116,8 @@ def job_context(
         "classifiers": params.classifiers,
         "dataset_sha256": dataset.sha256,
     }
+    if discovery is not None:
+        config["rows"] = discovery  # the search sees the discovery samples only
     return JobContext(
         backend=make_backend(params, client.base_url),
         client=client,
@@ -115,29 +132,144 @@ def job_context(
     )
 
 
+def null_slices(params: SearchParameters, signatures: list, seed: int) -> list[dict]:
+    """The permuted-label slices: the null panel once per permutation (none without a null)."""
+    if not params.n_permutations:
+        return []
+    panel = null_panel(signatures, params.null_signatures, seed)
+    return permutation_slices(panel, params.n_permutations, seed, params.signatures_per_slice)
+
+
 def evaluate(
-    params: SearchParameters,
     ctx: JobContext,
     dataset: PreparedSummary,
     run_id: str,
     run_dir: Path,
     slices: list[dict],
-    signatures: list,
+    perm_slices: list[dict],
 ):
-    """Run the main job and the permutation job; return their outcomes and records."""
+    """Run the main job and the permuted-label (null) job; return outcomes and records."""
     check_server_task(ctx.client, run_id, dataset, ctx.token, [s["slice"] for s in slices])
     main = run_slices_task(ctx, run_id, f"{run_id}-main", slices)
     records = fetch_records_task(ctx.client, run_id, dataset.sha256, run_dir / "records.tsv")
-    top = top_for_permutation_task(records, signatures, params.classifiers, params.permutation_top)
-    if not top or not params.n_permutations:
+    if not perm_slices:
         return main, records, None, None
     perm_id = f"{run_id}-perm"
-    perm_slices = permutation_slices(top, params.n_permutations, params.seed)
     check_server_task(ctx.client, perm_id, dataset, ctx.token, [s["slice"] for s in perm_slices])
     perm = run_slices_task(ctx, perm_id, perm_id, perm_slices)
     perm_path = run_dir / "permutation_records.tsv"
     perm_records = fetch_records_task(ctx.client, perm_id, dataset.sha256, perm_path)
     return main, records, perm, perm_records
+
+
+def search_protocol(params: SearchParameters, dataset: PreparedSummary) -> SearchProtocol:
+    """What a run's batch shares with the other batches of its search."""
+    return SearchProtocol(
+        dataset_sha256=dataset.sha256,
+        case=dataset.case,
+        control=dataset.control,
+        classifiers=tuple(params.classifiers),
+        cv_folds=params.cv_folds,
+        seed=params.seed,
+        n_signatures=params.n_signatures,
+        min_len=params.min_len,
+        max_len=params.max_len,
+        n_permutations=params.n_permutations,
+        null_signatures=params.null_signatures,
+        validation_fraction=params.validation_fraction,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a run computes: its batch of the search, its slices, where its files go."""
+
+    run_id: str
+    run_dir: Path
+    protocol: SearchProtocol
+    search_dir: Path
+    batch: int
+    signatures: list
+    slices: list[dict]
+    split: tuple[list[int], list[int]] | None  # (discovery, validation) sample rows
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResults:
+    """What the run's jobs returned: outcomes, and the records the report is made from."""
+
+    main: RunOutcome
+    perm: RunOutcome | None
+    validation: RunOutcome | None
+    search: SearchRecords
+    validation_records: pd.DataFrame | None
+
+
+def run_jobs(
+    params: SearchParameters, ctx: JobContext, dataset: PreparedSummary, plan: RunPlan
+) -> JobResults:
+    """The main and null jobs, the search's earlier batches, then held-out validation."""
+    perm_slices = null_slices(params, plan.signatures, batch_seed(params.seed, plan.batch))
+    main, records, perm, perm_records = evaluate(
+        ctx, dataset, plan.run_id, plan.run_dir, plan.slices, perm_slices
+    )
+    search = SearchRecords((plan.batch,), plan.signatures, records, perm_records)
+    if params.extend_search:
+        complete = not main.failed and not (perm and perm.failed)
+        search = pool_search_task(
+            plan.search_dir, plan.protocol, str(dataset.path), search, complete
+        )
+    if plan.split is None:
+        return JobResults(main, perm, None, search, None)
+    validation, validation_records = validate(params, ctx, dataset, plan, search)
+    return JobResults(main, perm, validation, search, validation_records)
+
+
+def validate(
+    params: SearchParameters,
+    ctx: JobContext,
+    dataset: PreparedSummary,
+    plan: RunPlan,
+    search: SearchRecords,
+) -> tuple[RunOutcome, pd.DataFrame]:
+    """Fit the top signatures on the discovery samples and score them on the held-out ones."""
+    top = top_signature_list(
+        search.signatures, search.records, params.classifiers, params.top_fraction
+    )
+    slices = pack_slices(top, params.signatures_per_slice)
+    held_out = dataclasses.replace(ctx, config={**ctx.config, "validation_rows": plan.split[1]})
+    job_id = f"{plan.run_id}-validation"
+    check_server_task(ctx.client, job_id, dataset, ctx.token, [s["slice"] for s in slices])
+    outcome = run_slices_task(held_out, job_id, job_id, slices)
+    path = plan.run_dir / "validation_records.tsv"
+    return outcome, fetch_records_task(ctx.client, job_id, dataset.sha256, path)
+
+
+def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
+    """Name the run, pick its batch of the search, plan its signatures and its sample split."""
+    protocol = search_protocol(params, dataset)
+    search_dir = Path(params.results_dir) / "searches" / protocol.key()
+    batch = next_batch_task(search_dir) if params.extend_search else 1
+    signatures, slices = plan_task(str(dataset.path), protocol, batch, params.signatures_per_slice)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run_id = f"{dataset.name}-{stamp}-{secrets.token_hex(3)}"
+    split = (
+        split_samples_task(
+            str(dataset.path), params.validation_fraction, params.seed, params.cv_folds
+        )
+        if params.validation_fraction
+        else None
+    )
+    return RunPlan(
+        run_id=run_id,
+        run_dir=Path(params.results_dir) / run_id,
+        protocol=protocol,
+        search_dir=search_dir,
+        batch=batch,
+        signatures=signatures,
+        slices=slices,
+        split=split,
+    )
 
 
 @flow(name="signature-search", flow_run_name=_run_name, log_prints=True)
@@ -150,30 +282,21 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         Path(params.data_dir),
         dataset_stem(params.input_path),
     )
-    signatures, slices = plan_task(
-        dataset.path,
-        n_signatures=params.n_signatures,
-        min_len=params.min_len,
-        max_len=params.max_len,
-        seed=params.seed,
-        signatures_per_slice=params.signatures_per_slice,
-    )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    run_id = f"{dataset.name}-{stamp}-{secrets.token_hex(3)}"
-    run_dir = Path(params.results_dir) / run_id
-    save_run_record_task(str(run_dir / "parameters.json"), params.model_dump())
+    plan = make_plan(params, dataset)
+    save_run_record_task(str(plan.run_dir / "parameters.json"), params.model_dump())
     with serve_or_connect(params) as client:
-        ctx = job_context(params, client, dataset, deadline)
-        main, records, perm, perm_records = evaluate(
-            params, ctx, dataset, run_id, run_dir, slices, signatures
-        )
+        discovery = plan.split[0] if plan.split else None
+        ctx = job_context(params, client, dataset, deadline, discovery)
+        jobs = run_jobs(params, ctx, dataset, plan)
+    main, perm, search = jobs.main, jobs.perm, jobs.search
+    run_id, run_dir = plan.run_id, plan.run_dir
     versions = runtime_info()
     summary = run_summary(
-        params=params.model_dump(),
-        dataset=dataclasses.asdict(dataset),
-        main=main.as_record(),
-        perm=perm and perm.as_record(),
-        n_slices=len(slices),
+        params=params,
+        dataset=dataset,
+        main=main,
+        perm=perm,
+        n_slices=len(plan.slices),
         seconds=time.time() - started,
         versions=versions["versions"],
     )
@@ -182,13 +305,16 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         dataset_path=dataset.path,
         case=dataset.case,
         control=dataset.control,
-        signatures=signatures,
-        records=records,
-        permutation_records=perm_records,
+        signatures=search.signatures,
+        records=search.records,
+        permutation_records=search.permutation_records,
         classifiers=params.classifiers,
-        failed_signatures=frozenset(failed_signatures(slices, main.failed)),
+        failed_signatures=frozenset(failed_signatures(plan.slices, main.failed)),
         top_fraction=params.top_fraction,
         annotation_path=annotation_path(params),
+        record_files=record_files(jobs),
+        validation_records=jobs.validation_records,
+        batches=search.batches,
     )
     report = build_report_task(run_dir, inputs)
     record = {
@@ -197,11 +323,27 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         "runtime": versions,
         "main": main.as_record(),
         "permutation": perm and perm.as_record(),
+        "validation": jobs.validation and jobs.validation.as_record(),
+        "search": {
+            "key": plan.protocol.key(),
+            "batch": plan.batch,
+            "batches_reported": search.batches,
+        },
         "parameters": params.model_dump(),
     }
     save_run_record_task(str(run_dir / "run.json"), record)
     publish_artifacts_task(report)
     return finish(params, run_id, run_dir, report, sorted(main.failed))
+
+
+def record_files(jobs: JobResults) -> tuple[str, ...]:
+    """The records files a run wrote beside its report."""
+    names = {
+        "records.tsv": True,
+        "permutation_records.tsv": jobs.perm is not None,
+        "validation_records.tsv": jobs.validation is not None,
+    }
+    return tuple(name for name, written in names.items() if written)
 
 
 def finish(params: SearchParameters, run_id: str, run_dir: Path, report, failed: list[int]):

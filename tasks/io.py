@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import zlib
 from collections import Counter
@@ -313,3 +314,45 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def batch_dir(search_dir: Path, batch: int) -> Path:
+    """Where batch `batch` of a search keeps its records."""
+    return Path(search_dir) / f"batch-{batch:04d}"
+
+
+def read_batches(search_dir: Path) -> list[int]:
+    """The numbers of a search's stored batches, ascending."""
+    if not Path(search_dir).is_dir():
+        return []
+    names = (p.name for p in Path(search_dir).iterdir() if p.is_dir())
+    return sorted(int(n.removeprefix("batch-")) for n in names if n.startswith("batch-"))
+
+
+def save_batch(
+    search_dir: Path, batch: int, records: pd.DataFrame, permutation_records: pd.DataFrame | None
+) -> Path:
+    """Store a completed batch's records, all or nothing; never replace a stored batch."""
+    Path(search_dir).mkdir(parents=True, exist_ok=True)
+    target = batch_dir(search_dir, batch)
+    staging = Path(tempfile.mkdtemp(dir=search_dir, prefix=f".{target.name}."))
+    try:
+        save_tsv(records, staging / "records.tsv")
+        if permutation_records is not None:
+            save_tsv(permutation_records, staging / "permutation_records.tsv")
+        os.rename(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if target.exists():
+            raise FileExistsError(f"{target}: batch {batch} was stored by another run") from exc
+        raise
+    return target
+
+
+def read_batch(search_dir: Path, batch: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """A stored batch's records and permutation records (None if it had no null)."""
+    where = batch_dir(search_dir, batch)
+    permuted = where / "permutation_records.tsv"
+    return read_records(where / "records.tsv"), (
+        read_records(permuted) if permuted.is_file() else None
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -22,11 +23,22 @@ from tasks.execution import rounds
 from tasks.execution.client import ServerClient
 from tasks.execution.progress import terminal_progress
 from tasks.execution.rounds import JobContext, RunOutcome
-from tasks.io import file_sha256, read_input, read_probesets, save_json, save_prepared, save_tsv
-from tasks.report.build import ReportFiles, ReportInputs, build_report, top_for_permutation
+from tasks.io import (
+    file_sha256,
+    read_batch,
+    read_batches,
+    read_input,
+    read_prepared,
+    read_probesets,
+    save_batch,
+    save_json,
+    save_prepared,
+    save_tsv,
+)
+from tasks.report.build import ReportFiles, ReportInputs, build_report
 from tasks.science.dataset import DatasetError, PreparedSummary, PrepareOptions, prepare_dataset
-from tasks.science.plan import pack_slices, plan_signatures
-from tasks.science.tables import records_from_results
+from tasks.science.plan import SearchProtocol, pack_slices, stratified_split
+from tasks.science.tables import records_from_results, sort_records
 
 
 # Cached on the input's content hash and the preparation options (INPUTS covers both) and
@@ -91,17 +103,82 @@ def check_server_task(
 
 @task(name="plan-signatures")
 def plan_task(
-    dataset_path: str,
-    n_signatures: int,
-    min_len: int,
-    max_len: int,
-    seed: int,
-    signatures_per_slice: int,
+    dataset_path: str, protocol: SearchProtocol, batch: int, signatures_per_slice: int
 ) -> tuple[list, list[dict]]:
-    """The deterministic signature plan over the prepared dataset's probesets, and its slices."""
-    probesets = read_probesets(Path(dataset_path))
-    signatures = plan_signatures(probesets, n_signatures, min_len, max_len, seed)
+    """The deterministic signature plan of a search's batch, and its slices."""
+    signatures = protocol.plan(read_probesets(Path(dataset_path)), batch)
     return signatures, pack_slices(signatures, signatures_per_slice)
+
+
+@task(name="split-samples")
+def split_samples_task(
+    dataset_path: str, fraction: float, seed: int, cv_folds: int
+) -> tuple[list[int], list[int]]:
+    """Discovery and held-out sample rows of the prepared dataset, stratified and seeded."""
+    labels, _ = read_prepared(Path(dataset_path))
+    try:
+        discovery, held_out = stratified_split(labels, fraction, seed)
+    except ValueError as exc:
+        raise DatasetError(f"{dataset_path}: {exc} (parameter validation_fraction)") from None
+    counts = Counter(labels[i] for i in discovery)
+    for label in sorted(set(labels)):
+        if counts[label] < cv_folds:
+            raise DatasetError(
+                f"{dataset_path}: validation_fraction={fraction} leaves {counts[label]} "
+                f"{label} samples for discovery, fewer than cv_folds={cv_folds}; "
+                "lower one of them"
+            )
+    return discovery, held_out
+
+
+@task(name="next-batch", cache_policy=NO_CACHE)
+def next_batch_task(search_dir: Path) -> int:
+    """The number of the batch a run extending the search computes."""
+    return max(read_batches(search_dir), default=0) + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRecords:
+    """Signatures and records of every batch a report covers."""
+
+    batches: tuple[int, ...]
+    signatures: list
+    records: pd.DataFrame
+    permutation_records: pd.DataFrame | None
+
+
+@task(name="pool-search", persist_result=False, cache_policy=NO_CACHE)
+def pool_search_task(
+    search_dir: Path,
+    protocol: SearchProtocol,
+    dataset_path: str,
+    this_batch: SearchRecords,
+    complete: bool,
+) -> SearchRecords:
+    """Store this batch when complete, and pool it with every stored batch of the search."""
+    (batch,) = this_batch.batches
+    stored = read_batches(search_dir)
+    if complete and batch not in stored:
+        save_batch(search_dir, batch, this_batch.records, this_batch.permutation_records)
+        save_json(dataclasses.asdict(protocol), Path(search_dir) / "protocol.json")
+    else:
+        get_run_logger().warning(
+            "batch %d not stored: %s", batch, "already stored" if complete else "slices failed"
+        )
+    earlier = [b for b in read_batches(search_dir) if b != batch]
+    probesets = read_probesets(Path(dataset_path))
+    pooled = [read_batch(search_dir, b) for b in earlier]
+    pooled.append((this_batch.records, this_batch.permutation_records))
+    permuted = [p for _, p in pooled if p is not None]
+    return SearchRecords(
+        batches=(*earlier, batch),
+        signatures=[s for b in earlier for s in protocol.plan(probesets, b)]
+        + this_batch.signatures,
+        records=sort_records(pd.concat([r for r, _ in pooled], ignore_index=True)),
+        permutation_records=sort_records(pd.concat(permuted, ignore_index=True))
+        if permuted
+        else None,
+    )
 
 
 class SliceProgress:
@@ -146,7 +223,11 @@ def run_slices_task(ctx: JobContext, run_id: str, job_name: str, slices: list[di
 def fetch_records_task(
     client: ServerClient, run_id: str, dataset_sha256: str, path: str
 ) -> pd.DataFrame:
-    """Every stored result of a run as records (also written to `path`); refuse other datasets'."""
+    """End the run and return its stored results as records (also written to `path`).
+
+    Results of other datasets are refused; once finished, the sink takes no more posts.
+    """
+    client.finish_run(run_id)
     contents = []
     for item in client.iter_results(run_id):
         content = item["content"]
@@ -156,14 +237,6 @@ def fetch_records_task(
     frame = records_from_results(contents)
     save_tsv(frame, Path(path))
     return frame
-
-
-@task(name="top-for-permutation")
-def top_for_permutation_task(
-    records: pd.DataFrame, signatures: list, classifiers: list[str], n_top: int
-) -> list[dict]:
-    """The top signatures of the main job, to re-evaluate on permuted labels."""
-    return top_for_permutation(records, signatures, classifiers, n_top)
 
 
 @task(name="build-report", persist_result=False)

@@ -1,41 +1,59 @@
-"""The report's plots (PNG), drawn from the signature, gene and permutation tables."""
+"""The report's plots as matplotlib Figures (no pyplot state), and their PNG bytes."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from tasks.report.analysis import Analysis, HeatmapData, NullEvidence
 
-TOP_ROWS = 20
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    # Fixed metadata so identical figures give identical files.
-    fig.savefig(path, dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    return path
+DPI = 120  # 10 pt text is ~17 px: readable on a laptop screen at 100% zoom
+CASE_COLOUR, CONTROL_COLOUR = "#d95f02", "#1b9e77"
+VOLCANO_LABELS = 6
 
 
-def plot_auc_by_classifier(signatures: pd.DataFrame, classifiers: list[str], path: Path) -> Path:
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG; fixed metadata, so identical figures give identical bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def figures(analysis: Analysis, classifiers: list[str]) -> dict[str, Figure]:
+    """Every plot of the report by file stem, in the order the report shows them."""
+    heat = analysis.heatmap
+    drawn = {
+        "auc_by_classifier": plot_auc_by_classifier(analysis.signatures, classifiers),
+        "auc_by_length": plot_auc_by_length(analysis.signatures),
+        "volcano": plot_volcano(analysis.genes, analysis.symbols, heat.case, heat.control),
+        "heatmap": plot_heatmap(heat),
+    }
+    if analysis.null is not None:
+        drawn["random_baseline"] = plot_random_baseline(analysis.signatures, analysis.null, 5)
+    return drawn
+
+
+def plot_auc_by_classifier(signatures: pd.DataFrame, classifiers: list[str]) -> Figure:
     """AUC distribution per classifier."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
     data = [signatures[f"auc_{c}"].dropna().to_numpy() for c in classifiers]
     ax.boxplot([d if len(d) else [np.nan] for d in data], tick_labels=classifiers)
+    ax.axhline(0.5, color="#999999", linestyle="--", linewidth=1)
     ax.set_ylabel("cross-validated AUC")
-    ax.set_title("AUC distribution per classifier")
+    ax.set_title("AUC distribution per classifier (dashed: chance, 0.5)")
     ax.tick_params(axis="x", rotation=30)
-    return _save(fig, path)
+    return fig
 
 
-def plot_auc_by_length(signatures: pd.DataFrame, path: Path) -> Path:
+def plot_auc_by_length(signatures: pd.DataFrame) -> Figure:
     """Mean AUC by signature length."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
     ranked = signatures.dropna(subset=["mean_auc"])
     lengths = sorted(ranked["length"].unique())
     ax.boxplot(
@@ -45,68 +63,146 @@ def plot_auc_by_length(signatures: pd.DataFrame, path: Path) -> Path:
     ax.set_xlabel("signature length")
     ax.set_ylabel("mean AUC across classifiers")
     ax.set_title("AUC by signature length")
-    return _save(fig, path)
+    return fig
 
 
-def plot_volcano(genes: pd.DataFrame, path: Path, alpha: float = 0.05) -> Path:
-    """Volcano plot; genes enriched in top signatures marked."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+def spread_labels(targets: list[float], gap: float) -> list[float]:
+    """Label heights for targets sorted high to low: as close as possible, `gap` apart."""
+    placed: list[float] = []
+    for y in targets:
+        placed.append(min(y, placed[-1] - gap) if placed else y)
+    return placed
+
+
+def plot_volcano(
+    genes: pd.DataFrame, symbols: dict[str, str], case: str, control: str, alpha: float = 0.05
+) -> Figure:
+    """Volcano plot; probesets in top signatures and enriched ones marked, strongest labelled."""
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    x = genes["logFC"].to_numpy()
     y = -np.log10(np.clip(genes["P.Value"].to_numpy(), 1e-300, 1))
-    enriched = (genes["enrichment_adj_p"] < alpha).to_numpy()
-    in_top = (genes["n_top_signatures"] > 0).to_numpy()
-    ax.scatter(genes["logFC"], y, s=4, c="#999999", label="probesets")
-    ax.scatter(genes["logFC"][in_top], y[in_top], s=8, c="#ff7f0e", label="in a top signature")
-    ax.scatter(
-        genes["logFC"][enriched],
-        y[enriched],
-        s=14,
-        c="#d62728",
-        label=f"enriched in top signatures (BH < {alpha})",
-    )
-    for _, row in genes.head(5).iterrows():
-        ax.annotate(
-            row["probeset"], (row["logFC"], -np.log10(max(row["P.Value"], 1e-300))), fontsize=7
-        )
-    ax.set_xlabel("log fold change (case - control)")
+    layers = [
+        ("probesets", np.ones(len(x), dtype=bool), "#aaaaaa", 4),
+        ("in a top signature", (genes["n_top_signatures"] > 0).to_numpy(), "#ff7f0e", 10),
+        (
+            f"enriched in top signatures (BH < {alpha})",
+            (genes["enrichment_adj_p"] < alpha).to_numpy(),
+            "#d62728",
+            16,
+        ),
+    ]
+    for label, mask, colour, size in layers:
+        if mask.any():  # no legend entry without points
+            ax.scatter(x[mask], y[mask], s=size, c=colour, label=f"{label} ({mask.sum()})")
+    reach = float(np.nanmax(np.abs(x))) if len(x) else 1.0
+    ax.set_xlim(-1.7 * reach, 1.7 * reach)
+    ax.set_ylim(0, 1.08 * float(np.nanmax(y)) if len(y) else 1.0)
+    names = [symbols.get(p, p) for p in genes["probeset"].head(VOLCANO_LABELS)]
+    _label_strongest(ax, x[:VOLCANO_LABELS], y[:VOLCANO_LABELS], names, 1.1 * reach)
+    ax.set_xlabel(f"log fold change ({case} - {control})")
     ax.set_ylabel("-log10 p (moderated t)")
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("Differential expression")
-    return _save(fig, path)
+    ax.set_title(f"Differential expression: {case} vs {control}")
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    return fig
 
 
-def plot_heatmap(
-    matrix: pd.DataFrame, labels: list[str], case: str, probesets: list[str], path: Path
-) -> Path:
-    """Heatmap (row z-scores) of the top signatures' genes, samples grouped by phenotype."""
-    order = np.argsort([0 if lab == case else 1 for lab in labels], kind="stable")
-    data = matrix[probesets].to_numpy().T[:, order] if probesets else np.zeros((1, len(labels)))
-    sd = data.std(axis=1, keepdims=True)
-    z = (data - data.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1)
-    fig, (bar, ax) = plt.subplots(
-        2,
-        1,
-        figsize=(8, 2 + 0.18 * len(z)),
-        gridspec_kw={"height_ratios": [1, max(4, len(z))]},
-        sharex=True,
+def _label_strongest(ax, x: np.ndarray, y: np.ndarray, names: list[str], column: float) -> None:
+    """Label points in two columns at +-`column` (up: right, down: left), never overlapping."""
+    gap = 0.06 * ax.get_ylim()[1]
+    for side in (1, -1):
+        chosen = sorted((i for i in range(len(x)) if np.sign(x[i]) == side), key=lambda i: -y[i])
+        heights = spread_labels([float(y[i]) for i in chosen], gap)
+        for i, height in zip(chosen, heights):
+            ax.annotate(
+                names[i],
+                (x[i], y[i]),
+                xytext=(side * column, height),
+                ha="left" if side > 0 else "right",
+                va="center",
+                fontsize=8,
+                arrowprops={"arrowstyle": "-", "color": "#555555", "linewidth": 0.6},
+            )
+
+
+def plot_heatmap(data: HeatmapData) -> Figure:
+    """Row z-scores, samples case | control under a phenotype bar, rows grouped by signature."""
+    n_rows, n_samples = data.z.shape
+    fig = Figure(figsize=(9, 1.8 + 0.17 * max(n_rows, 4)), layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=[40, 1], height_ratios=[1, max(n_rows, 4) / 2])
+    bar, ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])
+    groups = [[0 if i < data.boundary else 1 for i in range(n_samples)]]
+    bar.imshow(groups, aspect="auto", cmap=ListedColormap([CASE_COLOUR, CONTROL_COLOUR]))
+    for start, end, name in (
+        (0, data.boundary, data.case),
+        (data.boundary, n_samples, data.control),
+    ):
+        if end > start:
+            label = f"{name} ({end - start})"
+            bar.text((start + end - 1) / 2, 0, label, ha="center", va="center", color="white")
+    bar.set_xticks([])
+    bar.set_yticks([0], ["phenotype"])
+    image = ax.imshow(data.z, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3)
+    for axes in (bar, ax):
+        axes.axvline(data.boundary - 0.5, color="black", linewidth=1.5)
+    _signature_groups(ax, data.row_signatures)
+    ax.set_yticks(range(n_rows), data.row_labels, fontsize=7)
+    ax.set_xlabel(f"samples: {data.case} | {data.control}")
+    fig.colorbar(image, cax=fig.add_subplot(grid[1, 1]), label="z-score (per row)")
+    fig.suptitle("Top signatures' probesets across samples")
+    return fig
+
+
+def _signature_groups(ax, row_signatures: list[int]) -> None:
+    """Lines between signatures' rows and each signature's id on the right."""
+    starts = [i for i, s in enumerate(row_signatures) if i == 0 or s != row_signatures[i - 1]]
+    for start in starts[1:]:
+        ax.axhline(start - 0.5, color="black", linewidth=1)
+    ends = [*starts[1:], len(row_signatures)]
+    side = ax.secondary_yaxis("right")
+    side.set_yticks(
+        [(a + b - 1) / 2 for a, b in zip(starts, ends)],
+        [f"signature {row_signatures[a]}" for a in starts],
+        fontsize=8,
     )
-    bar.imshow([[0 if labels[i] == case else 1 for i in order]], aspect="auto", cmap="coolwarm")
-    bar.set_yticks([0], [f"{case} (blue) / other (red)"])
-    image = ax.imshow(z, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3)
-    ax.set_yticks(range(len(probesets)), probesets, fontsize=6)
-    ax.set_xlabel("samples (grouped by phenotype)")
-    fig.colorbar(image, ax=ax, label="z-score")
-    return _save(fig, path)
 
 
-def plot_permutation(baseline: pd.DataFrame, path: Path) -> Path:
-    """Permuted-label AUCs of the top signatures against their observed AUC."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, row in enumerate(baseline.itertuples()):
-        values = [float(v) for v in row.perm_aucs.split(",") if v]
-        ax.scatter([i] * len(values), values, s=8, c="#7f7f7f")
-        ax.scatter([i], [row.observed_mean_auc], s=40, c="#d62728", marker="D")
-    ax.set_xticks(range(len(baseline)), [str(s) for s in baseline["signature"]], fontsize=7)
-    ax.set_xlabel("top signature id (red: observed, grey: permuted labels)")
-    ax.set_ylabel("mean AUC")
-    ax.set_title("Permutation baseline")
-    return _save(fig, path)
+def plot_random_baseline(signatures: pd.DataFrame, null: NullEvidence, n_marked: int) -> Figure:
+    """Mean AUC of the random signatures on real and on permuted labels, top ones marked."""
+    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    real = signatures["mean_auc"].dropna().to_numpy()
+    permuted = null.means["mean_auc"].to_numpy()
+    bins = np.linspace(min(real.min(), permuted.min()), max(real.max(), permuted.max()), 41)
+    ax.hist(
+        permuted,
+        bins=bins,
+        density=True,
+        color="#7f7f7f",
+        alpha=0.6,
+        label=f"permuted labels ({len(permuted)} evaluations)",
+    )
+    ax.hist(
+        real,
+        bins=bins,
+        density=True,
+        color="#1f77b4",
+        alpha=0.6,
+        label=f"real labels ({len(real)} random signatures)",
+    )
+    for i, value in enumerate(null.top["mean_auc"].head(n_marked)):
+        ax.axvline(value, color="#d62728", linewidth=1, label="top signatures" if i == 0 else None)
+    if np.isfinite(null.threshold):
+        ax.axvline(
+            null.threshold,
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"needed for selection-adjusted p = 0.05 ({null.threshold:.3f})",
+        )
+    ax.axvline(0.5, color="#555555", linestyle=":", linewidth=1, label="chance (AUC 0.5)")
+    ax.set_xlabel("mean AUC across classifiers")
+    ax.set_ylabel("density")
+    ax.set_title("Random signatures on the real labels against permuted labels")
+    fig.legend(loc="outside right upper", fontsize=8)
+    return fig

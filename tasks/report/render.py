@@ -1,66 +1,112 @@
-"""The report's HTML and Markdown."""
+"""The report's pages from Jinja2 templates: what a section, table and plot are, and rendering."""
 
 from __future__ import annotations
 
 import base64
-import html
-from pathlib import Path
+from dataclasses import KW_ONLY, dataclass
 
+import jinja2
 import pandas as pd
 
 
-def _table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, escape=True)
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to a file beside the report."""
+
+    href: str
+    text: str
 
 
-def render_html(
-    summary: dict,
-    top_sigs: pd.DataFrame,
-    top_genes: pd.DataFrame,
-    baseline: pd.DataFrame,
-    plots: dict[str, Path],
-) -> str:
-    """One self-contained HTML page, images embedded as data URIs."""
+@dataclass(frozen=True)
+class Table:
+    """A table as shown: column names and cell texts; `download` names the full TSV."""
 
-    def img(name: str) -> str:
-        data = base64.b64encode(plots[name].read_bytes()).decode()
-        return f'<figure><img alt="{name}" src="data:image/png;base64,{data}"></figure>'
-
-    rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in summary.items()
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Signature search report: {html.escape(str(summary.get("dataset")))}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;font-size:12px}}
-td,th{{padding:2px 6px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}img{{max-width:100%}}</style>
-</head><body><h1>Differential signature report</h1>
-<h2>Run summary</h2><table>{rows}</table>
-<h2>Top signatures</h2>{_table_html(top_sigs)}
-<h2>Permutation baseline</h2>{_table_html(baseline.drop(columns=["perm_aucs"], errors="ignore"))}
-{img("permutation") if "permutation" in plots else ""}
-<h2>Top genes</h2>{_table_html(top_genes)}
-<h2>Plots</h2>{img("auc_by_classifier")}{img("auc_by_length")}{img("volcano")}{img("heatmap")}
-</body></html>
-"""
+    id: str
+    caption: str
+    columns: list[str]
+    rows: list[list[str | Link]]
+    download: str | None = None
+    numeric: tuple[bool, ...] = ()  # per column: numbers (never wrapped)
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table; floats to 4 significant digits."""
+@dataclass(frozen=True)
+class Plot:
+    """A PNG shown in a section (embedded in the HTML; the Markdown names its file)."""
 
-    def cell(v) -> str:
-        text = f"{v:.4g}" if isinstance(v, float) else str(v)
+    name: str
+    caption: str
+    png: bytes
+
+
+@dataclass(frozen=True)
+class Section:
+    """One heading of the report: a lead paragraph, facts, tables, plots, or a prose template."""
+
+    id: str
+    title: str
+    _: KW_ONLY
+    intro: str = ""
+    items: dict[str, str] | None = None  # a list of facts (HTML: two columns; Markdown: bullets)
+    tables: tuple[Table, ...] = ()
+    plots: tuple[Plot, ...] = ()
+    partial: str | None = None  # a template under templates/, HTML only (e.g. methods)
+    facts: dict[str, str] | None = None  # values the partial template shows
+
+
+def cell_text(value: object) -> str | Link:
+    """A cell as shown: floats to 4 significant digits, missing values empty."""
+    if isinstance(value, Link):
+        return value
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_view(id: str, caption: str, frame: pd.DataFrame, download: str | None = None) -> Table:
+    """A frame as a report table."""
+    rows = [[cell_text(v) for v in row] for row in frame.itertuples(index=False)]
+    numeric = tuple(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns)
+    return Table(id, caption, [str(c) for c in frame.columns], rows, download, numeric)
+
+
+def markdown_table(table: Table) -> str:
+    """A pipe table (pipes in cells escaped, links as Markdown links)."""
+
+    def cell(value: str | Link) -> str:
+        text = f"[{value.text}]({value.href})" if isinstance(value, Link) else value
         return text.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    lines = ["| " + " | ".join(map(cell, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.rows]
     return "\n".join(lines)
 
 
-def render_markdown(summary: dict, top_sigs: pd.DataFrame, top_genes: pd.DataFrame) -> str:
-    """The report summary as markdown (published as a Prefect artifact)."""
-    lines = ["# Differential signature report", ""]
-    lines += [f"- **{k}**: {v}" for k, v in summary.items()]
-    lines += ["", "## Top signatures", "", markdown_table(top_sigs)]
-    lines += ["", "## Top genes", "", markdown_table(top_genes), ""]
-    return "\n".join(lines)
+def _environment() -> jinja2.Environment:
+    """Templates from tasks/report/templates; HTML autoescaped, Markdown not."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tasks.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
+    env.filters["md_table"] = markdown_table
+    env.tests["link"] = lambda value: isinstance(value, Link)
+    return env
+
+
+ENVIRONMENT = _environment()
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    """One self-contained page (plots embedded, inline script): opens offline."""
+    return ENVIRONMENT.get_template("report.html.j2").render(title=title, sections=sections)
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    """The report as Markdown (also published as a Prefect artifact)."""
+    return ENVIRONMENT.get_template("report.md.j2").render(title=title, sections=sections)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, special, stats
 
 from tasks.science.destats import benjamini_hochberg
 from tasks.science.plan import Signature
@@ -42,8 +42,13 @@ def records_from_results(contents: Iterable[dict]) -> pd.DataFrame:
     for column in ("auc", "accuracy"):
         frame[column] = [float(f"{v:.{RECORD_DIGITS}g}") for v in frame[column]]
     frame["error"] = frame["error"].replace("", np.nan)
-    frame = frame.sort_values(["permutation", "signature", "classifier"], kind="stable")
-    return frame.reset_index(drop=True)
+    return sort_records(frame)
+
+
+def sort_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Records in their canonical order: permutation, signature, classifier."""
+    ordered = records.sort_values(["permutation", "signature", "classifier"], kind="stable")
+    return ordered.reset_index(drop=True)
 
 
 def signature_table(
@@ -101,6 +106,34 @@ def top_signatures(table: pd.DataFrame, fraction: float) -> pd.DataFrame:
     return ranked.head(n_top)
 
 
+def top_signature_list(
+    signatures: list[Signature], records: pd.DataFrame, classifiers: list[str], fraction: float
+) -> list[Signature]:
+    """The report's top signatures (by the signature table's ranking), as planned."""
+    table = signature_table(signatures, records, classifiers, set())
+    by_id = {s.id: s for s in signatures}
+    return [by_id[int(i)] for i in top_signatures(table, fraction)["signature"]]
+
+
+def validation_table(
+    top: list[Signature], discovery: pd.DataFrame, validation: pd.DataFrame, classifiers: list[str]
+) -> pd.DataFrame:
+    """Top signatures' discovery (cross-validated) and held-out AUCs, in discovery rank order."""
+    held_out = signature_table(top, validation, classifiers, set()).set_index("signature")
+    found = discovery.set_index("signature").loc[[s.id for s in top]]
+    table = pd.DataFrame(
+        {
+            "discovery_rank": found["rank"],
+            "discovery_mean_auc": found["mean_auc"],
+            "validation_mean_auc": held_out["mean_auc"].reindex(found.index),
+        }
+    )
+    for clf in classifiers:
+        table[f"validation_auc_{clf}"] = held_out[f"auc_{clf}"].reindex(found.index)
+    table["probesets"] = found["probesets"]
+    return table.reset_index()
+
+
 def gene_evidence(table: pd.DataFrame, top_fraction: float) -> pd.DataFrame:
     """Per probeset: signatures containing it, top ones, enrichment p (BH) and mean AUC."""
     ranked = table[table["rank"].notna()]
@@ -124,7 +157,43 @@ def gene_evidence(table: pd.DataFrame, top_fraction: float) -> pd.DataFrame:
         evidence["n_top_signatures"] - 1, population, evidence["n_signatures"], n_top
     )
     evidence["enrichment_adj_p"] = benjamini_hochberg(evidence["enrichment_p"].to_numpy())
-    return evidence
+    return evidence.join(rank_enrichment(members, ranked))
+
+
+# Up to this many containing signatures, the exact rank-sum null; beyond, the normal one.
+EXACT_RANK_TEST_MAX = 10
+
+
+def rank_enrichment(members: pd.DataFrame, ranked: pd.DataFrame) -> pd.DataFrame:
+    """Per probeset: mean AUC shift of signatures containing it and a one-sided rank-sum p.
+
+    Null: the signatures containing the probeset are a random draw from those evaluated
+    (true by construction of the plan when the probeset carries no information), so their
+    mean-AUC ranks are a random subset (Mann-Whitney U).
+    """
+    position = pd.Series(np.arange(len(ranked)), index=ranked["signature"].to_numpy())
+    aucs = ranked["mean_auc"].to_numpy(dtype=np.float64)
+    rows = {}
+    for probeset, group in members.groupby("probeset", sort=True):
+        inside = np.zeros(len(aucs), dtype=bool)
+        inside[position.loc[group["signature"].to_numpy()].to_numpy()] = True
+        if inside.all():
+            continue
+        method = "exact" if inside.sum() <= EXACT_RANK_TEST_MAX else "asymptotic"
+        test = stats.mannwhitneyu(aucs[inside], aucs[~inside], alternative="greater", method=method)
+        rows[probeset] = (aucs[inside].mean() - aucs[~inside].mean(), test.pvalue)
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["auc_shift", "rank_p"])
+    frame["rank_adj_p"] = benjamini_hochberg(frame["rank_p"].to_numpy())
+    return frame
+
+
+def signatures_needed(n_ranked: int, n_tested: int, alpha: float = 0.05) -> int | None:
+    """Fewest signatures a probeset must be in to reach BH-adjusted p < alpha at best."""
+    for k in range(1, n_ranked):
+        # Best case: its k signatures are the k best of all, p = 1 / C(n, k).
+        if special.comb(n_ranked, k) * alpha / max(n_tested, 1) >= 1:
+            return k
+    return None
 
 
 def gene_table(
@@ -142,27 +211,98 @@ def gene_table(
     return table.iloc[order].reset_index(drop=True)
 
 
-def permutation_baseline(observed: pd.DataFrame, permuted: pd.DataFrame) -> pd.DataFrame:
-    """Empirical p-value of each top signature's mean AUC against its permuted-label AUCs."""
-    perm_mean = (
-        permuted.groupby(["signature", "permutation"])["auc"]
-        .mean()
-        .rename("perm_auc")
-        .reset_index()
+def null_means(permuted: pd.DataFrame) -> pd.DataFrame:
+    """Mean AUC over classifiers per (permutation, signature) of the permuted-label records."""
+    means = permuted.groupby(["permutation", "signature"])["auc"].mean().rename("mean_auc")
+    return means.dropna().reset_index()
+
+
+def null_summary(null: pd.DataFrame) -> pd.DataFrame:
+    """One row per permutation: panel size, mean, SD and best mean AUC on permuted labels."""
+    grouped = null.groupby("permutation")["mean_auc"]
+    frame = pd.DataFrame(
+        {
+            "n_signatures": grouped.size(),
+            "mean_auc_mean": grouped.mean(),
+            "mean_auc_sd": grouped.std(ddof=1),
+            "mean_auc_best": grouped.max(),
+        }
     )
-    rows = []
-    for sig, obs in zip(observed["signature"], observed["mean_auc"]):
-        values = np.sort(perm_mean.loc[perm_mean["signature"] == sig, "perm_auc"].to_numpy())
-        exceed = int(np.sum(values >= obs))
-        rows.append(
-            {
-                "signature": int(sig),
-                "observed_mean_auc": float(obs),
-                "n_permutations": int(len(values)),
-                "perm_auc_mean": float(values.mean()) if len(values) else np.nan,
-                "perm_auc_max": float(values.max()) if len(values) else np.nan,
-                "empirical_p": (1 + exceed) / (1 + len(values)) if len(values) else np.nan,
-                "perm_aucs": ",".join(f"{v:.6f}" for v in values),
-            }
-        )
-    return pd.DataFrame(rows)
+    return frame.reset_index()
+
+
+def selection_adjusted_p(observed: np.ndarray, null: pd.DataFrame, n_searched: int) -> np.ndarray:
+    """P(the best of `n_searched` signatures on permuted labels reaches each observed value).
+
+    Per permutation, the chance that the best of the searched signatures reaches the value
+    is 1 or 0 when the null panel holds all of them (the exact max-statistic null); for a
+    panel of m < n signatures it is 1 - F(value)^n, F the panel's normal fit (its own mean,
+    the within-permutation SD pooled), which overstates the chance when signatures are
+    positively dependent (conservative). p = (1 + sum over permutations) / (permutations + 1).
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    groups = [g.to_numpy() for _, g in null.groupby("permutation")["mean_auc"]]
+    if not groups:
+        return np.full(observed.shape, np.nan)
+    if all(len(g) >= n_searched for g in groups):
+        chance = np.array([[float(g.max() >= v) for g in groups] for v in observed])
+    else:
+        sd = np.sqrt(np.mean([np.var(g, ddof=1) if len(g) > 1 else 0.0 for g in groups]))
+        means = np.array([g.mean() for g in groups])
+        z = (observed[:, None] - means[None, :]) / max(sd, 1e-12)
+        chance = -np.expm1(n_searched * special.log_ndtr(z))
+    return (1 + chance.sum(axis=1)) / (len(groups) + 1)
+
+
+def selection_threshold(null: pd.DataFrame, n_searched: int, alpha: float = 0.05) -> float:
+    """The mean AUC the best signature needs for a selection-adjusted p of `alpha` (or NaN)."""
+    n_perm = null["permutation"].nunique()
+    if n_perm == 0 or 1 / (n_perm + 1) > alpha:
+        return float("nan")
+
+    def excess(value: float) -> float:
+        return float(selection_adjusted_p(np.array([value]), null, n_searched)[0]) - alpha
+
+    if excess(1.0) > 0:
+        return float("nan")
+    return float(optimize.brentq(excess, 0.0, 1.0, xtol=1e-6))
+
+
+def random_signature_baseline(table: pd.DataFrame, null: pd.DataFrame) -> dict:
+    """Random signatures on the real labels against the same kind on permuted labels."""
+    real = table["mean_auc"].dropna().to_numpy()
+    permuted = null["mean_auc"].to_numpy()
+    if not len(real) or not len(permuted):
+        return {}
+    perm_means = null.groupby("permutation")["mean_auc"].mean().to_numpy()
+    q95 = float(np.quantile(permuted, 0.95))
+    return {
+        "random_median_auc": float(np.median(real)),
+        "permuted_median_auc": float(np.median(permuted)),
+        "permuted_q95_auc": q95,
+        "share_above_permuted_q95": float(np.mean(real > q95)),
+        "mean_auc_p": float((1 + np.sum(perm_means >= real.mean())) / (len(perm_means) + 1)),
+        "n_random": int(len(real)),
+        "n_permuted": int(len(permuted)),
+        "n_permutations": int(len(perm_means)),
+    }
+
+
+def top_signature_evidence(
+    top: pd.DataFrame, table: pd.DataFrame, null: pd.DataFrame, n_searched: int
+) -> pd.DataFrame:
+    """Each top signature's place among random signatures and its selection-adjusted p."""
+    real = table["mean_auc"].dropna().to_numpy()
+    observed = top["mean_auc"].to_numpy(dtype=np.float64)
+    centre, spread = np.median(real), np.std(real, ddof=1) if len(real) > 1 else np.nan
+    return pd.DataFrame(
+        {
+            "rank": top["rank"].to_numpy(),
+            "signature": top["signature"].to_numpy(),
+            "mean_auc": observed,
+            "random_percentile": [100 * float(np.mean(real <= v)) for v in observed],
+            "random_z": (observed - centre) / spread,
+            "selection_adjusted_p": selection_adjusted_p(observed, null, n_searched),
+            "min_attainable_p": 1 / (null["permutation"].nunique() + 1),
+        }
+    )

@@ -29,6 +29,7 @@ WORK_MODULES = ("numpy", "scikit-learn", "scipy")
 def evaluate_slice(datum, dataset, config):
     """Evaluate a slice's signatures with every configured classifier; return JSON text."""
     import builtins
+    import contextlib
     import hashlib
     import json
     import sys
@@ -39,10 +40,9 @@ def evaluate_slice(datum, dataset, config):
     import scipy
     import sklearn
     from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.ensemble import BaggingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import SVC
     from sklearn.tree import DecisionTreeClassifier
 
@@ -83,13 +83,25 @@ def evaluate_slice(datum, dataset, config):
 
     seed = int(config.get("seed", 0))
     folds = int(config.get("cv_folds", 10))
-    y = (cache["labels"] == str(config["case"])).astype(np.int64)
+    labels = (cache["labels"] == str(config["case"])).astype(np.int64)
+    # With held-out validation the search sees the discovery rows only, and a validation
+    # slice fits on all of them and scores the held-out rows once.
+    rows = np.arange(len(labels)) if config.get("rows") is None else np.array(config["rows"])
+    held_out = np.array(config.get("validation_rows") or [], dtype=np.int64)
+    used = np.concatenate([rows, held_out]).astype(np.int64)
+    y = labels[used]
     permutation_seed = datum.get("permutation_seed", config.get("permutation_seed"))
     if permutation_seed is not None:
-        y = np.random.RandomState(int(permutation_seed)).permutation(y)
-    if y.sum() < folds or (len(y) - y.sum()) < folds:
+        y[: len(rows)] = np.random.RandomState(int(permutation_seed)).permutation(y[: len(rows)])
+    if len(held_out):
+        splits = [(np.arange(len(rows)), np.arange(len(rows), len(used)))]
+    elif y.sum() < folds or (len(y) - y.sum()) < folds:
         raise ValueError(f"fewer samples in a class than cv_folds={folds}")
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        # Every signature of the slice uses the same y, hence the same folds: split once.
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        splits = list(cv.split(np.zeros(len(y)), y))
+    scored = np.sort(np.concatenate([test for _, test in splits]))
 
     class PlattSVC(ClassifierMixin, BaseEstimator):
         """RBF SVM with a sigmoid (Platt) fitted to its decision values on the training fold.
@@ -114,6 +126,62 @@ def evaluate_slice(datum, dataset, config):
         def predict(self, x):
             return self.classes_[self.predict_proba(x).argmax(axis=1)]
 
+    max_int = np.iinfo(np.int32).max
+
+    def forest_draws(n):
+        """RandomForestClassifier(random_state=seed)'s 50 tree seeds and bootstrap samples."""
+        rng = np.random.RandomState(seed)
+        seeds = [rng.randint(max_int) for _ in range(50)]
+        return [(s, np.random.RandomState(s).randint(0, n, n, dtype=np.int32)) for s in seeds]
+
+    def bagging_draws(n):
+        """BaggingClassifier(random_state=seed)'s 10: each estimator's seed seeds its tree's
+        seed and, anew, its bootstrap sample (all features are kept, drawing nothing)."""
+        seeds = np.random.RandomState(seed).randint(max_int, size=10)
+        return [
+            (np.random.RandomState(s).randint(max_int), np.random.RandomState(s).randint(0, n, n))
+            for s in seeds
+        ]
+
+    bootstraps = {}  # (draws, n) -> [(tree seed, sample weights)]: same for every fold of a size
+
+    class BootstrapTrees(ClassifierMixin, BaseEstimator):
+        """A forest's or a bagging ensemble's trees, built as the ensemble builds them.
+
+        Same trees, same probabilities: each tree is fitted on the counts of its bootstrap
+        sample as weights, and the probabilities are summed in tree order, then divided. The
+        ensembles' own fits re-clone, re-seed and re-validate every tree (80% of the forest's
+        CPU on 38 samples), and redraw the bootstrap samples that are the same in every fold.
+        """
+
+        def __init__(self, draws=None, max_features=None):
+            self.draws = draws
+            self.max_features = max_features
+
+        def fit(self, x, y):
+            key = (self.draws, len(y))
+            if key not in bootstraps:
+                bootstraps[key] = [
+                    (int(s), np.bincount(sample, minlength=len(y)).astype(np.float64))
+                    for s, sample in self.draws(len(y))
+                ]
+            x = np.ascontiguousarray(x, dtype=np.float32)  # what the ensembles cast to
+            self.trees_ = [
+                DecisionTreeClassifier(max_features=self.max_features, random_state=s).fit(
+                    x, y, sample_weight=w, check_input=False
+                )
+                for s, w in bootstraps[key]
+            ]
+            return self
+
+        def predict_proba(self, x):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            proba = np.zeros((len(x), len(self.trees_[0].classes_)))
+            for tree in self.trees_:
+                proba += tree.predict_proba(x, check_input=False)
+            proba /= len(self.trees_)
+            return proba
+
     sk_version = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
     # scikit-learn 1.8 deprecates `penalty`; 1.4 ignores l1_ratio without it.
     l1_kwargs = {"l1_ratio": 1.0} if sk_version >= (1, 8) else {"penalty": "l1"}
@@ -122,12 +190,13 @@ def evaluate_slice(datum, dataset, config):
         "logistic_l1": lambda: LogisticRegression(
             solver="liblinear", max_iter=1000, random_state=seed, **l1_kwargs
         ),
-        "bagging": lambda: BaggingClassifier(
-            estimator=DecisionTreeClassifier(random_state=seed), random_state=seed
-        ),
-        # 50 trees: 77% of a signature's CPU went to the forest at 100 trees, and the
-        # mean AUC moved by less than 0.01 (tests/benchmarks/bench_work.py measures it).
-        "random_forest": lambda: RandomForestClassifier(n_estimators=50, random_state=seed),
+        # BaggingClassifier(estimator=DecisionTreeClassifier(random_state=seed),
+        # random_state=seed): 10 trees.
+        "bagging": lambda: BootstrapTrees(bagging_draws),
+        # RandomForestClassifier(n_estimators=50, random_state=seed). 50 trees: 77% of a
+        # signature's CPU went to the forest at 100 trees, and the mean AUC moved by less than
+        # 0.01 (tests/benchmarks/bench_work.py measures it).
+        "random_forest": lambda: BootstrapTrees(forest_draws, "sqrt"),
         "svm": lambda: PlattSVC(random_state=seed),
         "decision_tree": lambda: DecisionTreeClassifier(random_state=seed),
     }
@@ -136,32 +205,44 @@ def evaluate_slice(datum, dataset, config):
     if unknown:
         raise ValueError(f"unknown classifiers {unknown}; known: {sorted(factories)}")
 
+    # One worker is one core: the BLAS and OpenMP pools would start a thread per core, which on
+    # 38-sample fits only spin (4x the CPU of logistic and SVM fits). Pyodide has no threads.
+    if sys.platform == "emscripten":
+        native_threads = contextlib.nullcontext()
+    else:
+        from threadpoolctl import threadpool_limits
+
+        native_threads = threadpool_limits(limits=1)
     records, fit_seconds = [], 0.0
     signatures = datum["signatures"]
-    for done, signature in enumerate(signatures):
-        try:
-            columns = [cache["column"][p] for p in signature["probesets"]]
-        except KeyError as exc:
-            raise ValueError(f"signature {signature['id']}: unknown probeset {exc}") from None
-        x = cache["matrix"][:, columns]
-        for name in names:
-            record = {"signature": int(signature["id"]), "classifier": name}
-            fit_started = time.perf_counter()
+    # Inputs are validated above; skipping sklearn's per-fit re-validation keeps its results.
+    with native_threads, sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        for done, signature in enumerate(signatures):
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    proba = cross_val_predict(
-                        factories[name](), x, y, cv=cv, method="predict_proba"
-                    )[:, 1]
-                record["auc"] = float(roc_auc_score(y, proba))
-                record["accuracy"] = float(np.mean((proba >= 0.5) == y))
-            except Exception as exc:  # a classifier that cannot fit is reported, not fatal
-                record["auc"] = None
-                record["accuracy"] = None
-                record["error"] = f"{type(exc).__name__}: {exc}"
-            fit_seconds += time.perf_counter() - fit_started
-            records.append(record)
-        progress((done + 1) / len(signatures))
+                columns = [cache["column"][p] for p in signature["probesets"]]
+            except KeyError as exc:
+                raise ValueError(f"signature {signature['id']}: unknown probeset {exc}") from None
+            x = cache["matrix"][np.ix_(used, columns)]
+            for name in names:
+                record = {"signature": int(signature["id"]), "classifier": name}
+                fit_started = time.perf_counter()
+                try:
+                    # cross_val_predict's fits and predictions, without its per-call overhead.
+                    proba = np.empty(len(y))
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        for train, test in splits:
+                            model = factories[name]().fit(x[train], y[train])
+                            proba[test] = model.predict_proba(x[test])[:, 1]
+                    record["auc"] = float(roc_auc_score(y[scored], proba[scored]))
+                    record["accuracy"] = float(np.mean((proba[scored] >= 0.5) == y[scored]))
+                except Exception as exc:  # a classifier that cannot fit is reported, not fatal
+                    record["auc"] = None
+                    record["accuracy"] = None
+                    record["error"] = f"{type(exc).__name__}: {exc}"
+                fit_seconds += time.perf_counter() - fit_started
+                records.append(record)
+            progress((done + 1) / len(signatures))
     if records and all(r["auc"] is None for r in records):
         raise RuntimeError(f"no record could be computed: {records[0]['error']}")
 

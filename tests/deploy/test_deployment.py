@@ -74,7 +74,7 @@ def test_deployment_run_completes_and_writes_its_report(prefect_server, tmp_path
             "classifiers": ["logistic"],
             "cv_folds": 3,
             "n_permutations": 2,
-            "permutation_top": 2,
+            "null_signatures": 2,
             "results_dir": str(tmp_path / "results"),
             "data_dir": str(tmp_path / "data"),
             "database": str(tmp_path / "db.sqlite3"),
@@ -97,3 +97,4 @@ def test_deployment_run_completes_and_writes_its_report(prefect_server, tmp_path
     by_name = {d["name"]: d for d in deployments}
     assert set(by_name) == {"local", "nightly", "dcp"}
     assert by_name["nightly"]["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+    assert by_name["nightly"]["parameters"]["params"]["extend_search"] is True

@@ -1,7 +1,9 @@
 """The signature-search flow end to end on the bundled data with the local backend."""
 
+import contextlib
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ SMALL = {
     "classifiers": ["logistic", "decision_tree"],
     "cv_folds": 3,
     "n_permutations": 3,
-    "permutation_top": 2,
+    "null_signatures": 4,
     "slice_timeout": 30,
     "retry_backoff": 0.2,
     "seed": 5,
@@ -53,7 +55,8 @@ def test_report_files_exist(reference_run):
     for name in (
         "signatures.tsv",
         "genes.tsv",
-        "permutation.tsv",
+        "null.tsv",
+        "permutation_records.tsv",
         "report.html",
         "report.md",
         "report.json",
@@ -62,7 +65,7 @@ def test_report_files_exist(reference_run):
         "records.tsv",
     ):
         assert (run_dir / name).is_file(), name
-    for plot in ("auc_by_classifier", "auc_by_length", "volcano", "heatmap", "permutation"):
+    for plot in ("auc_by_classifier", "auc_by_length", "volcano", "heatmap", "random_baseline"):
         assert (run_dir / "plots" / f"{plot}.png").stat().st_size > 1000
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html and "M27891_at" in html
@@ -71,6 +74,15 @@ def test_report_files_exist(reference_run):
     assert run["main"]["job_ids"] and run["main"]["attempts"][0]["failed"] == {}
     signatures = (run_dir / "signatures.tsv").read_text().splitlines()
     assert len(signatures) == 25
+    # Both of the run's jobs were ended on the server: late posts are refused.
+    database = Path(run_dir).parents[1] / "db.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        rows = db.execute(
+            "SELECT run_id, finished_at FROM runs WHERE run_id LIKE ?", [run["run_id"] + "%"]
+        )
+        runs = dict(rows.fetchall())
+    assert runs.keys() == {run["run_id"], f"{run['run_id']}-perm"}
+    assert all(runs.values())
 
 
 def tables(result) -> tuple[bytes, bytes]:
@@ -123,6 +135,7 @@ def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir):
         ({"cv_folds": 12}, DatasetError, "cv_folds=12"),
         ({"case": "CLL"}, DatasetError, "case label 'CLL' not found"),
         ({"input_path": "input/none.tsv"}, DatasetError, "input_path"),
+        ({"validation_fraction": 0.9}, DatasetError, "fewer than cv_folds=3"),
     ],
 )
 def test_bad_parameters_fail_before_anything_is_deployed(tmp_path, extra, error, message):
@@ -144,3 +157,33 @@ def test_rerun_reuses_the_cached_preparation_and_logs_hold_no_token(workdir, ref
     assert any("slices done" in m for m in messages)
     leaked = [m for m in messages if re.search(r"token=(?!\*\*\*)", m)]
     assert leaked == []
+
+
+def test_extending_a_search_adds_batches_and_reports_them_all(tmp_path, reference_run):
+    first = signature_search(params(tmp_path, workers=2, extend_search=True))
+    assert tables(first) == tables(reference_run)  # batch 1 is the plain run
+    second = signature_search(params(tmp_path, workers=2, extend_search=True))
+    run = json.loads((Path(second["run_dir"]) / "run.json").read_text())
+    assert run["search"]["batch"] == 2 and run["search"]["batches_reported"] == [1, 2]
+    stored = sorted(p.name for p in Path(tmp_path, "results", "searches").glob("*/batch-*"))
+    assert stored == ["batch-0001", "batch-0002"]
+    rows = (Path(second["run_dir"]) / "signatures.tsv").read_text().splitlines()[1:]
+    ids = sorted(int(row.split("\t")[1]) for row in rows)
+    assert ids == list(range(48))
+    # This run's own records are batch 2's only; the report pools both.
+    own = (Path(second["run_dir"]) / "records.tsv").read_text().splitlines()[1:]
+    assert {int(line.split("\t")[1]) for line in own} == set(range(24, 48))
+
+
+def test_held_out_validation_scores_the_top_signatures_on_samples_the_search_never_saw(
+    tmp_path, reference_run
+):
+    result = signature_search(params(tmp_path, workers=2, validation_fraction=0.3))
+    run_dir = Path(result["run_dir"])
+    assert tables(result) != tables(reference_run)  # the search saw 27 of 38 samples
+    validation = (run_dir / "validation.tsv").read_text().splitlines()
+    assert len(validation) == 1 + 2  # the top 5% of 24 signatures, rounded up
+    held_out = (run_dir / "validation_records.tsv").read_text().splitlines()
+    assert len(held_out) == 1 + 2 * len(SMALL["classifiers"])
+    record = json.loads((run_dir / "report.json").read_text())
+    assert [row["discovery_rank"] for row in record["validation"]] == [1, 2]

@@ -1,14 +1,21 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from tasks.io import save_tsv
 from tasks.science.plan import Signature
 from tasks.science.tables import (
     gene_evidence,
-    permutation_baseline,
+    null_summary,
+    random_signature_baseline,
     records_from_results,
+    selection_adjusted_p,
+    selection_threshold,
     signature_table,
+    signatures_needed,
+    top_signature_list,
+    validation_table,
 )
 
 SIGNATURES = [
@@ -71,21 +78,111 @@ def test_gene_evidence_counts_and_enrichment():
     np.testing.assert_allclose(evidence.loc["c", "mean_auc_containing"], (0.7 + 0.55 + 0.9) / 3)
 
 
-@pytest.mark.parametrize(("perm", "p"), [([0.5, 0.6, 0.7], 0.25), ([0.95, 0.5, 0.99], 0.75)])
-def test_permutation_p_value(perm, p):
-    observed = pd.DataFrame({"signature": [7], "mean_auc": [0.9]})
-    permuted = pd.DataFrame(
-        {"signature": [7] * 3, "permutation": [1, 2, 3], "auc": perm, "classifier": ["x"] * 3}
+def null_frame(values_per_permutation):
+    return pd.DataFrame(
+        [
+            {"permutation": j, "signature": i, "mean_auc": v}
+            for j, values in enumerate(values_per_permutation)
+            for i, v in enumerate(values)
+        ]
     )
-    out = permutation_baseline(observed, permuted)
-    np.testing.assert_allclose(out["empirical_p"].item(), p)
-    assert out["n_permutations"].item() == 3
 
 
-def test_permutation_candidates_follow_the_report_ranking():
-    from tasks.report.build import top_for_permutation
+@pytest.mark.parametrize(("observed", "p"), [(0.9, 1 / 4), (0.8, 2 / 4), (0.5, 4 / 4)])
+def test_selection_adjusted_p_is_the_max_statistic_null_when_the_panel_is_every_signature(
+    observed, p
+):
+    # Three permutations, each evaluating the same 3 searched signatures: maxima .7, .85, .6.
+    null = null_frame([[0.5, 0.7, 0.6], [0.85, 0.4, 0.5], [0.6, 0.55, 0.5]])
+    out = selection_adjusted_p(np.array([observed]), null, n_searched=3)
+    np.testing.assert_allclose(out, [p], rtol=1e-12)
 
+
+def test_selection_adjusted_p_extrapolates_a_panel_subset_to_the_best_of_all_searched():
+    rng = np.random.default_rng(5)
+    null = null_frame(rng.normal(0.5, 0.05, size=(19, 4)))
+    groups = null.groupby("permutation")["mean_auc"]
+    sd, means = np.sqrt(groups.var().mean()), groups.mean().to_numpy()
+    # The best of 1000 draws from N(mean_p, sd) reaches 0.6 with probability 1 - Phi(z)^1000.
+    expected = (1 + np.sum(1 - stats.norm.cdf((0.6 - means) / sd) ** 1000)) / 20
+    out = selection_adjusted_p(np.array([0.6]), null, n_searched=1000)
+    np.testing.assert_allclose(out, [expected], rtol=1e-9)
+    # Selection makes a value harder to reach by chance: more searched, larger p.
+    assert selection_adjusted_p(np.array([0.6]), null, n_searched=10)[0] < out[0]
+    # The smallest attainable p is 1 / (permutations + 1).
+    np.testing.assert_allclose(selection_adjusted_p(np.array([1.0]), null, 1000), [1 / 20])
+
+
+def test_selection_threshold_is_where_the_adjusted_p_crosses_alpha():
+    rng = np.random.default_rng(6)
+    null = null_frame(rng.normal(0.5, 0.05, size=(39, 5)))
+    threshold = selection_threshold(null, n_searched=300, alpha=0.05)
+    p = selection_adjusted_p(np.array([threshold]), null, n_searched=300)
+    np.testing.assert_allclose(p, [0.05], rtol=1e-4)
+    # Nineteen permutations cannot give p below 1/20 = 0.05 exactly, so 0.04 is unreachable.
+    assert np.isnan(selection_threshold(null_frame(rng.normal(0.5, 0.05, (19, 5))), 300, 0.04))
+
+
+def test_random_signature_baseline_compares_real_and_permuted_distributions():
+    table = pd.DataFrame({"mean_auc": [0.6, 0.7, 0.8, 0.9, np.nan]})
+    null = null_frame([[0.4, 0.5], [0.5, 0.6], [0.7, 0.8]])
+    out = random_signature_baseline(table, null)
+    assert out["n_random"] == 4 and out["n_permuted"] == 6 and out["n_permutations"] == 3
+    np.testing.assert_allclose(out["random_median_auc"], 0.75)
+    np.testing.assert_allclose(
+        out["permuted_q95_auc"], np.quantile([0.4, 0.5, 0.5, 0.6, 0.7, 0.8], 0.95)
+    )
+    # Permutation means .45, .55, .75 against the real mean .75: one reaches it.
+    np.testing.assert_allclose(out["mean_auc_p"], 2 / 4)
+
+
+def test_rank_enrichment_is_a_one_sided_rank_sum_test_per_probeset():
+    table = signature_table(SIGNATURES, records_from_results(contents()), CLASSIFIERS, set())
+    evidence = gene_evidence(table, top_fraction=0.25)
+    # d is only in the best signature (3): exact P(rank sum >= best | 1 of 4) = 1/4.
+    np.testing.assert_allclose(evidence.loc["d", "rank_p"], 0.25, rtol=1e-12)
+    np.testing.assert_allclose(evidence.loc["d", "auc_shift"], 0.9 - (0.85 + 0.7 + 0.55) / 3)
+    # c is in 3 of 4 (ranks 4, 2, 1 of 4): U = 3 of 3 pairs only if all beat a; they do not.
+    c = stats.mannwhitneyu([0.9, 0.7, 0.55], [0.85], alternative="greater", method="exact")
+    np.testing.assert_allclose(evidence.loc["c", "rank_p"], c.pvalue, rtol=1e-12)
+    assert (evidence["rank_adj_p"] >= evidence["rank_p"]).all()
+
+
+@pytest.mark.parametrize(
+    ("n", "tested", "needed"), [(300, 2000, 2), (20, 2000, 7), (3, 10**6, None)]
+)
+def test_signatures_needed_for_a_significant_gene(n, tested, needed):
+    assert signatures_needed(n, tested) == needed
+
+
+def test_null_summary_describes_each_permutation():
+    out = null_summary(null_frame([[0.4, 0.6], [0.5, 0.9, 0.7]]))
+    assert list(out["permutation"]) == [0, 1] and list(out["n_signatures"]) == [2, 3]
+    np.testing.assert_allclose(out["mean_auc_mean"], [0.5, 0.7])
+    np.testing.assert_allclose(out["mean_auc_sd"], [np.std([0.4, 0.6], ddof=1), 0.2])
+    np.testing.assert_allclose(out["mean_auc_best"], [0.6, 0.9])
+
+
+def test_top_signatures_and_their_validation_table():
     records = records_from_results(contents())
-    top = top_for_permutation(records, SIGNATURES, CLASSIFIERS, 2)
-    assert top == [{"id": 3, "probesets": ["c", "d"]}, {"id": 0, "probesets": ["a", "b"]}]
-    assert top_for_permutation(records, SIGNATURES, CLASSIFIERS, 0) == []
+    top = top_signature_list(SIGNATURES, records, CLASSIFIERS, 0.5)
+    assert [s.id for s in top] == [3, 0]
+    discovery = signature_table(SIGNATURES, records, CLASSIFIERS, set())
+    held_out = records_from_results(
+        [
+            {
+                "records": [
+                    {"signature": 3, "classifier": "logistic", "auc": 0.6, "accuracy": 0.5},
+                    {"signature": 3, "classifier": "svm", "auc": 0.8, "accuracy": 0.5},
+                    {"signature": 0, "classifier": "logistic", "auc": 0.4, "accuracy": 0.5},
+                    {"signature": 0, "classifier": "svm", "auc": 0.5, "accuracy": 0.5},
+                ]
+            }
+        ]
+    )
+    table = validation_table(top, discovery, held_out, CLASSIFIERS)
+    assert list(table["signature"]) == [3, 0] and list(table["discovery_rank"]) == [1, 2]
+    np.testing.assert_allclose(table["discovery_mean_auc"], [0.9, 0.85])
+    np.testing.assert_allclose(table["validation_mean_auc"], [0.7, 0.45])
+    np.testing.assert_allclose(table["validation_auc_svm"], [0.8, 0.5])
+    assert list(table["probesets"]) == ["c,d", "a,b"]

@@ -1,11 +1,14 @@
 """The work function; also run under DCP's Pyodide package versions by `make test-pyodide-versions`."""
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import threadpoolctl
 
 from tasks.science.plan import pack_slices, plan_signatures
 from tasks.science.work import (
@@ -151,3 +154,63 @@ def test_progress_is_reported_at_least_once_per_signature(slice_datum, golub_tex
 def test_timings_say_which_clock_they_are(slice_datum, golub_text):
     timings = run(slice_datum, golub_text, classifiers=["logistic"])["timings"]
     assert timings["cpu_clock"] == "process_time" and timings["cpu_seconds"] > 0
+
+
+def sklearn_records(datum, text, folds, seed):
+    """What scikit-learn's own ensembles and cross_val_predict give for the same slice."""
+    from sklearn.ensemble import BaggingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.tree import DecisionTreeClassifier
+
+    header, *rows = [line.split("\t") for line in text.strip().split("\n")]
+    y = np.array([r[0] == "AML" for r in rows], dtype=np.int64)
+    matrix = np.array([r[1:] for r in rows], dtype=np.float64)
+    models = {
+        "logistic": LogisticRegression(max_iter=1000, random_state=seed),
+        "bagging": BaggingClassifier(
+            estimator=DecisionTreeClassifier(random_state=seed), random_state=seed
+        ),
+        "random_forest": RandomForestClassifier(n_estimators=50, random_state=seed),
+        "decision_tree": DecisionTreeClassifier(random_state=seed),
+    }
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    records = []
+    for signature in datum["signatures"]:
+        x = matrix[:, [header.index(p) - 1 for p in signature["probesets"]]]
+        for name, model in models.items():
+            proba = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
+            records.append(
+                {
+                    "signature": signature["id"],
+                    "classifier": name,
+                    "auc": float(roc_auc_score(y, proba)),
+                    "accuracy": float(np.mean((proba >= 0.5) == y)),
+                }
+            )
+    return records
+
+
+def test_trees_ensembles_and_folds_give_scikit_learns_own_records(slice_datum, golub_text):
+    classifiers = ["logistic", "bagging", "random_forest", "decision_tree"]
+    ours = run(slice_datum, golub_text, cv_folds=5, seed=4, classifiers=classifiers)["records"]
+    assert ours == sklearn_records(slice_datum, golub_text, folds=5, seed=4)
+
+
+def test_native_threads_are_limited_to_one_but_not_under_pyodide(
+    slice_datum, golub_text, monkeypatch
+):
+    calls = []
+
+    @contextlib.contextmanager
+    def recording_limits(limits=None, user_api=None):
+        calls.append(limits)
+        yield
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", recording_limits)
+    run(slice_datum, golub_text, cv_folds=3, classifiers=["logistic"])
+    assert calls == [1]
+    monkeypatch.setattr(sys, "platform", "emscripten")  # Pyodide: no threads, no native pools
+    run(slice_datum, golub_text, cv_folds=3, classifiers=["logistic"])
+    assert calls == [1]

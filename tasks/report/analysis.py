@@ -1,0 +1,286 @@
+"""What the report shows, computed from the records frame and the dataset (plain functions)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.report.summary import RunSummary
+from tasks.science.destats import differential_expression
+from tasks.science.plan import Signature
+from tasks.science.tables import (
+    gene_evidence,
+    gene_table,
+    null_means,
+    null_summary,
+    random_signature_baseline,
+    selection_adjusted_p,
+    selection_threshold,
+    signature_table,
+    signatures_needed,
+    top_signature_evidence,
+    top_signatures,
+    validation_table,
+)
+
+TOP_ROWS = 20
+HEATMAP_SIGNATURES = 10
+HEATMAP_MAX_ROWS = 45
+# A symbol-like leading word of a description ("CST3 Cystatin C") that is not a symbol.
+NOT_SYMBOLS = frozenset({"GB", "DNA", "RNA", "MRNA", "ORF", "HLA", "ATP", "GTP", "TRNA"})
+SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*")
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything a report is made from: the run's summary, its dataset and its records."""
+
+    summary: RunSummary
+    dataset_path: Path
+    case: str
+    control: str
+    signatures: list[Signature]
+    records: pd.DataFrame
+    permutation_records: pd.DataFrame | None
+    classifiers: list[str]
+    failed_signatures: frozenset[int]
+    top_fraction: float
+    annotation_path: Path | None
+    record_files: tuple[str, ...] = ()  # TSV files of the run beside the report, by name
+    validation_records: pd.DataFrame | None = None  # top signatures scored on held-out samples
+    batches: tuple[int, ...] = (1,)  # the search's batches the records cover
+
+
+@dataclass(frozen=True)
+class HeatmapData:
+    """Row z-scores of top signatures' probesets, samples sorted case first."""
+
+    z: np.ndarray  # rows x samples
+    row_labels: list[str]  # "probeset (symbol)"
+    row_signatures: list[int]  # the signature each row belongs to
+    sample_labels: list[str]  # phenotype of each column, in column order
+    boundary: int  # columns [0, boundary) are case samples, the rest control
+    case: str
+    control: str
+
+
+@dataclass(frozen=True)
+class NullEvidence:
+    """The searched signatures against the same search on permuted labels."""
+
+    means: pd.DataFrame  # permutation, signature, mean_auc of the panel on permuted labels
+    per_permutation: pd.DataFrame  # null.tsv
+    top: pd.DataFrame  # each top signature's place among random ones, selection-adjusted p
+    baseline: dict  # random signatures on the real labels against permuted labels
+    n_searched: int
+    exact: bool  # the panel held every searched signature: the exact max-statistic null
+    threshold: float  # mean AUC a best signature needs for a selection-adjusted p of 0.05
+    min_p: float  # 1 / (permutations + 1)
+
+
+@dataclass(frozen=True)
+class GenePower:
+    """How much a per-gene signature test can say at this run's scale."""
+
+    tested: int  # probesets in at least one ranked signature
+    needed: int | None  # signatures a probeset must be in to reach BH-adjusted p < 0.05 at best
+    enough: int  # probesets in at least that many signatures
+    significant: int  # probesets with rank_adj_p < 0.05
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The report's tables and values, before any plotting or rendering."""
+
+    signatures: pd.DataFrame  # every signature (signatures.tsv)
+    genes: pd.DataFrame  # every probeset (genes.tsv)
+    top: pd.DataFrame  # the top fraction of ranked signatures
+    null: NullEvidence | None  # None without a permutation job
+    validation: pd.DataFrame | None  # top signatures on held-out samples
+    gene_power: GenePower
+    symbols: dict[str, str]  # probeset -> gene symbol, where the annotation has one
+    heatmap: HeatmapData
+    outcome: dict[str, str | int]
+
+
+def gene_symbol(description: str) -> str:
+    """The gene symbol leading an annotation description (`CST3 Cystatin C` -> `CST3`), or ''."""
+    words = description.split()
+    if len(words) < 2 or words[0] in NOT_SYMBOLS or not SYMBOL.fullmatch(words[0]):
+        return ""
+    # An all-capitals description ("CYSTATIN A", "INTERLEUKIN-8 PRECURSOR") is a name only.
+    return words[0] if description != description.upper() else ""
+
+
+def gene_symbols(annotation: pd.Series | None) -> dict[str, str]:
+    """probeset -> symbol for the annotated probesets that have one."""
+    if annotation is None:
+        return {}
+    found = {str(p): gene_symbol(str(d)) for p, d in annotation.items()}
+    return {p: s for p, s in found.items() if s}
+
+
+def with_symbol(probeset: str, symbols: dict[str, str]) -> str:
+    """`M27891_at (CST3)`, or the probeset alone when it has no symbol."""
+    return f"{probeset} ({symbols[probeset]})" if probeset in symbols else probeset
+
+
+def with_symbols(probesets: str, symbols: dict[str, str]) -> str:
+    """A comma-separated probeset list with each symbol beside its probeset."""
+    return ", ".join(with_symbol(p, symbols) for p in probesets.split(",") if p)
+
+
+def heatmap_data(
+    matrix: pd.DataFrame,
+    labels: list[str],
+    case: str,
+    control: str,
+    top: pd.DataFrame,
+    symbols: dict[str, str],
+) -> HeatmapData:
+    """The heatmap's rows (grouped by signature, best first) and its samples (case first)."""
+    order = np.argsort([0 if lab == case else 1 for lab in labels], kind="stable")
+    rows: list[tuple[int, str]] = []
+    for sig, probesets in zip(top["signature"].head(HEATMAP_SIGNATURES), top["probesets"]):
+        members = [(int(sig), p) for p in probesets.split(",")]
+        if rows and len(rows) + len(members) > HEATMAP_MAX_ROWS:
+            break
+        rows += members
+    data = (
+        matrix[[p for _, p in rows]].to_numpy().T[:, order] if rows else np.zeros((0, len(order)))
+    )
+    sd = data.std(axis=1, keepdims=True)
+    z = (data - data.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1)
+    return HeatmapData(
+        z=z,
+        row_labels=[with_symbol(p, symbols) for _, p in rows],
+        row_signatures=[s for s, _ in rows],
+        sample_labels=[labels[i] for i in order],
+        boundary=int(sum(lab == case for lab in labels)),
+        case=case,
+        control=control,
+    )
+
+
+def null_evidence(
+    table: pd.DataFrame, permutation_records: pd.DataFrame | None, top_rows: pd.DataFrame
+) -> NullEvidence | None:
+    """The selection-aware null of a search, from its permuted-label records."""
+    if permutation_records is None or not len(permutation_records):
+        return None
+    means = null_means(permutation_records)
+    n_searched = int(table["mean_auc"].notna().sum())
+    per_permutation = null_summary(means)
+    return NullEvidence(
+        means=means,
+        per_permutation=per_permutation,
+        top=top_signature_evidence(top_rows, table, means, n_searched),
+        baseline=random_signature_baseline(table, means),
+        n_searched=n_searched,
+        exact=bool((per_permutation["n_signatures"] >= n_searched).all()),
+        threshold=selection_threshold(means, n_searched),
+        min_p=1 / (len(per_permutation) + 1),
+    )
+
+
+def with_selection_p(table: pd.DataFrame, null: NullEvidence | None) -> pd.DataFrame:
+    """The signature table with each ranked signature's selection-adjusted p (a new frame)."""
+    out = table.copy()
+    values = np.full(len(out), np.nan)
+    if null is not None:
+        ranked = out["mean_auc"].notna().to_numpy()
+        values[ranked] = selection_adjusted_p(
+            out.loc[ranked, "mean_auc"].to_numpy(), null.means, null.n_searched
+        )
+    out.insert(out.columns.get_loc("probesets"), "selection_adjusted_p", values)
+    return out
+
+
+def gene_power(genes: pd.DataFrame, n_ranked: int) -> GenePower:
+    """What the per-gene rank test can reach with this many signatures."""
+    tested = int(genes["rank_p"].notna().sum())
+    needed = signatures_needed(n_ranked, tested)
+    return GenePower(
+        tested=tested,
+        needed=needed,
+        enough=int((genes["n_signatures"] >= needed).sum()) if needed else 0,
+        significant=int((genes["rank_adj_p"] < 0.05).sum()),
+    )
+
+
+def held_out(inputs: ReportInputs, table: pd.DataFrame) -> pd.DataFrame | None:
+    """The validated signatures' discovery and held-out AUCs, best first."""
+    records = inputs.validation_records
+    if records is None or not len(records):
+        return None
+    scored = set(records["signature"])
+    ranked = table.dropna(subset=["rank"])
+    by_id = {s.id: s for s in inputs.signatures}
+    top = [by_id[int(i)] for i in ranked["signature"] if int(i) in scored]
+    return validation_table(top, table, records, inputs.classifiers)
+
+
+def outcome(signatures: pd.DataFrame, genes: pd.DataFrame) -> dict[str, str | int]:
+    """The headline numbers: how many signatures have a result, the best and median AUC."""
+    ranked = signatures["mean_auc"].dropna()
+    return {
+        "signatures evaluated": int(len(ranked)),
+        "signatures without a result": int(len(signatures) - len(ranked)),
+        "best mean AUC": f"{ranked.max():.4f}" if len(ranked) else "n/a",
+        "median mean AUC": f"{ranked.median():.4f}" if len(ranked) else "n/a",
+        "probesets with adj.P.Val < 0.05": int((genes["adj.P.Val"] < 0.05).sum()),
+    }
+
+
+def analyse(
+    inputs: ReportInputs,
+    labels: list[str],
+    matrix: pd.DataFrame,
+    annotation: pd.Series | None,
+) -> Analysis:
+    """Every table and value of the report (inputs unchanged)."""
+    table = signature_table(
+        inputs.signatures, inputs.records, inputs.classifiers, inputs.failed_signatures
+    )
+    de = differential_expression(matrix, labels, inputs.case, inputs.control)
+    genes = gene_table(de, gene_evidence(table, inputs.top_fraction), annotation)
+    null = null_evidence(
+        table, inputs.permutation_records, top_signatures(table, inputs.top_fraction)
+    )
+    table = with_selection_p(table, null)
+    top = top_signatures(table, inputs.top_fraction)
+    symbols = gene_symbols(annotation)
+    return Analysis(
+        signatures=table,
+        genes=genes,
+        top=top,
+        null=null,
+        validation=held_out(inputs, table),
+        gene_power=gene_power(genes, int(table["mean_auc"].notna().sum())),
+        symbols=symbols,
+        heatmap=heatmap_data(matrix, labels, inputs.case, inputs.control, top, symbols),
+        outcome=outcome(table, genes),
+    )
+
+
+def top_signature_rows(analysis: Analysis, classifiers: list[str]) -> pd.DataFrame:
+    """The best signatures as the report lists them, gene symbols beside probesets."""
+    auc = [f"auc_{c}" for c in classifiers]
+    columns = ["rank", "signature", "length", "mean_auc", *auc, "selection_adjusted_p"]
+    shown = analysis.top.head(TOP_ROWS)
+    rows = shown[columns].copy()
+    rows["probesets"] = [with_symbols(p, analysis.symbols) for p in shown["probesets"]]
+    return rows
+
+
+def top_gene_rows(analysis: Analysis) -> pd.DataFrame:
+    """The most differentially expressed probesets, with symbol and signature evidence."""
+    shown = analysis.genes.head(TOP_ROWS)
+    rows = shown[["probeset"]].copy()
+    rows["symbol"] = [analysis.symbols.get(p, "") for p in shown["probeset"]]
+    columns = ["description", "logFC", "t", "P.Value", "adj.P.Val", "n_signatures"]
+    return rows.join(shown[[*columns, "auc_shift", "rank_adj_p"]])

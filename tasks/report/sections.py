@@ -1,0 +1,252 @@
+"""The report's sections, in order: add a section by adding a function to SECTIONS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tasks.report.analysis import (
+    Analysis,
+    GenePower,
+    NullEvidence,
+    top_gene_rows,
+    top_signature_rows,
+)
+from tasks.report.render import Link, Plot, Section, table_view
+from tasks.report.summary import RunSummary
+
+FILE_CONTENTS = {
+    "signatures.tsv": "every planned signature: probesets, AUC and accuracy per classifier, "
+    "mean AUC, rank, status",
+    "genes.tsv": "every probeset: moderated statistics, signature counts, enrichment, "
+    "rank test of the signatures containing it, annotation",
+    "null.tsv": "each label permutation: panel size, mean, SD and best mean AUC",
+    "validation.tsv": "top signatures: discovery (cross-validated) and held-out AUCs",
+    "records.tsv": "every (signature, classifier) result of this run's main job as received",
+    "permutation_records.tsv": "every result on permuted labels (permutation = its seed)",
+    "validation_records.tsv": "every (signature, classifier) result on the held-out samples",
+}
+PLOT_CAPTIONS = {
+    "auc_by_classifier": "Cross-validated AUC of every signature, per classifier.",
+    "auc_by_length": "Mean AUC across classifiers by signature length.",
+    "heatmap": "Row z-scores of the top signatures' probesets; columns are samples sorted by "
+    "phenotype (bar above), rows grouped by signature.",
+    "volcano": "Moderated statistics of every probeset; the strongest are labelled.",
+    "random_baseline": "Mean AUC of every random signature on the real labels (blue) and of the "
+    "null panel on permuted labels (grey); red lines are the top signatures, the dashed line "
+    "the mean AUC a best signature needs to beat selection at p = 0.05.",
+}
+
+
+@dataclass(frozen=True)
+class Content:
+    """What the sections are made from."""
+
+    analysis: Analysis
+    summary: RunSummary
+    classifiers: list[str]
+    top_fraction: float
+    pngs: dict[str, bytes]  # plot file stem -> PNG
+    files: list[str]  # TSV files beside the report, by name
+    batches: tuple[int, ...] = (1,)  # the search's batches the report covers
+
+
+def _plots(content: Content, *names: str) -> tuple[Plot, ...]:
+    """The named plots that were drawn, with their captions."""
+    return tuple(
+        Plot(name, PLOT_CAPTIONS[name], content.pngs[name])
+        for name in names
+        if name in content.pngs
+    )
+
+
+def run_section(content: Content) -> Section:
+    """What ran on what, and the headline numbers."""
+    items = {**content.summary.overview, **content.analysis.outcome}
+    if content.batches != (1,):
+        batches = ", ".join(map(str, content.batches))
+        items["search batches reported"] = f"{batches} (this run added {content.batches[-1]})"
+    return Section("summary", "Run summary", items={k: str(v) for k, v in items.items()})
+
+
+def signatures_section(content: Content) -> Section:
+    """The best signatures, with gene symbols, and the plots of all signatures."""
+    rows = top_signature_rows(content.analysis, content.classifiers)
+    n_top = len(content.analysis.top)
+    shown = f", the first {len(rows)} shown" if len(rows) < n_top else ""
+    intro = f"The top {content.top_fraction:.0%} of ranked signatures by mean AUC: {n_top}{shown}."
+    table = table_view("signatures", "Top signatures", rows, "signatures.tsv")
+    plots = _plots(content, "auc_by_classifier", "auc_by_length", "heatmap")
+    return Section("signatures", "Top signatures", intro=intro, tables=(table,), plots=plots)
+
+
+def null_section(content: Content) -> Section:
+    """Does the top signature beat selection among random signatures, and chance?"""
+    null = content.analysis.null
+    if null is None:
+        return Section("null", "Signal or selection?", intro="No permutation job was run.")
+    best = null.top.iloc[0]
+    table = table_view("null", "Top signatures against random signatures", null.top, "null.tsv")
+    return Section(
+        "null",
+        "Signal or selection?",
+        intro=selection_verdict(null, float(best["mean_auc"]), float(best["selection_adjusted_p"])),
+        items=null_facts(null),
+        tables=(table,),
+        plots=_plots(content, "random_baseline"),
+    )
+
+
+def selection_verdict(null: NullEvidence, best: float, p: float) -> str:
+    """One paragraph a reader can act on: does the best signature beat selection?"""
+    base = null.baseline
+    beats = p <= 0.05
+    return (
+        f"The best of {null.n_searched} random signatures reaches a mean AUC of {best:.3f}. "
+        f"On permuted labels, the best of {null.n_searched} reaches that with probability "
+        f"{p:.3g} (selection-adjusted p; the smallest attainable with "
+        f"{len(null.per_permutation)} permutations is {null.min_p:.3g}): "
+        + (
+            "it beats what selection alone gives. "
+            if beats
+            else "it does not beat what selecting the best of many random signatures gives on "
+            "labels that carry no information; treat it as noise. "
+        )
+        + f"Random signatures themselves score a median mean AUC of "
+        f"{base['random_median_auc']:.3f} on the real labels against "
+        f"{base['permuted_median_auc']:.3f} on permuted labels "
+        f"({base['share_above_permuted_q95']:.0%} of them beat 95% of the permuted-label "
+        "evaluations): where most random gene sets separate the phenotypes, a top signature's "
+        "AUC says little about its own genes (Venet et al. 2011)."
+    )
+
+
+def null_facts(null: NullEvidence) -> dict[str, str]:
+    """The null's numbers, plainly."""
+    base = null.baseline
+    method = (
+        "exact: every searched signature on every permutation"
+        if null.exact
+        else f"a panel of {int(null.per_permutation['n_signatures'].min())} signatures per "
+        f"permutation, extrapolated to the best of {null.n_searched} (normal tail, conservative)"
+    )
+    needed = f"{null.threshold:.3f}" if np.isfinite(null.threshold) else "unreachable"
+    return {
+        "label permutations": str(len(null.per_permutation)),
+        "null": method,
+        "smallest attainable p": f"{null.min_p:.3g}",
+        "mean AUC needed for selection-adjusted p = 0.05": needed,
+        "random signatures better than on permuted labels (p)": f"{base['mean_auc_p']:.3g}",
+    }
+
+
+def validation_section(content: Content) -> Section:
+    """Top signatures fitted on the discovery samples and scored on held-out ones."""
+    table = content.analysis.validation
+    if table is None:
+        return Section(
+            "validation",
+            "Held-out validation",
+            intro="Not run (opt in with validation_fraction).",
+        )
+    intro = (
+        "The search used the discovery samples only. Each top signature was then fitted on "
+        "all discovery samples and scored on the held-out samples: a held-out AUC near the "
+        "discovery AUC supports the signature; one near 0.5 says it did not generalise."
+    )
+    view = table_view("validation", "Discovery and held-out AUC", table, "validation.tsv")
+    return Section("validation", "Held-out validation", intro=intro, tables=(view,))
+
+
+def genes_section(content: Content) -> Section:
+    """The most differentially expressed probesets and the volcano plot."""
+    rows = top_gene_rows(content.analysis)
+    table = table_view("genes", "Probesets by moderated p-value", rows, "genes.tsv")
+    intro = f"The {len(rows)} probesets with the smallest moderated p-values. " + gene_power_text(
+        content.analysis.gene_power
+    )
+    return Section(
+        "genes", "Top genes", intro=intro, tables=(table,), plots=_plots(content, "volcano")
+    )
+
+
+def gene_power_text(power: GenePower) -> str:
+    """What the per-gene signature test can say at this run's scale."""
+    if power.needed is None:
+        return "Too few signatures for any per-gene signature test to reach significance."
+    return (
+        f"Signature evidence per probeset (auc_shift, rank_adj_p): {power.tested} probesets are "
+        f"in at least one signature; a probeset must be in at least {power.needed} signatures, "
+        f"all ranked at the very top, before its BH-adjusted p can fall below 0.05, and "
+        f"{power.enough} are in that many. {power.significant} reach it in this run; more "
+        "signatures (extend_search) give every probeset more chances."
+    )
+
+
+def retries_section(content: Content) -> Section:
+    """Every round of every job, and why slices failed."""
+    intro = (
+        "Each job first deploys all its slices; each retry redeploys the slices that have no "
+        "result yet. 'why' gives each failed slice's reason."
+    )
+    table = table_view("rounds", "Rounds of slices", content.summary.rounds)
+    return Section("retries", "Slices and retries", intro=intro, tables=(table,))
+
+
+def downloads_section(content: Content) -> Section:
+    """Links to every table beside the report."""
+    frame = pd.DataFrame(
+        {
+            "file": [Link(name, name) for name in content.files],
+            "contents": [FILE_CONTENTS.get(name, "") for name in content.files],
+        }
+    )
+    table = table_view("files", "Files", frame)
+    return Section("downloads", "Downloads", intro="Tab-separated text.", tables=(table,))
+
+
+def methods_section(content: Content) -> Section:
+    """What each number is, how it is computed, its null and its limits."""
+    params = content.summary.parameters
+    facts = dict(zip(params["parameter"], params["value"]))
+    heat = content.analysis.heatmap
+    facts |= {
+        "case": heat.case,
+        "control": heat.control,
+        "top_fraction": f"{content.top_fraction:.0%}",
+    }
+    return Section("methods", "Methods", partial="_methods.html.j2", facts=facts)
+
+
+def parameters_section(content: Content) -> Section:
+    """Every parameter of the run."""
+    table = table_view("parameters", "Parameters", content.summary.parameters)
+    return Section("parameters", "Parameters", tables=(table,))
+
+
+def versions_section(content: Content) -> Section:
+    """The package versions the report was made with."""
+    table = table_view("versions", "Package versions", content.summary.versions)
+    return Section("versions", "Versions", tables=(table,))
+
+
+SECTIONS: tuple[Callable[[Content], Section], ...] = (
+    run_section,
+    signatures_section,
+    null_section,
+    validation_section,
+    genes_section,
+    retries_section,
+    downloads_section,
+    methods_section,
+    parameters_section,
+    versions_section,
+)
+
+
+def report_sections(content: Content) -> list[Section]:
+    """Every section of the report, in order."""
+    return [make(content) for make in SECTIONS]

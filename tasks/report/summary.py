@@ -1,0 +1,152 @@
+"""The run summary the report opens with, from the run's typed values (plain functions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from pydantic import BaseModel
+
+from tasks.execution.rounds import RunOutcome
+from tasks.science.dataset import PreparedSummary
+
+if TYPE_CHECKING:
+    from flows.params import SearchParameters
+
+LAYOUTS = {
+    "seed": "samples as rows, a phenotype column (the original example's layout)",
+    "geo": "GEO series matrix",
+    "matrix": "expression matrix (probesets as rows) with a sample sheet",
+}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the run was and how it went: plain-worded facts and three tables."""
+
+    overview: dict[str, str | int]
+    parameters: pd.DataFrame  # parameter, value, meaning
+    versions: pd.DataFrame  # package, version
+    rounds: pd.DataFrame  # one row per round of each job, with why slices failed
+
+
+def run_summary(
+    params: SearchParameters,
+    dataset: PreparedSummary,
+    main: RunOutcome,
+    perm: RunOutcome | None,
+    n_slices: int,
+    seconds: float,
+    versions: dict[str, str],
+) -> RunSummary:
+    """The summary of a run: its dataset, jobs, retries, parameters and package versions."""
+    jobs = {"main": main} | ({"permutation": perm} if perm else {})
+    overview = {
+        "run id": main.run_id,
+        "dataset": params.input_path,
+        "dataset sha256": dataset.sha256,
+        "input layout": LAYOUTS.get(dataset.layout, dataset.layout),
+        "contrast": f"{dataset.case} (case) vs {dataset.control} (control)",
+        "samples": _samples(dataset),
+        "probesets": dataset.n_probesets,
+        "preparation": _preparation(dataset),
+        "backend": params.backend,
+        "job ids": ", ".join(j for outcome in jobs.values() for j in outcome.job_ids),
+        "slices": n_slices,
+        "slices retried": main.slices_retried,
+        "permutation slices retried": perm.slices_retried if perm else 0,
+        "re-executions that disagreed": _conflicts(main, perm),
+        "slices failed": _failed(main),
+        "permutation slices failed": _failed(perm) if perm else "none",
+        "classifiers": ", ".join(params.classifiers),
+        "cv folds": params.cv_folds,
+        "seed": params.seed,
+        "signatures": f"{params.n_signatures} of length {params.min_len}-{params.max_len}",
+        "permutations": f"{params.n_permutations} x {params.null_signatures or 'all'} signatures",
+        "run time": f"{seconds:.1f} s",
+    }
+    table = pd.DataFrame(sorted(versions.items()), columns=["package", "version"])
+    return RunSummary(overview, parameter_table(params), table, round_table(jobs))
+
+
+def _samples(dataset: PreparedSummary) -> str:
+    """`38: 11 AML (case), 27 ALL (control)`."""
+    counts = dataset.samples
+    parts = [f"{counts.get(dataset.case, 0)} {dataset.case} (case)"]
+    parts.append(f"{counts.get(dataset.control, 0)} {dataset.control} (control)")
+    return f"{sum(counts.values())}: " + ", ".join(parts)
+
+
+def _preparation(dataset: PreparedSummary) -> str:
+    """What preparation decided and warned, without the layout (shown on its own line)."""
+    notes = [d for d in dataset.decisions if not d.startswith("input layout:")]
+    return "; ".join(notes + dataset.warnings) or "nothing to note"
+
+
+def _failed(outcome: RunOutcome) -> str:
+    """Slices that failed after all retries, with their last reason."""
+    return ", ".join(f"{k} ({v})" for k, v in sorted(outcome.failed.items())) or "none"
+
+
+def _conflicts(main: RunOutcome, perm: RunOutcome | None) -> str:
+    """Re-executed slices whose records differed from the stored ones (the first is kept)."""
+    found = [c["slice"] for c in main.conflicts]
+    found_perm = [c["slice"] for c in (perm.conflicts if perm else [])]
+    if not found and not found_perm:
+        return "none"
+    return (
+        f"{len(found) + len(found_perm)} (slices {sorted(found)}; permutation {sorted(found_perm)})"
+    )
+
+
+def round_table(jobs: dict[str, RunOutcome]) -> pd.DataFrame:
+    """One row per round of each job: what it deployed, how it ended, why slices failed."""
+    rows = [
+        {
+            "job": name,
+            "round": "first deployment" if a.attempt == 0 else f"retry {a.attempt}",
+            "job id": a.job_id,
+            "slices deployed": len(a.slices),
+            "job ended": a.ended,
+            "slices without a result": len(a.failed),
+            "why": "; ".join(f"slice {k}: {v}" for k, v in sorted(a.failed.items())) or "-",
+        }
+        for name, outcome in jobs.items()
+        for a in outcome.attempts
+    ]
+    columns = ["job", "round", "job id", "slices deployed", "job ended"]
+    return pd.DataFrame(rows, columns=[*columns, "slices without a result", "why"])
+
+
+def parameter_table(params: BaseModel, prefix: str = "") -> pd.DataFrame:
+    """Every parameter (nested models flattened as `dcp.job_name`), its value and meaning."""
+    rows = []
+    for name, field in type(params).model_fields.items():
+        value = getattr(params, name)
+        if isinstance(value, BaseModel):
+            rows += parameter_table(value, f"{prefix}{name}.").to_dict(orient="records")
+            continue
+        rows.append(
+            {
+                "parameter": prefix + name,
+                "value": plain_value(value),
+                "meaning": field.description or "",
+            }
+        )
+    return pd.DataFrame(rows, columns=["parameter", "value", "meaning"])
+
+
+def plain_value(value: object) -> str:
+    """A parameter value as a person writes it: `yes`, `not set`, `a, b`, `fail: 1, 2`."""
+    if value is None or value == "":
+        return "not set"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(plain_value(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {plain_value(v)}" for k, v in value.items()) or "none"
+    return str(value)

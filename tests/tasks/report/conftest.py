@@ -1,0 +1,100 @@
+"""Report inputs built from the bundled dataset, a small plan and synthetic records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.params import SearchParameters
+from tasks.execution.rounds import Attempt, RunOutcome
+from tasks.report.analysis import ReportInputs
+from tasks.report.summary import run_summary
+from tasks.science.dataset import PreparedSummary
+from tasks.science.plan import plan_signatures
+
+from ...conftest import GOLUB
+
+CLASSIFIERS = ["logistic", "svm"]
+N_SIGNATURES = 40
+
+
+def synthetic_records(signature_ids: list[int], permutations: list[int], seed: int) -> pd.DataFrame:
+    """AUC and accuracy per (permutation, signature, classifier), to 6 digits as records are."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        (p, s, c, round(float(rng.uniform(0.4, 1.0)), 6), round(float(rng.uniform(0.4, 1.0)), 6))
+        for p in permutations
+        for s in signature_ids
+        for c in sorted(CLASSIFIERS)
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["permutation", "signature", "classifier", "auc", "accuracy"]
+    )
+    return frame.assign(error=np.nan)
+
+
+@pytest.fixture(scope="session")
+def golub_summary() -> PreparedSummary:
+    """The bundled dataset as preparation would describe it."""
+    return PreparedSummary(
+        name="golub",
+        path=GOLUB,
+        sha256="0" * 64,
+        layout="seed",
+        case="AML",
+        control="ALL",
+        samples={"ALL": 27, "AML": 11},
+        sample_ids=[f"s{i}" for i in range(38)],
+        n_probesets=3051,
+        decisions=["input layout: seed", "11 'AML' and 27 'ALL'"],
+        warnings=[],
+    )
+
+
+@pytest.fixture(scope="session")
+def outcomes() -> tuple[RunOutcome, RunOutcome]:
+    """A main job whose slice 2 failed once, then passed; a permutation job in one round."""
+    main = RunOutcome(
+        "run-1",
+        attempts=[
+            Attempt(0, "job-a", "done", [1, 2, 3, 4], {2: "error: RuntimeError: <boom> & co"}),
+            Attempt(1, "job-b", "done", [2], {}),
+        ],
+    )
+    perm = RunOutcome("run-1-perm", attempts=[Attempt(0, "job-c", "done", [1, 2], {})])
+    return main, perm
+
+
+@pytest.fixture(scope="session")
+def params() -> SearchParameters:
+    """Parameters of a small run."""
+    return SearchParameters(
+        n_signatures=N_SIGNATURES, classifiers=CLASSIFIERS, n_permutations=5, cv_folds=3
+    )
+
+
+@pytest.fixture(scope="session")
+def report_inputs(params, golub_summary, outcomes) -> ReportInputs:
+    """Everything a report is made from, for a 40-signature run with a permutation job."""
+    probesets = GOLUB.read_text().split("\n", 1)[0].split("\t")[1:]
+    signatures = plan_signatures(probesets, N_SIGNATURES, 5, 9, seed=3)
+    ids = [s.id for s in signatures]
+    main, perm = outcomes
+    return ReportInputs(
+        summary=run_summary(params, golub_summary, main, perm, 4, 12.5, {"numpy": "2.0"}),
+        dataset_path=GOLUB,
+        case="AML",
+        control="ALL",
+        signatures=signatures,
+        records=synthetic_records(ids, [-1], seed=1),
+        permutation_records=synthetic_records(ids[:3], [11, 12, 13, 14, 15], seed=2),
+        classifiers=CLASSIFIERS,
+        failed_signatures=frozenset(),
+        top_fraction=0.1,
+        annotation_path=Path(GOLUB).with_name("golub_all_aml.annotation.tsv"),
+        record_files=("records.tsv", "permutation_records.tsv", "validation_records.tsv"),
+        validation_records=synthetic_records(ids[:4], [-1], seed=3),
+    )

@@ -1,0 +1,49 @@
+import numpy as np
+import pandas as pd
+from numpy.testing import assert_allclose
+
+from tasks.report.analysis import gene_symbol, heatmap_data, with_symbols
+
+
+def top_frame(*signatures: tuple[int, str]) -> pd.DataFrame:
+    return pd.DataFrame(signatures, columns=["signature", "probesets"])
+
+
+def test_heatmap_samples_sorted_by_group_with_the_boundary_after_the_cases():
+    labels = ["ALL", "AML", "ALL", "AML", "ALL", "ALL", "AML"]
+    matrix = pd.DataFrame({"p1": np.arange(7.0), "p2": np.arange(7.0) ** 2})
+    data = heatmap_data(matrix, labels, "AML", "ALL", top_frame((5, "p1,p2")), {})
+    assert data.boundary == 3
+    assert data.sample_labels == ["AML"] * 3 + ["ALL"] * 4
+    # Columns follow the sorted samples: AML ones (rows 1, 3, 6) first, in their order.
+    order = [1, 3, 6, 0, 2, 4, 5]
+    expected = (matrix["p1"] - matrix["p1"].mean()) / matrix["p1"].std(ddof=0)
+    assert_allclose(data.z[0], expected.to_numpy()[order], rtol=0, atol=1e-12)
+
+
+def test_heatmap_boundary_on_the_bundled_dataset(report_inputs):
+    from tasks.io import read_prepared
+
+    labels, matrix = read_prepared(report_inputs.dataset_path)
+    top = top_frame((1, matrix.columns[0]))
+    data = heatmap_data(matrix, labels, "AML", "ALL", top, {})
+    assert data.boundary == 11 and data.sample_labels[10:12] == ["AML", "ALL"]
+
+
+def test_heatmap_rows_grouped_by_signature_in_rank_order():
+    matrix = pd.DataFrame(np.random.default_rng(0).normal(size=(4, 4)), columns=list("abcd"))
+    top = top_frame((7, "a,b"), (2, "b,c,d"))
+    data = heatmap_data(matrix, ["x", "y", "x", "y"], "x", "y", top, {"b": "GENEB"})
+    assert data.row_signatures == [7, 7, 2, 2, 2]
+    assert data.row_labels == ["a", "b (GENEB)", "b (GENEB)", "c", "d"]
+
+
+def test_gene_symbols_from_descriptions():
+    assert gene_symbol("CST3 Cystatin C (amyloid angiopathy)") == "CST3"
+    assert gene_symbol("ATP5A1 ATP synthase, H+ transporting") == "ATP5A1"
+    assert gene_symbol("KIAA0107 gene") == "KIAA0107"
+    assert gene_symbol("CYSTATIN A") == ""  # a name in capitals, no symbol
+    assert gene_symbol("INTERLEUKIN-8 PRECURSOR") == ""
+    assert gene_symbol("GB DEF = N-acetylglucosaminyltransferase V") == ""
+    assert gene_symbol("Protein D123") == ""
+    assert with_symbols("p1,p2", {"p2": "ABC1"}) == "p1, p2 (ABC1)"
