@@ -226,11 +226,26 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a file so readers see the old or the new content, never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        # mkstemp creates 0600; results are for colleagues too: the mode open() would give.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -337,6 +352,7 @@ def save_batch(
     target = batch_dir(search_dir, batch)
     staging = Path(tempfile.mkdtemp(dir=search_dir, prefix=f".{target.name}."))
     try:
+        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide the batch from colleagues
         save_tsv(records, staging / "records.tsv")
         if permutation_records is not None:
             save_tsv(permutation_records, staging / "permutation_records.tsv")

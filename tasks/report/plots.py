@@ -169,7 +169,7 @@ def _signature_groups(ax, row_signatures: list[int]) -> None:
 
 def plot_random_baseline(signatures: pd.DataFrame, null: NullEvidence, n_marked: int) -> Figure:
     """Mean AUC of the random signatures on real and on permuted labels, top ones marked."""
-    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     real = signatures["mean_auc"].dropna().to_numpy()
     permuted = null.means["mean_auc"].to_numpy()
@@ -204,5 +204,5 @@ def plot_random_baseline(signatures: pd.DataFrame, null: NullEvidence, n_marked:
     ax.set_xlabel("mean AUC across classifiers")
     ax.set_ylabel("density")
     ax.set_title("Random signatures on the real labels against permuted labels")
-    fig.legend(loc="outside right upper", fontsize=8)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     return fig

@@ -89,7 +89,9 @@ def null_section(content: Content) -> Section:
     if null is None:
         return Section("null", "Signal or selection?", intro="No permutation job was run.")
     best = null.top.iloc[0]
-    table = table_view("null", "Top signatures against random signatures", null.top, "null.tsv")
+    table = table_view(
+        "null", "Top signatures against random signatures", null.top, "signatures.tsv"
+    )
     return Section(
         "null",
         "Signal or selection?",
@@ -181,8 +183,9 @@ def gene_power_text(power: GenePower) -> str:
         f"Signature evidence per probeset (auc_shift, rank_adj_p): {power.tested} probesets are "
         f"in at least one signature; a probeset must be in at least {power.needed} signatures, "
         f"all ranked at the very top, before its BH-adjusted p can fall below 0.05, and "
-        f"{power.enough} are in that many. {power.significant} reach it in this run; more "
-        "signatures (extend_search) give every probeset more chances."
+        f"{power.enough} are in that many; in this run {power.significant} "
+        f"{'reaches' if power.significant == 1 else 'reach'} it. More signatures "
+        "(extend_search) give every probeset more chances."
     )
 
 

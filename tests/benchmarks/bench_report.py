@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flows.params import SearchParameters
 from tasks.io import read_records, save_tsv
 from tasks.report.build import ReportInputs, build_report
+from tasks.report.summary import RunSummary, parameter_table
 from tasks.science.destats import moderated_t
 from tasks.science.plan import plan_signatures
 
@@ -38,8 +40,8 @@ def time_moderated_t(repeats: int = 5) -> dict:
         started = time.perf_counter()
         moderated_t(x, groups)
         times.append(time.perf_counter() - started)
-    return {"benchmark": "moderated_t_22000x60", "best_s": round(min(times), 4),
-            "median_s": round(float(np.median(times)), 4)}  # fmt: skip
+    best, median = round(min(times), 4), round(float(np.median(times)), 4)
+    return {"benchmark": "moderated_t_22000x60", "best_s": best, "median_s": median}
 
 
 def write_records(workdir: Path, n_signatures: int) -> None:
@@ -48,14 +50,16 @@ def write_records(workdir: Path, n_signatures: int) -> None:
     signatures = plan_signatures(probesets, n_signatures, 5, 9, seed=1)
     rng = np.random.default_rng(1)
     n = n_signatures * len(CLASSIFIERS)
-    records = pd.DataFrame({
-        "permutation": np.full(n, -1),
-        "signature": np.repeat(np.arange(n_signatures), len(CLASSIFIERS)),
-        "classifier": np.tile(CLASSIFIERS, n_signatures),
-        "auc": rng.uniform(0.3, 1.0, n).round(6),
-        "accuracy": rng.uniform(0.3, 1.0, n).round(6),
-        "error": "",
-    })  # fmt: skip
+    records = pd.DataFrame(
+        {
+            "permutation": np.full(n, -1),
+            "signature": np.repeat(np.arange(n_signatures), len(CLASSIFIERS)),
+            "classifier": np.tile(CLASSIFIERS, n_signatures),
+            "auc": rng.uniform(0.3, 1.0, n).round(6),
+            "accuracy": rng.uniform(0.3, 1.0, n).round(6),
+            "error": "",
+        }
+    )
     save_tsv(records, workdir / "records.tsv")
     (workdir / "plan.json").write_text(json.dumps([list(s.probesets) for s in signatures]))
 
@@ -68,7 +72,12 @@ def aggregate(workdir: Path) -> dict:
     signatures = [Signature(i, tuple(p)) for i, p in enumerate(probes)]
     started = time.perf_counter()
     inputs = ReportInputs(
-        summary={"benchmark": "aggregation"},
+        summary=RunSummary(
+            overview={"dataset": "benchmark", "contrast": "AML (case) vs ALL (control)"},
+            parameters=parameter_table(SearchParameters(n_signatures=len(signatures))),
+            versions=pd.DataFrame(columns=["package", "version"]),
+            rounds=pd.DataFrame(columns=["job", "round"]),
+        ),
         dataset_path=GOLUB,
         case="AML",
         control="ALL",
@@ -83,8 +92,12 @@ def aggregate(workdir: Path) -> dict:
     build_report(workdir / "report", inputs)
     elapsed = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"benchmark": "aggregate_records", "records": len(signatures) * len(CLASSIFIERS),
-            "seconds": round(elapsed, 2), "peak_rss_mib": round(peak_mib, 1)}  # fmt: skip
+    return {
+        "benchmark": "aggregate_records",
+        "records": len(signatures) * len(CLASSIFIERS),
+        "seconds": round(elapsed, 2),
+        "peak_rss_mib": round(peak_mib, 1),
+    }
 
 
 def main() -> None:
@@ -99,8 +112,8 @@ def main() -> None:
     print(json.dumps(time_moderated_t()), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         write_records(Path(tmp), args.signatures)
-        subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_report",
-                        "--aggregate-only", tmp], cwd=ROOT, check=True)  # fmt: skip
+        command = [sys.executable, "-m", "tests.benchmarks.bench_report", "--aggregate-only", tmp]
+        subprocess.run(command, cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":
