@@ -1,54 +1,44 @@
-"""`python -m flows`: run the signature-search flow without a deployment."""
+"""`python -m flows`: run the signature-search flow once, without a deployment."""
 
 from __future__ import annotations
 
+import os
 import sys
 
-from pydantic import AliasChoices, Field, ValidationError
-from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
+from flows.cli import PROG, UsageError, check_inputs, parse_parameters
+from flows.params import flow_arguments
+from tasks.science.dataset import DatasetError
 
-from flows.params import SearchParameters
-
-_INPUT = SearchParameters.model_fields["input_path"]
-
-
-class SearchCommand(SearchParameters, BaseSettings):
-    """The flow's parameters as options: `--n-signatures 300`, `--dcp.job-name weekly`."""
-
-    model_config = SettingsConfigDict(
-        cli_prog_name="python -m flows",
-        cli_kebab_case=True,
-        cli_implicit_flags=True,
-        cli_exit_on_error=True,
-    )
-    input_path: str = Field(
-        _INPUT.default,
-        description=_INPUT.description,
-        validation_alias=AliasChoices("input", "input_path"),
-    )
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **other_sources):
-        """Options only: no environment variable may change a run's parameters unseen."""
-        return (init_settings,)
+# The temporary Prefect server this starts has nobody to report to: without these it logs
+# "Failed to send telemetry" offline, and its telemetry service can hit "database is locked".
+QUIET_PREFECT = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
 
-def parse_parameters(argv: list[str] | None = None) -> SearchParameters:
-    """Command-line options -> validated flow parameters (usage error and exit 2 if invalid)."""
-    try:
-        command = CliApp.run(SearchCommand, cli_args=sys.argv[1:] if argv is None else argv)
-    except ValidationError as exc:
-        sys.stderr.write(f"usage error: {exc}\n")
-        raise SystemExit(2) from None
-    return SearchParameters.model_validate(command.model_dump())
+def fail(message: str, code: int) -> int:
+    """Say what went wrong in one line; return the exit code."""
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the flow once and print where the report is."""
-    params = parse_parameters(argv)
-    from flows.signature_search import signature_search
+    """Check the options and inputs, run the flow once, and print where the report is."""
+    try:
+        params = parse_parameters(sys.argv[1:] if argv is None else argv)
+        check_inputs(params)
+    except UsageError as exc:
+        return fail(f"{exc}; see {PROG} --help", 2)
+    except DatasetError as exc:
+        return fail(str(exc), 2)
+    for name, value in QUIET_PREFECT.items():
+        os.environ.setdefault(name, value)
+    from flows.signature_search import SlicesFailed, signature_search
 
-    result = signature_search(params)
+    try:
+        result = signature_search(**flow_arguments(params))
+    except DatasetError as exc:  # found only once the data is prepared (validation_fraction)
+        return fail(str(exc), 2)
+    except SlicesFailed as exc:
+        return fail(str(exc), 1)
     print(f"Report: {result['report']}")
     return 0
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from flows.params import SearchParameters
+from prefect import get_run_logger
+
+from flows.params import FAULTS_VARIABLE, SearchParameters
 from tasks.execution.jobs import Backend
 from tasks.execution.local import FaultPlan, LocalBackend
 
@@ -12,6 +14,8 @@ from tasks.execution.local import FaultPlan, LocalBackend
 def make_backend(params: SearchParameters, server_url: str) -> Backend:
     """The configured backend (each says how many slices it runs at once)."""
     if params.backend == "local":
+        if params.faults:
+            get_run_logger().warning("injecting faults %s (%s)", params.faults, FAULTS_VARIABLE)
         workers = params.workers or os.cpu_count() or 1
         backend = LocalBackend(
             workers=workers,

@@ -1,13 +1,23 @@
-"""The flow's typed parameters: one pydantic model, so the Prefect UI shows a form."""
+"""The flow's typed parameters: one pydantic model, the single place of defaults and checks."""
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+import json
+import os
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from tasks.execution.dcp import DcpOptions
-from tasks.science.work import CLASSIFIERS, check_classifiers
+from tasks.science.work import CLASSIFIERS
+
+Classifier = Literal[CLASSIFIERS]  # the names, as choices in the form and on the command line
+FAULTS_VARIABLE = "SIGSEARCH_TEST_FAULTS"  # the test hook's only way in: never a parameter
+TEST_ONLY = frozenset({"faults"})
+F = TypeVar("F", bound=Callable)
 
 
 class SearchParameters(BaseModel):
@@ -20,21 +30,26 @@ class SearchParameters(BaseModel):
     )
     annotation_path: str | None = Field(
         None,
-        description="probeset annotation TSV (default: <input stem>.annotation.tsv if present)",
+        description="probeset annotation TSV; when unset, the file named like the input "
+        "with the ending .annotation.tsv, if there is one",
     )
     log2_transform: bool = Field(False, description="log2-transform raw intensities")
-    case: str | None = Field(None, description="case label (default: the minority label)")
-    control: str | None = Field(None, description="control label (default: the other label)")
+    case: str | None = Field(None, description="case label; when unset, the minority label")
+    control: str | None = Field(None, description="control label; when unset, the other label")
     n_signatures: int = Field(300, ge=1, le=10_000_000, description="random signatures to evaluate")
     min_len: int = Field(5, ge=1, le=1000, description="shortest signature")
     max_len: int = Field(9, ge=1, le=1000, description="longest signature")
     signatures_per_slice: int = Field(10, ge=1, le=10_000, description="signatures per slice")
-    classifiers: list[str] = Field(list(CLASSIFIERS), description=f"any of {list(CLASSIFIERS)}")
+    classifiers: list[Classifier] = Field(
+        list(CLASSIFIERS), min_length=1, description="classifiers fitted to every signature"
+    )
     cv_folds: int = Field(10, ge=2, le=100, description="stratified cross-validation folds")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="seed of the plan and of every model")
     backend: Literal["local", "dcp"] = Field("local", description="where slices run")
     workers: int = Field(0, ge=0, le=256, description="local worker processes (0: one per core)")
-    server_url: str = Field("", description="data server URL (empty: start the embedded one)")
+    server_url: str = Field(
+        "", description="URL of a running data server; when empty, an embedded one is started"
+    )
     slice_timeout: float = Field(600.0, gt=0, description="seconds before a slice is lost")
     max_slice_retries: int = Field(2, ge=0, le=20, description="redeployments of failed slices")
     retry_backoff: float = Field(
@@ -66,18 +81,16 @@ class SearchParameters(BaseModel):
         description="add a batch of new signatures to the earlier runs of this search "
         "(same prepared data and protocol) and report every batch",
     )
-    results_dir: str = Field("results", description="where results/<run_id>/ is written")
+    results_dir: str = Field("results", description="folder holding one folder of results per run")
     data_dir: str = Field("var/data", description="where prepared datasets are served from")
     database: str = Field("var/results.sqlite3", description="embedded server's results database")
     faults: dict[str, list[int]] = Field(
-        default_factory=dict, description="test only: {'fail'|'kill'|'hang': [slice numbers]}"
+        default_factory=dict,
+        description=f"injected faults by slice number, a test hook set by {FAULTS_VARIABLE} only",
     )
-    dcp: DcpOptions = Field(default_factory=DcpOptions)
-
-    @field_validator("classifiers")
-    @classmethod
-    def _known_classifiers(cls, value: list[str]) -> list[str]:
-        return check_classifiers(value)
+    dcp: DcpOptions = Field(
+        default_factory=DcpOptions, description="options of the dcp backend (with backend dcp)"
+    )
 
     @field_validator("faults")
     @classmethod
@@ -92,3 +105,48 @@ class SearchParameters(BaseModel):
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) must not exceed max_len ({self.max_len})")
         return self
+
+
+def preparation_options(params: SearchParameters) -> dict:
+    """The parameters that decide the prepared dataset."""
+    names = ("case", "control", "sample_sheet", "phenotype_field", "cv_folds", "log2_transform")
+    return {name: getattr(params, name) for name in names}
+
+
+def flow_arguments(params: SearchParameters) -> dict:
+    """The flow's keyword arguments: every field but the test-only ones."""
+    return params.model_dump(exclude=TEST_ONLY)
+
+
+def injected_faults() -> dict[str, list[int]]:
+    """The test hook: faults to inject, as JSON in SIGSEARCH_TEST_FAULTS (none when unset)."""
+    return json.loads(os.environ.get(FAULTS_VARIABLE) or "{}")
+
+
+# Top-level parameters, not one `params` object: Prefect merges a run's parameters with the
+# deployment's key by key, so `--params '{"n_signatures": 12}'` keeps the deployment's others.
+def takes_fields_of(model: type[BaseModel], hidden: frozenset[str]) -> Callable[[F], F]:
+    """Give `fn(**fields)` the model's fields but `hidden` as keyword parameters (for Prefect)."""
+
+    def decorate(fn: F) -> F:
+        fields = model.model_fields.items()
+        fn.__signature__ = inspect.Signature(
+            [_keyword(name, field) for name, field in fields if name not in hidden]
+        )
+        return fn
+
+    return decorate
+
+
+def _keyword(name: str, field: FieldInfo) -> inspect.Parameter:
+    """A keyword parameter with the field's type, limits, default and description."""
+    annotation = (
+        Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    )
+    default = field.get_default(call_default_factory=True)
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=Field(default, description=field.description),
+        annotation=annotation,
+    )

@@ -17,12 +17,19 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.backends import make_backend
-from flows.params import SearchParameters
+from flows.params import (
+    TEST_ONLY,
+    SearchParameters,
+    injected_faults,
+    preparation_options,
+    takes_fields_of,
+)
 from server.embedded import EmbeddedServer
 from tasks.execution.client import ServerClient
 from tasks.execution.rounds import JobContext, RunOutcome
 from tasks.host import runtime_info
 from tasks.report.build import ReportInputs, failed_signatures, run_summary
+from tasks.report.summary import RunSummary
 from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import (
     SearchProtocol,
@@ -53,13 +60,13 @@ class SlicesFailed(RuntimeError):
     """More slices failed after all retries than the run tolerates."""
 
 
-def _run_name() -> str:
-    params = flow_run.parameters.get("params") or {}
-    if isinstance(params, SearchParameters):
-        params = params.model_dump()
-    stem = dataset_stem(params.get("input_path", "input"))
+def run_name() -> str:
+    """Dataset, contrast, size, start time (UTC) and the flow run id's start: distinct per run."""
+    params = flow_run.parameters
+    stem = dataset_stem(params.get("input_path") or "input")
     contrast = f"{params.get('case') or 'auto'}-vs-{params.get('control') or 'auto'}"
-    return f"{stem}-{contrast}-{params.get('n_signatures', '?')}sig"
+    started = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stem}-{contrast}-{params.get('n_signatures')}sig-{started}-{flow_run.id[:6]}"
 
 
 def dataset_stem(path: str) -> str:
@@ -93,12 +100,6 @@ def serve_or_connect(params: SearchParameters) -> Iterator[ServerClient]:
         yield ServerClient(server.url, admin_token)
     finally:
         server.stop()
-
-
-def preparation_options(params: SearchParameters) -> dict:
-    """The parameters that decide the prepared dataset."""
-    names = ("case", "control", "sample_sheet", "phenotype_field", "cv_folds", "log2_transform")
-    return {name: getattr(params, name) for name in names}
 
 
 def job_context(
@@ -150,13 +151,13 @@ def evaluate(
 ):
     """Run the main job and the permuted-label (null) job; return outcomes and records."""
     check_server_task(ctx.client, run_id, dataset, ctx.token, [s["slice"] for s in slices])
-    main = run_slices_task(ctx, run_id, f"{run_id}-main", slices)
+    main = run_slices_task(ctx, run_id, f"{run_id}-main", slices, "main")
     records = fetch_records_task(ctx.client, run_id, dataset.sha256, run_dir / "records.tsv")
     if not perm_slices:
         return main, records, None, None
     perm_id = f"{run_id}-perm"
     check_server_task(ctx.client, perm_id, dataset, ctx.token, [s["slice"] for s in perm_slices])
-    perm = run_slices_task(ctx, perm_id, perm_id, perm_slices)
+    perm = run_slices_task(ctx, perm_id, perm_id, perm_slices, "permutation")
     perm_path = run_dir / "permutation_records.tsv"
     perm_records = fetch_records_task(ctx.client, perm_id, dataset.sha256, perm_path)
     return main, records, perm, perm_records
@@ -240,7 +241,7 @@ def validate(
     held_out = dataclasses.replace(ctx, config={**ctx.config, "validation_rows": plan.split[1]})
     job_id = f"{plan.run_id}-validation"
     check_server_task(ctx.client, job_id, dataset, ctx.token, [s["slice"] for s in slices])
-    outcome = run_slices_task(held_out, job_id, job_id, slices)
+    outcome = run_slices_task(held_out, job_id, job_id, slices, "validation")
     path = plan.run_dir / "validation_records.tsv"
     return outcome, fetch_records_task(ctx.client, job_id, dataset.sha256, path)
 
@@ -272,9 +273,18 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
     )
 
 
-@flow(name="signature-search", flow_run_name=_run_name, log_prints=True)
-def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # noqa: B008
+# Prefect validates nothing itself: SearchParameters is the one place of checks (the form
+# still checks types, limits and choices through the schema of the same fields).
+@flow(
+    name="signature-search",
+    flow_run_name=run_name,
+    log_prints=True,
+    validate_parameters=False,
+)
+@takes_fields_of(SearchParameters, hidden=TEST_ONLY)
+def signature_search(**fields) -> dict:
     """Search random gene signatures for ones that tell the phenotypes apart."""
+    params = SearchParameters(**fields, faults=injected_faults())
     started, deadline = time.time(), time.monotonic() + params.deadline_minutes * 60
     dataset = prepare_dataset_step(
         Path(params.input_path),
@@ -288,19 +298,34 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         discovery = plan.split[0] if plan.split else None
         ctx = job_context(params, client, dataset, deadline, discovery)
         jobs = run_jobs(params, ctx, dataset, plan)
-    main, perm, search = jobs.main, jobs.perm, jobs.search
-    run_id, run_dir = plan.run_id, plan.run_dir
+    main, run_id, run_dir = jobs.main, plan.run_id, plan.run_dir
     versions = runtime_info()
     summary = run_summary(
         params=params,
         dataset=dataset,
         main=main,
-        perm=perm,
+        perm=jobs.perm,
         n_slices=len(plan.slices),
         seconds=time.time() - started,
         versions=versions["versions"],
     )
-    inputs = ReportInputs(
+    report = build_report_task(run_dir, report_inputs(params, dataset, plan, jobs, summary))
+    record = run_record(params, dataset, plan, jobs, versions)
+    save_run_record_task(str(run_dir / "run.json"), record)
+    publish_artifacts_task(report)
+    return finish(params, run_id, run_dir, report, sorted(main.failed))
+
+
+def report_inputs(
+    params: SearchParameters,
+    dataset: PreparedSummary,
+    plan: RunPlan,
+    jobs: JobResults,
+    summary: RunSummary,
+) -> ReportInputs:
+    """What the report is made from: the run's summary, records and files."""
+    search = jobs.search
+    return ReportInputs(
         summary=summary,
         dataset_path=dataset.path,
         case=dataset.case,
@@ -309,31 +334,37 @@ def signature_search(params: SearchParameters = SearchParameters()) -> dict:  # 
         records=search.records,
         permutation_records=search.permutation_records,
         classifiers=params.classifiers,
-        failed_signatures=frozenset(failed_signatures(plan.slices, main.failed)),
+        failed_signatures=frozenset(failed_signatures(plan.slices, jobs.main.failed)),
         top_fraction=params.top_fraction,
         annotation_path=annotation_path(params),
         record_files=record_files(jobs),
         validation_records=jobs.validation_records,
         batches=search.batches,
     )
-    report = build_report_task(run_dir, inputs)
-    record = {
-        "run_id": run_id,
+
+
+def run_record(
+    params: SearchParameters,
+    dataset: PreparedSummary,
+    plan: RunPlan,
+    jobs: JobResults,
+    versions: dict,
+) -> dict:
+    """run.json: the run's dataset, runtime, jobs, batch of the search and parameters."""
+    return {
+        "run_id": plan.run_id,
         "dataset": dataclasses.asdict(dataset),
         "runtime": versions,
-        "main": main.as_record(),
-        "permutation": perm and perm.as_record(),
+        "main": jobs.main.as_record(),
+        "permutation": jobs.perm and jobs.perm.as_record(),
         "validation": jobs.validation and jobs.validation.as_record(),
         "search": {
             "key": plan.protocol.key(),
             "batch": plan.batch,
-            "batches_reported": search.batches,
+            "batches_reported": jobs.search.batches,
         },
         "parameters": params.model_dump(),
     }
-    save_run_record_task(str(run_dir / "run.json"), record)
-    publish_artifacts_task(report)
-    return finish(params, run_id, run_dir, report, sorted(main.failed))
 
 
 def record_files(jobs: JobResults) -> tuple[str, ...]:

@@ -182,34 +182,42 @@ def pool_search_task(
 
 
 class SliceProgress:
-    """Slices done, shown as a Prefect progress artifact, in the run log and on a terminal."""
+    """Slices done: a progress artifact keyed by the job's kind, the run log, a terminal bar."""
 
-    def __init__(self, job_name: str) -> None:
-        self.job_name, self.done = job_name, -1
+    def __init__(self, job_name: str, kind: str, total: int) -> None:
+        self.job_name, self.kind, self.done = job_name, kind, -1
         self.artifact = create_progress_artifact(
-            0.0, key=_artifact_key(f"{job_name}-progress"), description=f"{job_name}: slices done"
+            0.0, key=_artifact_key(f"{kind}-slices"), description=self.describe(0, total)
         )
+
+    def describe(self, done: int, total: int) -> str:
+        """What the progress artifact says: `main job: 12/30 slices`."""
+        return f"{self.kind} job: {done}/{total} slices"
 
     def update(self, done: int, total: int) -> None:
         """Report a new count (repeats are ignored)."""
         if done == self.done:
             return
         self.done = done
-        update_progress_artifact(self.artifact, 100.0 * done / max(1, total))
+        percent = 100.0 * done / max(1, total)
+        update_progress_artifact(self.artifact, percent, description=self.describe(done, total))
         get_run_logger().info("%s: %d/%d slices done", self.job_name, done, total)
         terminal_progress(self.job_name, done, total)
 
 
 @task(name="run-slices", persist_result=False, cache_policy=NO_CACHE)
-def run_slices_task(ctx: JobContext, run_id: str, job_name: str, slices: list[dict]) -> RunOutcome:
-    """Deploy slices, poll the sink with a progress artifact, redeploy failures."""
+def run_slices_task(
+    ctx: JobContext, run_id: str, job_name: str, slices: list[dict], kind: str
+) -> RunOutcome:
+    """Deploy slices, poll the sink, redeploy failures; retries go to the run's log."""
     by_number = {s["slice"]: s for s in slices}
-    progress = SliceProgress(job_name)
-    outcome = rounds.run_slices(ctx, run_id, job_name, by_number, on_progress=progress.update)
+    progress = SliceProgress(job_name, kind, len(slices))
+    logger = get_run_logger()
+    outcome = rounds.run_slices(
+        ctx, run_id, job_name, by_number, on_progress=progress.update, logger=logger
+    )
     for number, reason in sorted(outcome.failed.items()):
-        get_run_logger().error(
-            "%s: slice %d failed after all retries: %s", job_name, number, reason
-        )
+        logger.error("%s: slice %d failed after all retries: %s", job_name, number, reason)
     return outcome
 
 

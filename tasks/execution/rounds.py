@@ -13,6 +13,7 @@ from tasks.execution.client import ServerClient
 from tasks.execution.jobs import Backend, JobHandle, JobSpec, SliceEvent
 
 log = logging.getLogger(__name__)
+Logger = logging.Logger | logging.LoggerAdapter  # a Prefect task passes its run logger
 MAX_BACKOFF = 300.0
 
 
@@ -96,6 +97,7 @@ def run_slices(
     slices: dict[int, dict],
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     poll_interval: float = 0.5,
+    logger: Logger = log,
 ) -> RunOutcome:
     """Run every slice to a stored result or until retries or the deadline run out."""
     outcome, remaining = RunOutcome(run_id), sorted(slices)
@@ -109,11 +111,11 @@ def run_slices(
             if time.monotonic() >= ctx.deadline:
                 break
             ctx.client.register_attempt(run_id, attempt, remaining)
-            log.warning("%s: attempt %d redeploys slices %s", job_name, attempt, remaining)
+            logger.warning("%s: attempt %d redeploys slices %s", job_name, attempt, remaining)
         handle = ctx.backend.deploy(job_spec(ctx, run_id, job_name, slices, attempt, remaining))
         timeout = round_timeout(len(remaining), ctx.backend.parallelism, ctx.slice_timeout)
         bound = min(ctx.deadline, time.monotonic() + timeout)
-        watch = RoundWatch(handle, ctx.client, run_id, attempt, remaining)
+        watch = RoundWatch(handle, ctx.client, run_id, attempt, remaining, logger)
         reasons, ended = watch.follow(bound, on_progress, poll_interval)
         failed = _failures(ctx.client.status(run_id), attempt, remaining, reasons)
         outcome.attempts.append(Attempt(attempt, handle.job_id, ended, remaining, failed))
@@ -149,6 +151,7 @@ class RoundWatch:
     run_id: str
     attempt: int
     remaining: list[int]
+    logger: Logger = log
 
     def __post_init__(self) -> None:
         self.elements = {k + 1: s for k, s in enumerate(self.remaining)}
@@ -181,15 +184,15 @@ class RoundWatch:
         slice_no, job_id = self.elements.get(event.element), self.handle.job_id
         if event.kind in ("error", "lost") and slice_no is not None:
             self.reasons[slice_no] = f"{event.kind}: {event.message}".strip()
-            log.warning("slice %s %s: %s", slice_no, event.kind, event.message)
+            self.logger.warning("slice %s %s: %s", slice_no, event.kind, event.message)
         elif event.kind == "result":
-            log.info("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
+            self.logger.debug("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
         elif event.kind in ("failed", "nofunds", "cancel_failed"):
             self.ended = f"{event.kind}: {event.message}"
-            log.error("job %s: %s %s", job_id, event.kind, event.message)
+            self.logger.error("job %s: %s %s", job_id, event.kind, event.message)
         else:
             if event.kind == "done":
                 self.ended = "done"
             elif event.kind == "cancelled":
                 self.ended = f"cancelled: {event.message}"
-            log.info("job %s: %s %s", job_id, event.kind, event.message)
+            self.logger.info("job %s: %s %s", job_id, event.kind, event.message)

@@ -62,24 +62,33 @@ def prefect(env, *args, timeout=300, cwd=ROOT):
     return done.stdout
 
 
-def test_deployment_run_completes_and_writes_its_report(prefect_server, tmp_path):
-    env = prefect_server
-    prefect(env, "work-pool", "create", "signature-search", "--type", "process")
-    prefect(env, "--no-prompt", "deploy", "--all")
+@pytest.fixture(scope="module")
+def deployed(prefect_server):
+    """The three deployments of prefect.yaml on a process work pool."""
+    prefect(prefect_server, "work-pool", "create", "signature-search", "--type", "process")
+    prefect(prefect_server, "--no-prompt", "deploy", "--all")
+    return prefect_server
+
+
+def api(env, method: str, path: str, body: dict | None = None):
+    response = requests.request(method, env["PREFECT_API_URL"] + path, json=body, timeout=10)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def test_deployment_run_completes_and_writes_its_report(deployed, tmp_path):
+    env = deployed
     params = {
-        "params": {
-            "input_path": "input/golub_all_aml.tsv",
-            "n_signatures": 12,
-            "signatures_per_slice": 4,
-            "classifiers": ["logistic"],
-            "cv_folds": 3,
-            "n_permutations": 2,
-            "null_signatures": 2,
-            "results_dir": str(tmp_path / "results"),
-            "data_dir": str(tmp_path / "data"),
-            "database": str(tmp_path / "db.sqlite3"),
-            "workers": 1,
-        }
+        "n_signatures": 12,
+        "signatures_per_slice": 4,
+        "classifiers": ["logistic"],
+        "cv_folds": 3,
+        "n_permutations": 2,
+        "null_signatures": 2,
+        "results_dir": str(tmp_path / "results"),
+        "data_dir": str(tmp_path / "data"),
+        "database": str(tmp_path / "db.sqlite3"),
+        "workers": 1,
     }
     out = prefect(
         env, "deployment", "run", "signature-search/local", "--params", json.dumps(params)
@@ -87,14 +96,50 @@ def test_deployment_run_completes_and_writes_its_report(prefect_server, tmp_path
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
     # The worker starts elsewhere: the pull step must still find the project.
     prefect(env, "worker", "start", "--pool", "signature-search", "--run-once", cwd=tmp_path)
-    state = requests.get(f"{env['PREFECT_API_URL']}/flow_runs/{flow_run_id}", timeout=10).json()
-    assert state["state"]["type"] == "COMPLETED", run_logs(env, flow_run_id)[-3000:]
+    run = api(env, "GET", f"/flow_runs/{flow_run_id}")
+    assert run["state"]["type"] == "COMPLETED", run_logs(env, flow_run_id)[-3000:]
+    assert run["parameters"]["input_path"] == "input/golub_all_aml.tsv"  # the deployment's
+    assert re.fullmatch(r"golub_all_aml-auto-vs-auto-12sig-\d{8}-\d{6}-[0-9a-f]{6}", run["name"])
     reports = list((tmp_path / "results").glob("*/report.html"))
     assert len(reports) == 1
-    deployments = requests.post(
-        f"{env['PREFECT_API_URL']}/deployments/filter", json={}, timeout=10
-    ).json()
+    deployments = api(env, "POST", "/deployments/filter", {})
     by_name = {d["name"]: d for d in deployments}
     assert set(by_name) == {"local", "nightly", "dcp"}
     assert by_name["nightly"]["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
-    assert by_name["nightly"]["parameters"]["params"]["extend_search"] is True
+    assert by_name["nightly"]["parameters"]["extend_search"] is True
+
+
+def test_a_run_s_parameters_merge_with_the_deployment_s(deployed):
+    out = prefect(
+        deployed, "deployment", "run", "signature-search/dcp", "--params", '{"n_signatures": 12}'
+    )
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out).group(1)
+    parameters = api(deployed, "GET", f"/flow_runs/{flow_run_id}")["parameters"]
+    api(deployed, "DELETE", f"/flow_runs/{flow_run_id}")  # no worker may pick it up
+    assert parameters["n_signatures"] == 12
+    assert parameters["backend"] == "dcp" and parameters["signatures_per_slice"] == 20
+    assert parameters["server_url"] == "http://192.0.2.10:5001"
+    assert parameters["dcp"]["compute_group_block"] == "dcp-compute-group"
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        ({"classifiers": ["knn"]}, "Validation failed for field 'classifiers[0]'"),
+        ({"backend": "slurm"}, "'slurm' is not one of ['local', 'dcp']"),
+        ({"n_signatures": 0}, "0 is less than the minimum of 1"),
+        ({"faults": {"fail": [1]}}, "specified but not found on the deployment: 'faults'"),
+    ],
+)
+def test_the_deployment_refuses_what_the_form_would(deployed, params, said):
+    command = [PREFECT, "deployment", "run", "signature-search/local", "--params"]
+    done = subprocess.run(
+        [*command, json.dumps(params)],
+        env=deployed,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "UUID:" not in done.stdout
+    assert said in " ".join(done.stdout.split()), done.stdout

@@ -7,9 +7,18 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterLevel,
+)
+from prefect.exceptions import ParameterBindError
 from pydantic import ValidationError
 
-from flows.params import SearchParameters
+from flows.params import FAULTS_VARIABLE
 from flows.signature_search import SlicesFailed, signature_search
 from tasks.science.dataset import DatasetError
 
@@ -31,13 +40,36 @@ SMALL = {
 }
 
 
-def params(tmp_path: Path, **extra) -> SearchParameters:
+def params(tmp_path: Path, **extra) -> dict:
+    """The flow's keyword arguments: the small search, files under `tmp_path`."""
     dirs = {
         "results_dir": str(tmp_path / "results"),
         "data_dir": str(tmp_path / "data"),
         "database": str(tmp_path / "db.sqlite3"),
     }
-    return SearchParameters(**{**SMALL, **dirs, **extra})
+    return {**SMALL, **dirs, **extra}
+
+
+def run_with_faults(monkeypatch, faults: dict, **kwargs):
+    """A flow run's final state, with faults injected through the test hook."""
+    monkeypatch.setenv(FAULTS_VARIABLE, json.dumps(faults))
+    return signature_search(**kwargs, return_state=True)
+
+
+def warnings_of(flow_run_id) -> list[str]:
+    """The flow run's log lines at WARNING and above, as the UI shows them."""
+    only = LogFilter(
+        flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]), level=LogFilterLevel(ge_=30)
+    )
+    with get_client(sync_client=True) as client:
+        return [log.message for log in client.read_logs(log_filter=only)]
+
+
+def artifacts_of(flow_run_id) -> dict:
+    """The flow run's artifacts by key."""
+    only = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        return {a.key: a for a in client.read_artifacts(artifact_filter=only)}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +78,13 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference_run(workdir):
-    return signature_search(params(workdir, workers=1))
+def reference_state(workdir):
+    return signature_search(**params(workdir, workers=1), return_state=True)
+
+
+@pytest.fixture(scope="module")
+def reference_run(reference_state):
+    return reference_state.result()
 
 
 def test_report_files_exist(reference_run):
@@ -90,35 +127,35 @@ def tables(result) -> tuple[bytes, bytes]:
     return (run_dir / "signatures.tsv").read_bytes(), (run_dir / "genes.tsv").read_bytes()
 
 
-def test_same_tables_with_two_workers_and_with_absorbed_faults(workdir, reference_run):
-    again = signature_search(params(workdir, workers=2))
+def test_same_tables_with_two_workers_and_with_absorbed_faults(workdir, reference_run, monkeypatch):
+    again = signature_search(**params(workdir, workers=2))
     assert tables(again) == tables(reference_run)
-    faulty = signature_search(
-        params(workdir, workers=2, slice_timeout=10, faults={"fail": [2], "kill": [3], "hang": [5]})
-    )
+    faults = {"fail": [2], "kill": [3], "hang": [5]}
+    state = run_with_faults(monkeypatch, faults, **params(workdir, workers=2, slice_timeout=10))
+    faulty = state.result()
     assert tables(faulty) == tables(reference_run)
     run = json.loads((Path(faulty["run_dir"]) / "run.json").read_text())
     first, retry = run["main"]["attempts"][:2]
     assert sorted(int(s) for s in first["failed"]) == [2, 3, 5]
     assert retry["slices"] == [2, 3, 5] and retry["failed"] == {}
+    assert run["parameters"]["faults"] == faults  # recorded, though not a flow parameter
+    # The retries are in the flow run's log, as the UI shows it.
+    logged = "\n".join(warnings_of(state.state_details.flow_run_id))
+    assert "attempt 1 redeploys slices [2, 3, 5]" in logged
+    assert re.search(r"slice 2 error: .*injected fault", logged)
+    assert "slice 3 lost: worker died" in logged
+    assert "slice 5 lost: slice timed out" in logged
 
 
-def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir):
+def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir, monkeypatch):
+    monkeypatch.setenv(FAULTS_VARIABLE, json.dumps({"fail": [4]}))
     with pytest.raises(SlicesFailed, match=r"\[4\]"):
-        signature_search(
-            params(workdir, max_slice_retries=0, faults={"fail": [4]}, n_permutations=0)
-        )
+        signature_search(**params(workdir, max_slice_retries=0, n_permutations=0))
     reports = sorted(Path(workdir, "results").glob("*/report.md"), key=lambda p: p.stat().st_mtime)
     text = reports[-1].read_text()
     assert "slices failed**: 4 (error: RuntimeError: injected fault" in text
     tolerated = signature_search(
-        params(
-            workdir,
-            max_slice_retries=0,
-            faults={"fail": [4]},
-            n_permutations=0,
-            failure_tolerance=1,
-        )
+        **params(workdir, max_slice_retries=0, n_permutations=0, failure_tolerance=1)
     )
     assert tolerated["failed"] == [4]
     signatures = (Path(tolerated["run_dir"]) / "signatures.tsv").read_text()
@@ -130,8 +167,9 @@ def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir):
     [
         ({"backend": "slurm"}, ValidationError, "backend"),
         ({"min_len": 7, "max_len": 5}, ValidationError, "min_len"),
-        ({"classifiers": ["knn"]}, ValidationError, "unknown classifiers"),
-        ({"faults": {"explode": [1]}}, ValidationError, "unknown fault kinds"),
+        ({"classifiers": ["knn"]}, ValidationError, "classifiers.0\n  Input should be 'logistic'"),
+        ({"classifiers": []}, ValidationError, "at least 1 item"),
+        ({"faults": {"fail": [1]}}, ParameterBindError, "unexpected keyword argument 'faults'"),
         ({"cv_folds": 12}, DatasetError, "cv_folds=12"),
         ({"case": "CLL"}, DatasetError, "case label 'CLL' not found"),
         ({"input_path": "input/none.tsv"}, DatasetError, "input_path"),
@@ -140,17 +178,15 @@ def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir):
 )
 def test_bad_parameters_fail_before_anything_is_deployed(tmp_path, extra, error, message):
     with pytest.raises(error, match=message):
-        signature_search(params(tmp_path, **extra))
+        signature_search(**params(tmp_path, **extra))
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 
 def test_rerun_reuses_the_cached_preparation_and_logs_hold_no_token(workdir, reference_run):
-    from prefect.client.orchestration import get_client
-
     prepared = sorted(Path(workdir, "data").glob("*.tsv"))
     assert len(prepared) == 1
     before = prepared[0].stat().st_mtime_ns
-    signature_search(params(workdir, workers=1, n_permutations=0))
+    signature_search(**params(workdir, workers=1, n_permutations=0))
     assert prepared[0].stat().st_mtime_ns == before
     with get_client(sync_client=True) as client:
         messages = [log.message for log in client.read_logs()]
@@ -160,9 +196,9 @@ def test_rerun_reuses_the_cached_preparation_and_logs_hold_no_token(workdir, ref
 
 
 def test_extending_a_search_adds_batches_and_reports_them_all(tmp_path, reference_run):
-    first = signature_search(params(tmp_path, workers=2, extend_search=True))
+    first = signature_search(**params(tmp_path, workers=2, extend_search=True))
     assert tables(first) == tables(reference_run)  # batch 1 is the plain run
-    second = signature_search(params(tmp_path, workers=2, extend_search=True))
+    second = signature_search(**params(tmp_path, workers=2, extend_search=True))
     run = json.loads((Path(second["run_dir"]) / "run.json").read_text())
     assert run["search"]["batch"] == 2 and run["search"]["batches_reported"] == [1, 2]
     stored = sorted(p.name for p in Path(tmp_path, "results", "searches").glob("*/batch-*"))
@@ -178,7 +214,7 @@ def test_extending_a_search_adds_batches_and_reports_them_all(tmp_path, referenc
 def test_held_out_validation_scores_the_top_signatures_on_samples_the_search_never_saw(
     tmp_path, reference_run
 ):
-    result = signature_search(params(tmp_path, workers=2, validation_fraction=0.3))
+    result = signature_search(**params(tmp_path, workers=2, validation_fraction=0.3))
     run_dir = Path(result["run_dir"])
     assert tables(result) != tables(reference_run)  # the search saw 27 of 38 samples
     validation = (run_dir / "validation.tsv").read_text().splitlines()
@@ -187,3 +223,23 @@ def test_held_out_validation_scores_the_top_signatures_on_samples_the_search_nev
     assert len(held_out) == 1 + 2 * len(SMALL["classifiers"])
     record = json.loads((run_dir / "report.json").read_text())
     assert [row["discovery_rank"] for row in record["validation"]] == [1, 2]
+
+
+def test_faults_from_the_test_hook_are_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULTS_VARIABLE, json.dumps({"explode": [1]}))
+    with pytest.raises(ValidationError, match="unknown fault kinds"):
+        signature_search(**params(tmp_path))
+
+
+def test_runs_have_distinct_names_and_stable_artifact_keys(reference_state, reference_run):
+    with get_client(sync_client=True) as client:
+        names = [run.name for run in client.read_flow_runs()]
+    assert len(names) > 1 and len(set(names)) == len(names)
+    pattern = r"golub_all_aml-auto-vs-auto-24sig-\d{8}-\d{6}-[0-9a-f]{6}"
+    with get_client(sync_client=True) as client:
+        name = client.read_flow_run(reference_state.state_details.flow_run_id).name
+    assert re.fullmatch(pattern, name), name
+    artifacts = artifacts_of(reference_state.state_details.flow_run_id)
+    assert {"main-slices", "permutation-slices"} <= artifacts.keys()
+    assert artifacts["main-slices"].description == "main job: 6/6 slices"
+    assert artifacts["permutation-slices"].description == "permutation job: 3/3 slices"

@@ -1,0 +1,166 @@
+"""Command-line options made from the flow's parameter model: grouped, with choices, strict."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import types
+from pathlib import Path
+from typing import Literal, NoReturn, Union, get_args, get_origin
+
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from flows.params import SearchParameters, preparation_options
+from tasks.io import read_input
+from tasks.science.dataset import DatasetError, PrepareOptions, prepare_dataset
+
+PROG = "python -m flows"
+FLAGS = {"input_path": "--input"}
+GROUPS = {
+    "input": (
+        "input_path",
+        "sample_sheet",
+        "phenotype_field",
+        "annotation_path",
+        "log2_transform",
+        "case",
+        "control",
+    ),
+    "search": (
+        "n_signatures",
+        "min_len",
+        "max_len",
+        "classifiers",
+        "cv_folds",
+        "seed",
+        "top_fraction",
+        "extend_search",
+    ),
+    "evidence": ("n_permutations", "null_signatures", "validation_fraction"),
+    "execution": (
+        "backend",
+        "workers",
+        "signatures_per_slice",
+        "server_url",
+        "slice_timeout",
+        "max_slice_retries",
+        "retry_backoff",
+        "failure_tolerance",
+        "deadline_minutes",
+    ),
+    "files": ("results_dir", "data_dir", "database"),
+}
+METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+class UsageError(ValueError):
+    """A command-line mistake, said in one line."""
+
+
+class StrictParser(argparse.ArgumentParser):
+    """No abbreviated options; a mistake raises UsageError instead of printing usage."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(prog=PROG, usage="%(prog)s [options]", allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing the usage block and exiting."""
+        raise UsageError(message)
+
+
+def build_parser() -> StrictParser:
+    """One option per parameter (test-only ones left out), in groups; `--dcp.*` for DCP."""
+    parser = StrictParser(
+        description="Run the signature-search flow once; the same parameters as the Prefect form."
+    )
+    fields = SearchParameters.model_fields
+    for title, names in GROUPS.items():
+        group = parser.add_argument_group(f"{title} options")
+        for name in names:
+            add_option(group, FLAGS.get(name, flag(name)), name, fields[name])
+    dcp = fields["dcp"].annotation
+    group = parser.add_argument_group("dcp options", "for --backend dcp")
+    for name, field in dcp.model_fields.items():
+        add_option(group, flag(f"dcp.{name}"), f"dcp.{name}", field)
+    return parser
+
+
+def flag(name: str) -> str:
+    """`dcp.job_name` -> `--dcp.job-name`."""
+    return "--" + name.replace("_", "-")
+
+
+def add_option(group, option: str, dest: str, field: FieldInfo) -> None:
+    """An option that stores the raw text; the model converts and checks it."""
+    kind = bare_type(field.annotation)
+    default = field.get_default(call_default_factory=True)
+    options = {"dest": dest, "default": argparse.SUPPRESS, "help": field.description}
+    if kind is bool:
+        if default:
+            options["help"] += " (default: on)"
+        action = argparse.BooleanOptionalAction if default else "store_true"
+        group.add_argument(option, action=action, **options)
+        return
+    if get_origin(kind) is Literal:
+        options["choices"] = get_args(kind)
+    elif get_origin(kind) is list:
+        names = get_args(get_args(kind)[0])
+        options["type"] = lambda text: text.split(",")
+        options["metavar"] = "NAME[,NAME...]"
+        options["help"] += f"; comma-separated, of {', '.join(names)}"
+        default = "all" if list(default) == list(names) else ",".join(default)
+    else:
+        options["metavar"] = METAVARS.get(kind, "TEXT")
+    if default not in (None, ""):
+        options["help"] += f" (default: {default})"
+    group.add_argument(option, **options)
+
+
+def bare_type(annotation: object) -> object:
+    """`str | None` -> `str`; other annotations as they are."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def parse_parameters(argv: list[str]) -> SearchParameters:
+    """Options -> validated parameters; UsageError names the option and the problem."""
+    given: dict = {}
+    for dest, value in vars(build_parser().parse_args(argv)).items():
+        owner, _, name = dest.rpartition(".")
+        (given.setdefault(owner, {}) if owner else given)[name] = value
+    try:
+        return SearchParameters.model_validate(given)
+    except ValidationError as exc:
+        raise UsageError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The first problem of a validation error, with its option and the value given."""
+    error = exc.errors()[0]
+    message = error["msg"].removeprefix("Value error, ")
+    names = [part for part in error["loc"] if isinstance(part, str)]
+    if not names:
+        return message
+    option = FLAGS.get(names[0], flag(".".join(names)))
+    return f"{option}: {message} (given: {error['input']!r})"
+
+
+def check_inputs(params: SearchParameters) -> None:
+    """What the run would refuse later, found before Prefect starts (UsageError, DatasetError)."""
+    for name in ("input_path", "sample_sheet", "annotation_path"):
+        path = getattr(params, name)
+        if path and not Path(path).is_file():
+            option = FLAGS.get(name, flag(name))
+            raise DatasetError(
+                f"{path}: no such file ({option}); give the path of an existing file"
+            )
+    if params.server_url and not os.environ.get("SIGSEARCH_ADMIN_TOKEN"):
+        raise UsageError(
+            "--server-url is given but SIGSEARCH_ADMIN_TOKEN is not set; "
+            "export the server's admin token (its var/admin-token)"
+        )
+    options = PrepareOptions(**preparation_options(params))
+    prepare_dataset(read_input(Path(params.input_path), options), options)

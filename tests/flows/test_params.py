@@ -1,0 +1,63 @@
+"""The flow's parameters as Prefect sees them: top-level, typed, plain descriptions."""
+
+import inspect
+import re
+
+import pytest
+from prefect.utilities.callables import parameter_schema
+
+from flows.params import TEST_ONLY, SearchParameters, flow_arguments, injected_faults
+from flows.signature_search import signature_search
+from tasks.science.work import CLASSIFIERS
+
+SCHEMA = parameter_schema(signature_search).model_dump_for_openapi()
+MARKUP = re.compile(r"[<>|*`\[\]\\#]")  # what the UI's Markdown would render or swallow
+
+
+def descriptions(schema: dict) -> dict[str, str]:
+    """Every description in the schema, nested models' fields included."""
+    found = {name: field.get("description", "") for name, field in schema["properties"].items()}
+    for model, definition in schema.get("definitions", {}).items():
+        for name, field in definition.get("properties", {}).items():
+            found[f"{model}.{name}"] = field.get("description", "")
+    return found
+
+
+def test_every_field_but_the_test_hooks_is_a_top_level_parameter():
+    assert list(SCHEMA["properties"]) == [
+        name for name in SearchParameters.model_fields if name not in TEST_ONLY
+    ]
+    assert set(flow_arguments(SearchParameters())) == set(SCHEMA["properties"])
+
+
+def test_the_form_has_the_model_s_defaults_limits_and_choices():
+    defaults = SearchParameters()
+    for name, field in SCHEMA["properties"].items():
+        if name != "dcp":
+            assert field["default"] == getattr(defaults, name), name
+    assert SCHEMA["properties"]["n_signatures"]["minimum"] == 1
+    assert SCHEMA["properties"]["backend"]["enum"] == ["local", "dcp"]
+    classifiers = SCHEMA["properties"]["classifiers"]
+    assert classifiers["items"]["enum"] == list(CLASSIFIERS) and classifiers["minItems"] == 1
+
+
+@pytest.mark.parametrize(("name", "text"), sorted(descriptions(SCHEMA).items()))
+def test_descriptions_are_plain_text(name, text):
+    assert text and not MARKUP.search(text), name
+
+
+def test_the_flow_takes_keywords_only():
+    kinds = {p.kind for p in inspect.signature(signature_search.fn).parameters.values()}
+    assert kinds == {inspect.Parameter.KEYWORD_ONLY}
+
+
+@pytest.mark.parametrize(
+    ("value", "faults"),
+    [(None, {}), ("", {}), ('{"fail": [2], "kill": [3]}', {"fail": [2], "kill": [3]})],
+)
+def test_faults_come_from_the_test_hook_only(monkeypatch, value, faults):
+    if value is None:
+        monkeypatch.delenv("SIGSEARCH_TEST_FAULTS", raising=False)
+    else:
+        monkeypatch.setenv("SIGSEARCH_TEST_FAULTS", value)
+    assert injected_faults() == faults
