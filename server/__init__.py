@@ -7,7 +7,7 @@ import logging
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from . import datasets, db, health, runs, sink, state
+from . import datasets, db, health, inputs, runs, sink, state
 from .auth import redact, redacted_query
 from .config import configure
 
@@ -21,7 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
     configure(app, config)
     app.config["DATA_DIR"].mkdir(parents=True, exist_ok=True)
     state.install(app, state.ServerState(db.Store(app.config["DATABASE"]), datasets.DatasetCache()))
-    for blueprint in (health.bp, datasets.bp, sink.bp, runs.bp):
+    for blueprint in (health.bp, datasets.bp, sink.bp, runs.bp, inputs.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(db.DatabaseBusy, _database_busy)

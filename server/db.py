@@ -23,6 +23,10 @@ WRITE_BUSY_MS = 2000
 WRITE_WAIT_SECONDS = 30.0
 
 
+# The run_inputs row of a run's config: slice numbers are never negative.
+CONFIG_SLICE = -1
+
+
 class DatabaseBusy(Exception):
     """The database cannot take a write now (locked by another process): retry later."""
 
@@ -41,6 +45,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     attempt INTEGER NOT NULL,
     slices TEXT NOT NULL,
     PRIMARY KEY (run_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS run_inputs (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    slice INTEGER NOT NULL,  -- CONFIG_SLICE for the run's config
+    content TEXT NOT NULL,
+    PRIMARY KEY (run_id, slice)
 );
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -238,13 +248,59 @@ def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[in
 
 
 def finish_run(run_id: str) -> None:
-    """Mark a run finished (once; later calls keep the first time)."""
-    write(
-        lambda conn: conn.execute(
+    """Mark a run finished (once; later calls keep the first time) and drop its inputs."""
+
+    def finish(conn: sqlite3.Connection) -> None:
+        conn.execute(
             "UPDATE runs SET finished_at = COALESCE(finished_at, ?) WHERE run_id = ?",
             (time.time(), run_id),
         )
+        conn.execute("DELETE FROM run_inputs WHERE run_id = ?", (run_id,))
+
+    write(finish)
+
+
+class InputConflict(Exception):
+    """Inputs already registered with other content (the request stored nothing)."""
+
+    def __init__(self, slices: list[int]) -> None:
+        super().__init__(f"slices {slices} registered with other content")
+        self.slices = slices
+
+
+def store_inputs(run_id: str, inputs: dict[int, str]) -> list[int]:
+    """Store a run's inputs (slice -> JSON text), all or none; the slices stored differently."""
+
+    def insert(conn: sqlite3.Connection) -> None:
+        conflicts = []
+        for slice_no, content in inputs.items():
+            row = conn.execute(
+                "SELECT content FROM run_inputs WHERE run_id = ? AND slice = ?", (run_id, slice_no)
+            ).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO run_inputs VALUES (?, ?, ?)", (run_id, slice_no, content))
+            elif row["content"] != content:
+                conflicts.append(slice_no)
+        if conflicts:  # the group writer rolls back this write's savepoint
+            raise InputConflict(conflicts)
+
+    try:
+        write(insert)
+    except InputConflict as exc:
+        return exc.slices
+    return []
+
+
+def get_input(run_id: str, slice_no: int) -> str | None:
+    """A registered input's JSON text (CONFIG_SLICE: the config), or None."""
+    row = (
+        get_db()
+        .execute(
+            "SELECT content FROM run_inputs WHERE run_id = ? AND slice = ?", (run_id, slice_no)
+        )
+        .fetchone()
     )
+    return None if row is None else row["content"]
 
 
 def register_attempt(run_id: str, attempt: int, slices: list[int]) -> bool:

@@ -35,7 +35,7 @@ class Attempt(BaseModel):
     slices: Annotated[list[Count], Field(min_length=1)]
 
 
-def _parse_body(model: type[Body]) -> Body:
+def parse_body(model: type[Body]) -> Body:
     """The JSON body as `model`, or abort 400 naming each field that is wrong."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -50,14 +50,14 @@ def _parse_body(model: type[Body]) -> Body:
         abort(400, description="; ".join(problems))
 
 
-def _run_or_404(run_id: str):
+def run_or_404(run_id: str):
     run = db.get_run(run_id)
     if run is None:
         abort(404, description="unknown run")
     return run
 
 
-def _refuse_if_finished(run) -> None:
+def refuse_if_finished(run) -> None:
     if run["finished_at"] is not None:
         abort(409, description=f"run {run['run_id']!r} is finished")
 
@@ -66,12 +66,12 @@ def _refuse_if_finished(run) -> None:
 @require_admin
 def register():
     """Register a run on a prepared dataset: id, dataset, expected slices, worker token."""
-    body = _parse_body(Registration)
+    body = parse_body(Registration)
     if dataset_path(current_app.config["DATA_DIR"], body.dataset) is None:
         abort(404, description=f"unknown dataset {body.dataset!r}: not in the data directory")
     if not db.register_run(body.run_id, body.dataset, token_sha256(body.token), body.expected):
         abort(409, description="run already registered with different settings")
-    _refuse_if_finished(db.get_run(body.run_id))
+    refuse_if_finished(db.get_run(body.run_id))
     return jsonify(ok=True, run_id=body.run_id), 201
 
 
@@ -79,8 +79,8 @@ def register():
 @require_admin
 def register_attempt(run_id: str):
     """Declare which plan slices a retry job's elements 1..n stand for."""
-    _refuse_if_finished(_run_or_404(run_id))
-    body = _parse_body(Attempt)
+    refuse_if_finished(run_or_404(run_id))
+    body = parse_body(Attempt)
     if not db.register_attempt(run_id, body.attempt, body.slices):
         abort(409, description="attempt already registered with different slices")
     return jsonify(ok=True), 201
@@ -90,7 +90,7 @@ def register_attempt(run_id: str):
 @require_admin
 def finish(run_id: str):
     """Mark a run finished: its sink and its token's dataset access close (idempotent)."""
-    _run_or_404(run_id)
+    run_or_404(run_id)
     db.finish_run(run_id)
     return jsonify(ok=True, run_id=run_id, finished=True)
 
@@ -99,14 +99,14 @@ def finish(run_id: str):
 @require_admin
 def status(run_id: str):
     """Expected, received, errored and missing slices."""
-    return jsonify(db.run_status(_run_or_404(run_id)))
+    return jsonify(db.run_status(run_or_404(run_id)))
 
 
 @bp.get("/<run_id>/results")
 @require_admin
 def results(run_id: str):
     """Results after `cursor`, at most `limit` (default 500, max 5000)."""
-    _run_or_404(run_id)
+    run_or_404(run_id)
     after = count_field("cursor", request.args.get("cursor"), default=0)
     limit = count_field("limit", request.args.get("limit"), default=500)
     if not 1 <= limit <= 5000:

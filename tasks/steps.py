@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import (
-    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -261,13 +260,21 @@ def save_run_record_task(path: str, record: dict) -> None:
 
 @task(name="publish-artifacts", persist_result=False)
 def publish_artifacts_task(report: ReportFiles) -> None:
-    """Markdown summary, top-signature table and a link to the report file."""
+    """The report as Markdown, its top-signature table, and where its files are."""
     create_markdown_artifact(report.markdown, key=_artifact_key("report-summary"))
     create_table_artifact(report.top_signatures, key=_artifact_key("top-signatures"))
-    create_link_artifact(
-        report.html.resolve().as_uri(),
-        link_text="report.html",
-        key=_artifact_key("report-file"),
+    create_markdown_artifact(report_location(report.html), key=_artifact_key("report-files"))
+
+
+def report_location(html: Path) -> str:
+    """Where a run's files are, said plainly: browsers refuse file:// links from the UI."""
+    folder = html.resolve().parent
+    return (
+        "The full report (self-contained HTML: plots, sortable tables, methods) and every "
+        "table are on the machine that ran this flow, in\n\n"
+        f"    {folder}\n\n"
+        "Open `report.html` there with a browser, or copy the folder; `report.md` is the "
+        "report summary shown in this UI."
     )
 
 

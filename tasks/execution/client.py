@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+# Slices per registration request: about 1 MB at 10 signatures a slice, under the server's limit.
+INPUT_BATCH = 500
 TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s'\"]+", re.IGNORECASE)
 
 
@@ -95,6 +97,16 @@ class ServerClient:
         """Declare which plan slices a retry job's elements stand for."""
         self._call("POST", f"/runs/{run_id}/attempts", json={"attempt": attempt, "slices": slices})
 
+    def register_inputs(
+        self, run_id: str, config_json: str, slices: dict[int, str], batch: int = INPUT_BATCH
+    ) -> None:
+        """Register a run's config and slice data (JSON text each), `batch` slices a request."""
+        numbers = sorted(slices)
+        for start in range(0, max(1, len(numbers)), batch):
+            chunk = [{"slice": n, "datum": slices[n]} for n in numbers[start : start + batch]]
+            body = {"slices": chunk, **({} if start else {"config": config_json})}
+            self._call("POST", f"/inputs/{quote(run_id)}", json=body)
+
     def finish_run(self, run_id: str) -> None:
         """Mark a run finished: the server takes no more results for it (idempotent)."""
         self._call("POST", f"/runs/{quote(run_id)}/finish")
@@ -118,6 +130,14 @@ class ServerClient:
     def dataset_url(self, name: str, token: str) -> str:
         """The URL workers fetch the dataset from."""
         return f"{self.base_url}/datasets/{quote(name)}?token={quote(token)}"
+
+    def slice_url(self, run_id: str, slice_no: int, token: str) -> str:
+        """The URL a worker fetches a registered slice's datum from."""
+        return f"{self.base_url}/inputs/{quote(run_id)}/slices/{slice_no}?token={quote(token)}"
+
+    def config_url(self, run_id: str, token: str) -> str:
+        """The URL a worker fetches a run's registered config from."""
+        return f"{self.base_url}/inputs/{quote(run_id)}/config?token={quote(token)}"
 
     def sink_url(self, run_id: str, token: str) -> str:
         """The result-storage URL workers post to."""

@@ -55,6 +55,11 @@ class DcpOptions(BaseModel):
     parallel_slices: int = Field(
         8, ge=1, description="slices expected to run at once on DCP (bounds each round's time)"
     )
+    remote_inputs: bool = Field(
+        True,
+        description="slices and config are URLs on the server that workers fetch, so the "
+        "scheduler never sees probesets, labels, folds or seed",
+    )
 
 
 class DcpError(RuntimeError):
@@ -183,9 +188,11 @@ def build_job(dcp, spec: JobSpec, opts: DcpOptions, group: ComputeGroup | None):
     from tasks.science import work
 
     make_url = pm.eval("(href) => new URL(href)")
-    job = dcp.compute_for(
-        list(spec.slices), work.evaluate_slice, [make_url(spec.dataset_url), spec.config_json]
-    )
+    if spec.remote_inputs:  # DCP's remote input set: each worker fetches its slice's URL
+        inputs, config = dcp.compute.RemoteDataSet(list(spec.slices)), make_url(spec.config_json)
+    else:
+        inputs, config = list(spec.slices), spec.config_json
+    job = dcp.compute_for(inputs, work.evaluate_slice, [make_url(spec.dataset_url), config])
     job.public = {
         "name": opts.job_name,
         "description": spec.name,
@@ -208,8 +215,11 @@ def describe_job(job) -> dict:
     href = pm.eval("(u) => (u && u.href) || String(u)")
     return {
         "work_function": job._get_raw_work_function(),
-        "slices": list(js.jobInputData),
-        "arguments": [href(js.jobArguments[0]), js.jobArguments[1]],
+        "slices": list(pm.eval("(data) => Array.from(data, String)")(js.jobInputData)),
+        "remote_inputs": bool(
+            pm.eval("(d) => d instanceof dcp.compute.RemoteDataSet")(js.jobInputData)
+        ),
+        "arguments": [href(js.jobArguments[0]), href(js.jobArguments[1])],
         "result_storage": href(js.resultStorageDetails),
         "result_params": dict(js.resultStorageParams),
         "modules": list(js.modules),
@@ -422,6 +432,11 @@ class DcpBackend:
     def parallelism(self) -> int:
         """Slices expected to run at once (DCP does not say in advance)."""
         return self.opts.parallel_slices
+
+    @property
+    def remote_inputs(self) -> bool:
+        """Whether jobs carry URLs of slice data and config instead of the data."""
+        return self.opts.remote_inputs
 
     def deploy(self, spec: JobSpec) -> DcpJob:
         """Deploy through the SDK in a child process."""

@@ -12,14 +12,17 @@ class JobSpec:
     """One deployment: the slices, the shipped work function and where data and results go."""
 
     name: str
-    slices: tuple[str, ...]  # JSON slice data; job element k (from 1) is slices[k - 1]
+    # Job element k (from 1) is slices[k - 1]: JSON slice data, or with `remote_inputs` the
+    # URL (with the run token) a worker fetches it from.
+    slices: tuple[str, ...]
     work_source: str
     dataset_url: str  # carries the run token; fetched by workers, never read from disk
-    config_json: str
+    config_json: str  # the config as JSON, or with `remote_inputs` the URL it is fetched from
     result_url: str  # the sink, with the run token
     result_params: dict = field(default_factory=dict)
     attempt: int = 0  # the round of retries this job is (0: the first deployment)
     slice_numbers: tuple[int, ...] = ()  # plan slice of each element, as `slices`
+    remote_inputs: bool = False  # slices and config are URLs on the server, not the data
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,14 @@ class JobHandle(Protocol):
 
 
 class Backend(Protocol):
-    """Deploys jobs, at most `parallelism` slices at a time (what bounds a round's time)."""
+    """Deploys jobs, at most `parallelism` slices at a time (what bounds a round's time).
+
+    With `remote_inputs` its jobs carry URLs of slice data and config, registered on the
+    server, instead of the data: the DCP scheduler then never sees them.
+    """
 
     parallelism: int
+    remote_inputs: bool
 
     def deploy(self, spec: JobSpec) -> JobHandle:
         """Start a job and return its handle."""

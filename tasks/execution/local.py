@@ -1,11 +1,12 @@
 """The `local` backend: worker processes that behave as DCP workers started with --allow-origin.
 
-Each worker fetches the job's dataset URL over HTTP (allowed origins only) and decodes
-it by Content-Type, runs the shipped work-function source on a slice with a `dcp` module
-that counts progress, and POSTs the DCP result envelope to the result-storage URL, as
-DCP's Pyodide worktime does: no progress is a failed slice (ENOPROGRESS), and an
-exception is posted as the slice's result. A manager thread hands out slices, replaces dead workers and
-kills slices that run past the timeout; every wait is bounded.
+Each worker fetches the job's URLs (the dataset; with remote inputs the slice's datum and
+the config too) over HTTP (allowed origins only) and decodes them by Content-Type, runs
+the shipped work-function source on a slice with a `dcp` module that counts progress,
+and POSTs the DCP result envelope to the result-storage URL, as DCP's Pyodide worktime
+does: no progress is a failed slice (ENOPROGRESS), and an exception is posted as the
+slice's result. A manager thread hands out slices, replaces dead workers and kills slices
+that run past the timeout; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -137,13 +138,21 @@ def exception_result(exc: BaseException) -> dict:
     return {"errorCode": "EUNCAUGHT", "name": "PythonError", "message": text, "stack": text}
 
 
+def slice_arguments(spec: dict, element: int, allowed: tuple[str, ...]) -> tuple:
+    """(datum, dataset, config) of a slice as the worktime passes them: URLs fetched and decoded."""
+    datum, config = spec["slices"][element - 1], spec["config_json"]
+    if spec["remote_inputs"]:
+        datum, config = fetch_argument(datum, allowed), fetch_argument(config, allowed)
+    return datum, fetch_argument(spec["dataset_url"], allowed), config
+
+
 def _run_slice(work, spec: dict, element: int, allowed, counter: ProgressCounter) -> tuple:
     """Run one slice as a worker does; (outcome, envelope fields or None, reason)."""
     fields = {**spec["result_params"], "element": str(element), "contentType": "application/json"}
-    dataset = fetch_argument(spec["dataset_url"], allowed)
+    arguments = slice_arguments(spec, element, allowed)
     counter.calls = 0
     try:
-        result = work(spec["slices"][element - 1], dataset, spec["config_json"])
+        result = work(*arguments)
     except Exception as exc:  # the worktime resolves the slice with the error as its result
         fields["content"] = json.dumps(exception_result(exc))
         return "error", fields, f"{type(exc).__name__}: {exc}"
@@ -255,6 +264,7 @@ class LocalJob:
             "config_json": self.spec.config_json,
             "result_url": self.spec.result_url,
             "result_params": self.spec.result_params,
+            "remote_inputs": self.spec.remote_inputs,
         }
         pending = list(range(1, len(self.spec.slices) + 1))
         pool = [self._spawn() for _ in range(min(self.workers, len(pending)))]
@@ -326,6 +336,7 @@ class LocalBackend:
     allowed_origins: tuple[str, ...] = ()
     slice_timeout: float = 600.0
     faults: FaultPlan = field(default_factory=FaultPlan)
+    remote_inputs: bool = True  # fetch slice data and config by URL, as DCP jobs do
 
     @property
     def parallelism(self) -> int:

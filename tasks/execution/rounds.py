@@ -76,18 +76,32 @@ def round_timeout(n_slices: int, parallelism: int, slice_timeout: float) -> floa
 def job_spec(
     ctx: JobContext, run_id: str, job_name: str, slices: dict, attempt: int, numbers: list[int]
 ) -> JobSpec:
-    """The job of one round: the given plan slices as elements 1..n."""
+    """The job of one round: the given plan slices as elements 1..n (their data or URLs)."""
+    remote = ctx.backend.remote_inputs
+    if remote:
+        inputs = tuple(ctx.client.slice_url(run_id, n, ctx.token) for n in numbers)
+        config = ctx.client.config_url(run_id, ctx.token)
+    else:
+        inputs = tuple(json.dumps(slices[n], sort_keys=True) for n in numbers)
+        config = json.dumps(ctx.config, sort_keys=True)
     return JobSpec(
         name=f"{job_name}#{attempt}",
-        slices=tuple(json.dumps(slices[n], sort_keys=True) for n in numbers),
+        slices=inputs,
         work_source=ctx.work_source,
         dataset_url=ctx.client.dataset_url(ctx.dataset_name, ctx.token),
-        config_json=json.dumps(ctx.config, sort_keys=True),
+        config_json=config,
         result_url=ctx.client.sink_url(run_id, ctx.token),
         result_params={"elementType": "results", "attempt": str(attempt)},
         attempt=attempt,
         slice_numbers=tuple(numbers),
+        remote_inputs=remote,
     )
+
+
+def register_inputs(ctx: JobContext, run_id: str, slices: dict[int, dict]) -> None:
+    """Put a run's config and every slice's datum on the server, for jobs that fetch them."""
+    data = {n: json.dumps(datum, sort_keys=True) for n, datum in slices.items()}
+    ctx.client.register_inputs(run_id, json.dumps(ctx.config, sort_keys=True), data)
 
 
 def run_slices(
@@ -101,6 +115,8 @@ def run_slices(
 ) -> RunOutcome:
     """Run every slice to a stored result or until retries or the deadline run out."""
     outcome, remaining = RunOutcome(run_id), sorted(slices)
+    if ctx.backend.remote_inputs:
+        register_inputs(ctx, run_id, slices)
     for attempt in range(ctx.max_retries + 1):
         if not remaining or time.monotonic() >= ctx.deadline:
             break

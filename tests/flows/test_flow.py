@@ -243,3 +243,14 @@ def test_runs_have_distinct_names_and_stable_artifact_keys(reference_state, refe
     assert {"main-slices", "permutation-slices"} <= artifacts.keys()
     assert artifacts["main-slices"].description == "main job: 6/6 slices"
     assert artifacts["permutation-slices"].description == "permutation job: 3/3 slices"
+
+
+def test_the_ui_says_where_the_report_is_without_a_file_link(reference_run):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts() if a.key}
+    where = artifacts["report-files"].data
+    assert str(Path(reference_run["run_dir"]).resolve()) in where
+    assert "file://" not in where
+    assert "selection-adjusted p" in artifacts["report-summary"].data

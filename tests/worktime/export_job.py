@@ -5,8 +5,9 @@ Usage: python -m tests.worktime.export_job SPEC_JSON OUT_FILE
 
 The job is built exactly as the `dcp` backend builds it (`build_job`), then the SDK's own
 `Job._before_exec()` turns it into what `exec()` submits: the BiFrost2 wrapper work
-function and its argument vector. The record is written with dcp-client's KVIN, the
-serialization DCP itself uses between client, scheduler and worker.
+function, its argument vector and its input set (values, or URLs for a remote input set).
+The record is written with dcp-client's KVIN, the serialization DCP itself uses between
+client, scheduler and worker.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ EXPORT = """(job, kvin) => kvin.serialize({
   workFunctionURI: String(job.workFunctionURI),
   worktime: { name: job.worktime, version: job.worktimeVersion },
   arguments: Array.from(job.jobArguments).map((a) => a instanceof URL ? { $url: a.href } : a),
-  inputData: Array.from(job.jobInputData),
+  /* A RemoteDataSet holds hrefs; the job submits them as URLs (job/index.js marshalInputData). */
+  inputData: job.jobInputData instanceof dcp.compute.RemoteDataSet
+    ? Array.from(job.jobInputData, (href) => ({ $url: new URL(href).href }))
+    : Array.from(job.jobInputData),
   resultStorageDetails: String(job.resultStorageDetails.href || job.resultStorageDetails),
   resultStorageParams: Object.assign({}, job.resultStorageParams),
   modules: Array.from(job.modules || []),

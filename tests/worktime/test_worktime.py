@@ -74,34 +74,51 @@ class Worker:
         self.client, self.summary = client, summary
         self.offline_sdk, self.pyodide, self.tmp = offline_sdk, pyodide, tmp_path
 
-    def spec(self, run_id, slices, attempt=0, **config) -> JobSpec:
-        token = secrets.token_urlsafe(24)
-        if attempt == 0:
-            self.client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
-            self.token = token
-        config = {"case": "AML", "cv_folds": 3, "seed": 1, "classifiers": CLASSIFIERS, **config}
-        config.setdefault("dataset_sha256", self.summary.sha256)
-        return JobSpec(
-            name=f"{run_id}#{attempt}",
-            slices=tuple(json.dumps(s, sort_keys=True) for s in slices),
+    def context(self, backend, token: str, **config) -> JobContext:
+        """What a run's jobs share, as the flow makes it."""
+        defaults = {"case": "AML", "cv_folds": 3, "seed": 1, "classifiers": CLASSIFIERS}
+        return JobContext(
+            backend=backend,
+            client=self.client,
+            token=token,
+            dataset_name="golub",
+            config={**defaults, "dataset_sha256": self.summary.sha256, **config},
             work_source="",
-            dataset_url=self.client.dataset_url("golub", self.token),
-            config_json=json.dumps(config, sort_keys=True),
-            result_url=self.client.sink_url(run_id, self.token),
-            result_params={"elementType": "results", "attempt": str(attempt)},
+            max_retries=1,
+            slice_timeout=300,
+            deadline=time.monotonic() + 900,
+            retry_backoff=0.0,
         )
+
+    def spec(self, run_id: str, slices: list[dict], remote_inputs: bool = True) -> JobSpec:
+        """A registered run's first job, built and registered as `rounds.run_slices` does."""
+        token = secrets.token_urlsafe(24)
+        self.client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
+        ctx = self.context(Unused(remote_inputs), token)
+        by_number = {s["slice"]: s for s in slices}
+        if remote_inputs:
+            rounds.register_inputs(ctx, run_id, by_number)
+        return rounds.job_spec(ctx, run_id, run_id, by_number, 0, sorted(by_number))
 
     def export(self, spec: JobSpec, work_function: str = "") -> Path:
         out = self.tmp / f"{spec.name.replace('#', '-')}.kvin"
         return export_job(spec, out, self.offline_sdk, work_function)
 
-    def fetch_dataset(self) -> str:
-        response = requests.get(self.client.dataset_url("golub", self.token), timeout=30)
+    def fetch(self, url: str) -> str:
+        response = requests.get(url, timeout=30)
         response.raise_for_status()
         return response.text
 
     def run(self, job_file: Path, element: int) -> dict:
         return run_slice(job_file, element, self.pyodide, self.client.base_url)
+
+
+@dataclasses.dataclass
+class Unused:
+    """The backend of a job that is exported, never deployed."""
+
+    remote_inputs: bool
+    parallelism: int = 1
 
 
 @pytest.fixture
@@ -121,11 +138,30 @@ def test_the_job_the_sdk_builds_asks_for_the_worktime_we_check(worker):
     assert report["worktime"]["requested"] == "pyodide ^0.28.0"
 
 
-def test_the_work_function_receives_str_arguments(worker):
-    job = worker.export(worker.spec("types", golub_slices(1, 1)), work_function=PROBE)
-    report = worker.run(job, 1)
+@pytest.mark.parametrize("remote_inputs", [True, False])
+def test_the_work_function_receives_str_arguments(worker, remote_inputs):
+    spec = worker.spec(f"types-{remote_inputs}", golub_slices(1, 1), remote_inputs)
+    report = worker.run(worker.export(spec, work_function=PROBE), 1)
     assert report["verdict"] == "complete", report
     assert json.loads(report["result"]) == ["str", "str", "str"]
+
+
+@pytest.mark.parametrize("remote_inputs", [True, False])
+def test_with_remote_inputs_the_job_the_sdk_builds_names_no_probeset_label_or_dataset(
+    worker, remote_inputs
+):
+    slices = golub_slices(4, 2)
+    spec = worker.spec(f"hidden-{remote_inputs}", slices, remote_inputs)
+    exported = worker.export(spec).read_text()
+    shipped = exported.replace(spec.result_url.split("token=")[1], "<token>")  # random text
+    probesets = {p for s in slices for sig in s["signatures"] for p in sig["probesets"]}
+    secrets_of_the_study = [*probesets, "AML", worker.summary.sha256]
+    found = [text for text in secrets_of_the_study if text in shipped]
+    if remote_inputs:
+        assert found == []
+        assert spec.slices[0] in exported and spec.config_json in exported  # URLs, as such
+    else:  # the contrast: the same check finds them in a job that carries its data
+        assert set(found) == set(secrets_of_the_study)
 
 
 def test_a_slice_runs_as_on_cpython_and_reaches_the_sink_once_even_when_re_executed(worker):
@@ -137,10 +173,12 @@ def test_a_slice_runs_as_on_cpython_and_reaches_the_sink_once_even_when_re_execu
     assert first["progressEvents"][-1] == 1 and len(first["progressEvents"]) >= 3 + 1
     assert first["receipt"]["recorded"] == "stored"
     assert again["receipt"]["recorded"] == "duplicate"  # other timings, same records
+    # The worker fetched its datum, the config and the dataset from the server.
+    assert spec.remote_inputs
+    datum, config = worker.fetch(spec.slices[0]), worker.fetch(spec.config_json)
+    assert json.loads(datum) == slices[0] and json.loads(config)["case"] == "AML"
     on_pyodide = json.loads(first["result"])
-    on_cpython = json.loads(
-        evaluate_slice(spec.slices[0], worker.fetch_dataset(), spec.config_json)
-    )
+    on_cpython = json.loads(evaluate_slice(datum, worker.fetch(spec.dataset_url), config))
     assert on_pyodide["records"] == on_cpython["records"]
     assert on_pyodide["timings"]["cpu_seconds"] is None
     # The flow's own record fetch and aggregation accept what arrived.
@@ -159,19 +197,19 @@ def test_a_slice_that_never_reports_progress_is_rejected_and_stores_nothing(work
 class WorktimeBackend:
     """Runs each job's slices on the worktime harness, one after the other.
 
-    A first attempt is sent with a config naming another dataset, so its work function
-    raises on the worker.
+    A first attempt is sent with the config URL of a run on another dataset, so its work
+    function raises on the worker.
     """
 
     parallelism = 1
+    remote_inputs = True
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, worker: Worker, wrong_config_url: str) -> None:
+        self.worker, self.wrong_config_url = worker, wrong_config_url
 
     def deploy(self, spec: JobSpec):
         if spec.attempt == 0:
-            wrong = {**json.loads(spec.config_json), "dataset_sha256": "0" * 64}
-            spec = dataclasses.replace(spec, config_json=json.dumps(wrong))
+            spec = dataclasses.replace(spec, config_json=self.wrong_config_url)
         job_file = self.worker.export(spec)
         events = [SliceEvent("accepted", message=spec.name)]
         for element in range(1, len(spec.slices) + 1):
@@ -202,20 +240,12 @@ class FinishedJob:
 def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker):
     slices = golub_slices(2, 1)
     token = secrets.token_urlsafe(24)
-    worker.client.register_run("retried", "golub", token, [s["slice"] for s in slices])
-    config = {"case": "AML", "cv_folds": 3, "seed": 1, "classifiers": ["logistic"]}
-    ctx = JobContext(
-        backend=WorktimeBackend(worker),
-        client=worker.client,
-        token=token,
-        dataset_name="golub",
-        config={**config, "dataset_sha256": worker.summary.sha256},
-        work_source="",
-        max_retries=1,
-        slice_timeout=300,
-        deadline=time.monotonic() + 900,
-        retry_backoff=0.0,
-    )
+    for run_id in ("retried", "wrong-dataset"):
+        worker.client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
+    config = {"case": "AML", "cv_folds": 3, "classifiers": ["logistic"], "dataset_sha256": "0" * 64}
+    worker.client.register_inputs("wrong-dataset", json.dumps(config), {})
+    backend = WorktimeBackend(worker, worker.client.config_url("wrong-dataset", token))
+    ctx = worker.context(backend, token, classifiers=["logistic"])
     by_number = {s["slice"]: s for s in slices}
     outcome = rounds.run_slices(ctx, "retried", "retried", by_number, poll_interval=0.05)
     assert outcome.failed == {}

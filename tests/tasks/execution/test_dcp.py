@@ -46,6 +46,20 @@ def offline_env(tmp_path):
     return {**os.environ, **offline_sdk_env(tmp_path)}
 
 
+def built_job(spec: dict, env: dict) -> dict:
+    """What `build_job` makes of a JobSpec with the real SDK offline (`describe_job`)."""
+    out = subprocess.run(
+        [sys.executable, "-c", BUILD, json.dumps(spec)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_built_job_carries_what_the_local_backend_runs(offline_env):
     spec = {
         "name": "run-main#0",
@@ -56,18 +70,9 @@ def test_built_job_carries_what_the_local_backend_runs(offline_env):
         "result_url": "http://10.1.2.3:5001/dcp-results/run?token=t0k3n",
         "result_params": {"elementType": "results", "attempt": "0"},
     }
-    out = subprocess.run(
-        [sys.executable, "-c", BUILD, json.dumps(spec)],
-        cwd=ROOT,
-        env=offline_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    job = json.loads(out.stdout.strip().splitlines()[-1])
+    job = built_job(spec, offline_env)
     assert job["work_function"].strip() == work_function_source().strip()
-    assert job["slices"] == spec["slices"]
+    assert job["slices"] == spec["slices"] and job["remote_inputs"] is False
     assert job["arguments"] == [spec["dataset_url"], spec["config_json"]]
     assert job["result_storage"] == spec["result_url"]
     assert job["result_params"] == spec["result_params"]
@@ -75,6 +80,22 @@ def test_built_job_carries_what_the_local_backend_runs(offline_env):
     assert job["compute_groups"] == [{"joinKey": "group-key", "joinSecret": "group-secret"}]
     assert job["public"]["name"] == "golub search"
     assert job["slice_payment_offer"] == 0.25
+
+
+def test_built_job_with_remote_inputs_has_a_remote_input_set_and_a_config_url(offline_env):
+    urls = [f"http://10.1.2.3:5001/inputs/run/slices/{k}?token=t0k3n" for k in (1, 2)]
+    spec = {
+        "name": "run-main#0",
+        "slices": urls,
+        "work_source": "",
+        "dataset_url": "http://10.1.2.3:5001/datasets/golub?token=t0k3n",
+        "config_json": "http://10.1.2.3:5001/inputs/run/config?token=t0k3n",
+        "result_url": "http://10.1.2.3:5001/dcp-results/run?token=t0k3n",
+        "remote_inputs": True,
+    }
+    job = built_job(spec, offline_env)
+    assert job["remote_inputs"] is True and job["slices"] == urls
+    assert job["arguments"] == [spec["dataset_url"], spec["config_json"]]
 
 
 def test_preflight_names_every_problem_quickly(tmp_path, monkeypatch):

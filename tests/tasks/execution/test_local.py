@@ -43,20 +43,27 @@ def server(tmp_path_factory):
     embedded.stop()
 
 
-def make_spec(client, summary, run_id, n_slices, work_source=None):
+def make_spec(client, summary, run_id, n_slices, work_source=None, remote_inputs=False):
     token = secrets.token_urlsafe(24)
     probesets = [f for f in GOLUB.read_text().split("\n", 1)[0].split("\t")[1:]]
     slices = pack_slices(plan_signatures(probesets, n_slices, 3, 5, 11), 1)
     client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
+    data = {s["slice"]: json.dumps(s) for s in slices}
+    config = json.dumps({**CONFIG, "dataset_sha256": summary.sha256})
+    if remote_inputs:
+        client.register_inputs(run_id, config, data)
+        data = {k: client.slice_url(run_id, k, token) for k in data}
+        config = client.config_url(run_id, token)
     return JobSpec(
         name=run_id,
-        slices=tuple(json.dumps(s) for s in slices),
+        slices=tuple(data.values()),
         work_source=work_source or work_function_source(),
         dataset_url=client.dataset_url("golub", token),
-        config_json=json.dumps({**CONFIG, "dataset_sha256": summary.sha256}),
+        config_json=config,
         result_url=client.sink_url(run_id, token),
         result_params={"elementType": "results"},
-        slice_numbers=tuple(s["slice"] for s in slices),
+        slice_numbers=tuple(data),
+        remote_inputs=remote_inputs,
     )
 
 
@@ -88,6 +95,26 @@ def test_40_slices_with_1_and_2_workers_give_identical_records(server):
         assert client.status(run_id)["complete"]
         results[workers] = stored(client, run_id)
     assert results[1] == results[2] and len(results[1]) == 40
+
+
+def test_slices_fetched_by_url_give_the_records_of_slices_sent_inline(server):
+    client, summary = server
+    backend = LocalBackend(workers=2, allowed_origins=(client.base_url,), slice_timeout=120)
+    for remote in (False, True):
+        spec = make_spec(client, summary, f"remote-{remote}", 4, remote_inputs=remote)
+        assert all(s.startswith(client.base_url) == remote for s in spec.slices)
+        events = run_to_end(backend, spec)
+        assert sorted(e.element for e in events if e.kind == "result") == [1, 2, 3, 4]
+    assert stored(client, "remote-True") == stored(client, "remote-False")
+
+
+def test_slices_of_a_finished_run_cannot_be_fetched(server):
+    client, summary = server
+    spec = make_spec(client, summary, "finished-inputs", 1, remote_inputs=True)
+    client.finish_run("finished-inputs")
+    backend = LocalBackend(workers=1, allowed_origins=(client.base_url,), slice_timeout=60)
+    [error] = [e for e in run_to_end(backend, spec) if e.kind == "error"]
+    assert "410" in error.message and "token=<redacted>" in error.message
 
 
 def test_injected_faults_are_reported_exactly(server):

@@ -14,6 +14,7 @@ class FakeServer:
 
     def __init__(self, expected: list[int]) -> None:
         self.expected, self.received, self.errored, self.attempts = expected, set(), [], {}
+        self.inputs: list[tuple] = []  # (run, config, slices) of each registration
 
     def status(self, run_id: str) -> dict:
         errored = [e for e in self.errored if e["slice"] not in self.received]
@@ -27,8 +28,19 @@ class FakeServer:
     def register_attempt(self, run_id: str, attempt: int, slices: list[int]) -> None:
         self.attempts[attempt] = slices
 
+    def register_inputs(self, run_id: str, config_json: str, slices: dict[int, str]) -> None:
+        self.inputs.append(
+            (run_id, json.loads(config_json), {k: json.loads(v) for k, v in slices.items()})
+        )
+
     def dataset_url(self, name: str, token: str) -> str:
         return f"http://127.0.0.1:1/datasets/{name}?token={token}"
+
+    def slice_url(self, run_id: str, slice_no: int, token: str) -> str:
+        return f"http://127.0.0.1:1/inputs/{run_id}/slices/{slice_no}?token={token}"
+
+    def config_url(self, run_id: str, token: str) -> str:
+        return f"http://127.0.0.1:1/inputs/{run_id}/config?token={token}"
 
     def sink_url(self, run_id: str, token: str) -> str:
         return f"http://127.0.0.1:1/dcp-results/{run_id}?token={token}"
@@ -71,8 +83,9 @@ class ScriptedJob:
 class ScriptedBackend:
     parallelism = 2
 
-    def __init__(self, server: FakeServer, outcome_of) -> None:
+    def __init__(self, server: FakeServer, outcome_of, remote_inputs: bool) -> None:
         self.server, self.outcome_of, self.specs, self.jobs = server, outcome_of, [], []
+        self.remote_inputs = remote_inputs
 
     def deploy(self, spec: JobSpec) -> ScriptedJob:
         self.specs.append(spec)
@@ -83,9 +96,9 @@ class ScriptedBackend:
 SLICES = {k: {"slice": k, "signatures": [{"id": k, "probesets": ["a", "b"]}]} for k in (1, 2, 3)}
 
 
-def context(outcome_of, max_retries=2, seconds=30.0, backoff=0.0):
+def context(outcome_of, max_retries=2, seconds=30.0, backoff=0.0, remote_inputs=False):
     server = FakeServer(sorted(SLICES))
-    backend = ScriptedBackend(server, outcome_of)
+    backend = ScriptedBackend(server, outcome_of, remote_inputs)
     ctx = JobContext(
         backend=backend,
         client=server,
@@ -169,3 +182,32 @@ def test_rounds_back_off_doubling_and_never_past_the_deadline():
     started = time.monotonic()
     outcome = run(ctx)
     assert time.monotonic() - started < 1 and len(outcome.attempts) == 1
+
+
+def test_remote_inputs_are_registered_once_and_every_job_carries_only_their_urls():
+    ctx, backend, server = context(
+        lambda a, n: "error" if (a, n) == (0, 2) else "result", remote_inputs=True
+    )
+    outcome = run(ctx)
+    assert outcome.failed == {} and len(backend.specs) == 2
+    assert server.inputs == [("run", {"case": "AML"}, SLICES)]
+    first, retry = backend.specs
+    assert first.remote_inputs and retry.remote_inputs
+    assert first.slices == tuple(
+        f"http://127.0.0.1:1/inputs/run/slices/{k}?token=t0k3n-xxxxxxxxxxxxxxxx" for k in (1, 2, 3)
+    )
+    assert retry.slices == (first.slices[1],) and retry.slice_numbers == (2,)
+    assert (
+        first.config_json
+        == retry.config_json
+        == ("http://127.0.0.1:1/inputs/run/config?token=t0k3n-xxxxxxxxxxxxxxxx")
+    )
+    for spec in backend.specs:
+        assert "AML" not in repr(spec) and '"probesets"' not in repr(spec)
+
+
+def test_inline_inputs_register_nothing():
+    ctx, backend, server = context(lambda a, n: "result")
+    run(ctx)
+    assert server.inputs == [] and not backend.specs[0].remote_inputs
+    assert json.loads(backend.specs[0].config_json) == {"case": "AML"}

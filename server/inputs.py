@@ -1,0 +1,106 @@
+"""Slice inputs and run configs: registered by the flow (admin token), fetched by workers by URL.
+
+With them a DCP job's input set is URLs on this server, so the scheduler never sees which
+probesets a slice evaluates, nor the contrast, folds or seed of the run.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from flask import Blueprint, Response, abort, jsonify
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from . import db
+from .auth import check_run_token, presented_token, require_admin
+from .fields import Count, count_field
+from .runs import parse_body, refuse_if_finished, run_or_404
+
+bp = Blueprint("inputs", __name__, url_prefix="/inputs")
+
+
+def _json_text(value: str) -> str:
+    try:
+        json.loads(value)
+        value.encode("utf-8")
+    except ValueError:  # UnicodeEncodeError (a lone surrogate) is a ValueError too
+        raise ValueError("must be JSON text (UTF-8)") from None
+    return value
+
+
+JsonText = Annotated[str, AfterValidator(_json_text)]
+
+
+class SliceInput(BaseModel):
+    """One slice's datum, as JSON text."""
+
+    model_config = ConfigDict(strict=True)
+    slice: Count
+    datum: JsonText
+
+
+class InputSet(BaseModel):
+    """Some of a run's inputs: its config and slice data (JSON text each)."""
+
+    model_config = ConfigDict(strict=True)
+    config: JsonText | None = None
+    slices: list[SliceInput] = []
+
+
+@bp.post("/<run_id>")
+@require_admin
+def register_inputs(run_id: str):
+    """Store a run's config and slice data once (repeats with the same content are fine)."""
+    run = run_or_404(run_id)
+    refuse_if_finished(run)
+    body = parse_body(InputSet)
+    inputs = {s.slice: s.datum for s in body.slices}
+    unexpected = sorted(set(inputs) - db.expected_slices(run))
+    if unexpected:
+        abort(400, description=f"slices {unexpected} are not expected by this run")
+    if body.config is not None:
+        inputs[db.CONFIG_SLICE] = body.config
+    if not inputs:
+        abort(400, description="nothing to register: give 'config' or 'slices'")
+    conflicts = db.store_inputs(run_id, inputs)
+    if conflicts:
+        names = ["config" if s == db.CONFIG_SLICE else f"slice {s}" for s in conflicts]
+        abort(409, description=f"{', '.join(names)} already registered with other content")
+    return jsonify(ok=True, run_id=run_id, registered=len(inputs)), 201
+
+
+@bp.get("/<run_id>/config")
+def get_config(run_id: str):
+    """The run's config (JSON as text/plain), for its token."""
+    _check_worker_access(run_id)
+    return _input_text(run_id, db.CONFIG_SLICE)
+
+
+@bp.get("/<run_id>/slices/<number>")
+def get_slice(run_id: str, number: str):
+    """A slice's datum (JSON as text/plain), for its run's token."""
+    _check_worker_access(run_id)
+    return _input_text(run_id, count_field("slice", number))
+
+
+def _check_worker_access(run_id: str) -> None:
+    """401 without a token, 404 for an unknown run, 403 for a wrong token, 410 once finished."""
+    presented_token()  # before any lookup: without a token, known and unknown look alike
+    run = db.get_run(run_id)
+    if run is None:
+        abort(404, description="unknown run")
+    check_run_token(run["token_sha256"])
+    if run["finished_at"] is not None:
+        abort(410, description=f"run {run_id!r} is finished and serves no inputs")
+
+
+def _input_text(run_id: str, slice_no: int) -> Response:
+    content = db.get_input(run_id, slice_no)
+    if content is None:
+        abort(404, description="no such input registered")
+    # text/plain: a DCP worker passes it to the work function as a str (utils/fetch-uri.js);
+    # application/json would arrive as a JS object, any other text/* as a JS String object.
+    response = Response(content, content_type="text/plain; charset=utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    return response
