@@ -14,7 +14,6 @@ from flows.signature_search import signature_search
 from ..conftest import GOLUB
 
 pytestmark = [pytest.mark.evidence, pytest.mark.timeout(1800)]
-log = logging.getLogger(__name__)
 PERMUTATION_SEED = 2024
 
 
@@ -52,7 +51,10 @@ def test_noise_is_not_called_significant_and_signal_is(tmp_path):
     assert signal["selection_adjusted_p"] <= 0.05
     for report in (noise, signal):
         np.testing.assert_allclose(report["selection_adjusted_p_min"], floor, rtol=1e-12)
-    print(
-        f"selection_adjusted_p: permuted {noise['selection_adjusted_p']:.4f}, "
-        f"real {signal['selection_adjusted_p']:.4f} (floor {floor:.4f})"
+    # Created here, after Prefect's logging setup, which disables loggers that exist already.
+    logging.getLogger("evidence").info(
+        "selection_adjusted_p: permuted labels %.4f, real labels %.4f (smallest attainable %.4f)",
+        noise["selection_adjusted_p"],
+        signal["selection_adjusted_p"],
+        floor,
     )
