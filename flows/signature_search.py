@@ -253,7 +253,9 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
     batch = next_batch_task(search_dir) if params.extend_search else 1
     signatures, slices = plan_task(str(dataset.path), protocol, batch, params.signatures_per_slice)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    run_id = f"{dataset.name}-{stamp}-{secrets.token_hex(3)}"
+    # The run id is in workers' URLs (seen by the DCP scheduler): time and chance only; the
+    # results folder beside it says which dataset it was.
+    run_id = f"run-{stamp}-{secrets.token_hex(3)}"
     split = (
         split_samples_task(
             str(dataset.path), params.validation_fraction, params.seed, params.cv_folds
@@ -263,7 +265,7 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
     )
     return RunPlan(
         run_id=run_id,
-        run_dir=Path(params.results_dir) / run_id,
+        run_dir=Path(params.results_dir) / f"{dataset_stem(params.input_path)}-{run_id}",
         protocol=protocol,
         search_dir=search_dir,
         batch=batch,
@@ -290,7 +292,6 @@ def signature_search(**fields) -> dict:
         Path(params.input_path),
         preparation_options(params),
         Path(params.data_dir),
-        dataset_stem(params.input_path),
     )
     plan = make_plan(params, dataset)
     save_run_record_task(str(plan.run_dir / "parameters.json"), params.model_dump())

@@ -64,15 +64,15 @@ def prepare_dataset_task(
     return dataclasses.replace(summary, input_sha256=input_sha256)
 
 
-def prepare_dataset_step(
-    input_path: Path, options: dict, data_dir: Path, stem: str
-) -> PreparedSummary:
+def prepare_dataset_step(input_path: Path, options: dict, data_dir: Path) -> PreparedSummary:
     """The cached preparation, named by the input's content and options, redone if its file went."""
     if not input_path.is_file():
         raise DatasetError(f"{input_path}: file not found (parameter input_path)")
     input_sha = file_sha256(input_path)
     key = hashlib.sha256((input_sha + json.dumps(options, sort_keys=True)).encode()).hexdigest()
-    name = f"{stem}-{key[:10]}"
+    # Opaque: workers' URLs carry the name through the DCP scheduler, which must not learn
+    # what the study is from a file name.
+    name = f"dataset-{key[:16]}"
     gone = not (data_dir / f"{name}.tsv").exists()
     task = prepare_dataset_task.with_options(refresh_cache=gone)
     return task(input_sha, str(input_path), options, str(data_dir), name)

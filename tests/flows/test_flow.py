@@ -119,6 +119,10 @@ def test_report_files_exist(reference_run):
         )
         runs = dict(rows.fetchall())
     assert runs.keys() == {run["run_id"], f"{run['run_id']}-perm"}
+    # What workers' URLs carry through the DCP scheduler names no file: opaque ids only.
+    assert re.fullmatch(r"run-\d{8}T\d{6}-[0-9a-f]{6}", run["run_id"])
+    assert re.fullmatch(r"dataset-[0-9a-f]{16}", run["dataset"]["name"])
+    assert run_dir.name == f"golub_all_aml-{run['run_id']}"
     assert all(runs.values())
 
 
