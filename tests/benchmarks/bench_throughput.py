@@ -18,6 +18,7 @@ import functools
 import importlib.util
 import inspect
 import json
+import os
 import secrets
 import tempfile
 import time
@@ -121,6 +122,7 @@ def local_run(client: ServerClient, spec: JobSpec, workers: int) -> dict:
         "pipeline_efficiency": cpu / (wall * workers),
         # Time inside slices, CPU or not: apart from what other processes take from the cores.
         "occupancy": inside / (wall * workers),
+        "load_average": os.getloadavg()[0],  # other processes on a shared machine lower CPU/wall
     }
 
 
@@ -142,7 +144,7 @@ def flow_timeline(n_signatures: int, root: Path) -> list[tuple[str, float]]:
     """Run the whole flow in this process on 2 workers; seconds per phase, in order."""
     started = time.perf_counter()
     import flows.signature_search as module
-    from flows.params import SearchParameters
+    from flows.params import SearchParameters, flow_arguments
 
     phases = [("import Prefect and the flow", time.perf_counter() - started)]
     marks: list = []
@@ -160,7 +162,7 @@ def flow_timeline(n_signatures: int, root: Path) -> list[tuple[str, float]]:
     )
     try:
         called = time.perf_counter()
-        module.signature_search(params)
+        module.signature_search(**flow_arguments(params))  # as `python -m flows` calls it
         ended = time.perf_counter()
     finally:
         for name, step in originals.items():
@@ -172,7 +174,9 @@ def flow_timeline(n_signatures: int, root: Path) -> list[tuple[str, float]]:
     return [*phases, ("  flow end", ended - previous)]
 
 
-def measure_work_and_local(args, client: ServerClient, summary: PreparedSummary, source: str):
+def measure_work_and_local(
+    args: argparse.Namespace, client: ServerClient, summary: PreparedSummary, source: str
+) -> None:
     """Work function, baseline and local runs on the same signatures; print as measured."""
     dataset = Path(summary.path).read_text()
     probesets = dataset.split("\n", 1)[0].split("\t")[1:]
@@ -211,7 +215,8 @@ def print_run(run: dict, n: int) -> None:
     print(f"local, {run['workers']} worker(s), {n} signatures: {run['wall_s']:.1f} s wall, "
           f"{run['signatures_per_s']:.2f} signatures/s, slice CPU {run['slice_cpu_s']:.1f} s, "
           f"pipeline efficiency {run['pipeline_efficiency']:.3f} "
-          f"(workers in slices {run['occupancy']:.3f} of the wall)", flush=True)  # fmt: skip
+          f"(workers in slices {run['occupancy']:.3f} of the wall; "
+          f"load average {run['load_average']:.1f})", flush=True)  # fmt: skip
 
 
 def report_flow(phases: list[tuple[str, float]], n: int) -> None:
@@ -221,7 +226,7 @@ def report_flow(phases: list[tuple[str, float]], n: int) -> None:
     print(f"whole flow, {n} signatures, 2 workers: {total:.1f} s")
     for name, seconds in phases:
         print(f"  {name}: {seconds:.2f} s")
-    print(f"fixed overhead (outside the jobs' slices): {total - jobs:.1f} s", flush=True)
+    print(f"fixed overhead (the flow outside its jobs): {total - jobs:.1f} s", flush=True)
 
 
 def main() -> None:
@@ -235,8 +240,9 @@ def main() -> None:
     args = parser.parse_args()
     source = work_source_of(args.work_source)
     with tempfile.TemporaryDirectory() as tmp:
-        with served_golub(Path(tmp)) as (client, summary):
-            measure_work_and_local(args, client, summary, source)
+        if args.signatures:
+            with served_golub(Path(tmp)) as (client, summary):
+                measure_work_and_local(args, client, summary, source)
         if args.flow_signatures:
             phases = flow_timeline(args.flow_signatures, Path(tmp) / "flow")
             report_flow(phases, args.flow_signatures)
