@@ -44,6 +44,7 @@ from tasks.steps import (
     SearchRecords,
     build_report_task,
     check_server_task,
+    end_runs_task,
     fetch_records_task,
     next_batch_task,
     plan_task,
@@ -205,6 +206,12 @@ class JobResults:
     search: SearchRecords
     validation_records: pd.DataFrame | None
 
+    @property
+    def run_ids(self) -> list[str]:
+        """The server runs of the jobs that ran."""
+        outcomes = (self.main, self.perm, self.validation)
+        return [outcome.run_id for outcome in outcomes if outcome is not None]
+
 
 def run_jobs(
     params: SearchParameters, ctx: JobContext, dataset: PreparedSummary, plan: RunPlan
@@ -246,16 +253,24 @@ def validate(
     return outcome, fetch_records_task(ctx.client, job_id, dataset.sha256, path)
 
 
+def server_run_id() -> str:
+    """`run-<start, UTC>-<flow run id prefix>`: the same when Prefect retries the flow run.
+
+    It is in workers' URLs (seen by the DCP scheduler), so it holds no file name; the results
+    folder beside it says which dataset it was.
+    """
+    started = flow_run.scheduled_start_time or datetime.now(UTC)
+    stamp = started.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"run-{stamp}-{(flow_run.id or secrets.token_hex(3))[:6]}"
+
+
 def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
     """Name the run, pick its batch of the search, plan its signatures and its sample split."""
     protocol = search_protocol(params, dataset)
     search_dir = Path(params.results_dir) / "searches" / protocol.key()
     batch = next_batch_task(search_dir) if params.extend_search else 1
     signatures, slices = plan_task(str(dataset.path), protocol, batch, params.signatures_per_slice)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    # The run id is in workers' URLs (seen by the DCP scheduler): time and chance only; the
-    # results folder beside it says which dataset it was.
-    run_id = f"run-{stamp}-{secrets.token_hex(3)}"
+    run_id = server_run_id()
     split = (
         split_samples_task(
             str(dataset.path), params.validation_fraction, params.seed, params.cv_folds
@@ -299,6 +314,9 @@ def signature_search(**fields) -> dict:
         discovery = plan.split[0] if plan.split else None
         ctx = job_context(params, client, dataset, deadline, discovery)
         jobs = run_jobs(params, ctx, dataset, plan)
+        if len(jobs.main.failed) <= params.failure_tolerance:
+            # A failed run stays open, so that retrying the flow run resumes it.
+            end_runs_task(client, jobs.run_ids)
     main, run_id, run_dir = jobs.main, plan.run_id, plan.run_dir
     versions = runtime_info()
     summary = run_summary(

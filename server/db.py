@@ -234,15 +234,26 @@ def get_run(run_id: str) -> sqlite3.Row | None:
 
 
 def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[int]) -> bool:
-    """Insert a run; True if new or registered identically before, False on a conflict."""
+    """Insert a run; True if new or registered with the same dataset and slices before.
+
+    Registering an unfinished run again (a resumed flow run) gives it the new token: the
+    earlier token, in the earlier jobs' URLs, stops working.
+    """
     row = (run_id, dataset, token_sha256, json.dumps(expected), time.time())
-    write(
-        lambda conn: conn.execute(
+
+    def insert_or_rotate(conn: sqlite3.Connection) -> None:
+        conn.execute(
             "INSERT OR IGNORE INTO runs (run_id, dataset, token_sha256, expected, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             row,
         )
-    )
+        conn.execute(
+            "UPDATE runs SET token_sha256 = ? WHERE run_id = ? AND dataset = ? AND expected = ?"
+            " AND finished_at IS NULL",
+            (token_sha256, run_id, dataset, row[3]),
+        )
+
+    write(insert_or_rotate)
     stored = get_run(run_id)
     return (stored["dataset"], stored["token_sha256"], stored["expected"]) == row[1:4]
 
@@ -386,6 +397,9 @@ def run_status(run: sqlite3.Row) -> dict:
         if r["slice"] not in received:
             errors[r["slice"]] = {"slice": r["slice"], "attempt": r["attempt"], "error": r["error"]}
     missing = [s for s in expected if s not in received and s not in errors]
+    attempts = [
+        r[0] for r in db.execute("SELECT attempt FROM attempts WHERE run_id = ?", (run["run_id"],))
+    ]
     conflicts = [
         {"slice": r["slice"], "attempt": r["attempt"]}
         for r in db.execute(
@@ -403,6 +417,7 @@ def run_status(run: sqlite3.Row) -> dict:
         "conflicts": conflicts,
         "complete": len(received) == len(expected),
         "finished": run["finished_at"] is not None,
+        "next_attempt": 1 + max(attempts, default=0),
     }
 
 

@@ -230,11 +230,7 @@ def run_slices_task(
 def fetch_records_task(
     client: ServerClient, run_id: str, dataset_sha256: str, path: str
 ) -> pd.DataFrame:
-    """End the run and return its stored results as records (also written to `path`).
-
-    Results of other datasets are refused; once finished, the sink takes no more posts.
-    """
-    client.finish_run(run_id)
+    """Every stored result of a run as records (also written to `path`); refuse other datasets'."""
     contents = []
     for item in client.iter_results(run_id):
         content = item["content"]
@@ -244,6 +240,13 @@ def fetch_records_task(
     frame = records_from_results(contents)
     save_tsv(frame, Path(path))
     return frame
+
+
+@task(name="end-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 2])
+def end_runs_task(client: ServerClient, run_ids: list[str]) -> None:
+    """Mark runs finished: their sinks take no more posts, their tokens fetch nothing."""
+    for run_id in run_ids:
+        client.finish_run(run_id)
 
 
 @task(name="build-report", persist_result=False)

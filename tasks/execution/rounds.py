@@ -113,19 +113,31 @@ def run_slices(
     poll_interval: float = 0.5,
     logger: Logger = log,
 ) -> RunOutcome:
-    """Run every slice to a stored result or until retries or the deadline run out."""
-    outcome, remaining = RunOutcome(run_id), sorted(slices)
+    """Run every slice to a stored result or until retries or the deadline run out.
+
+    A run that has results already (a resumed flow run) deploys only the slices without
+    one, numbering its rounds after the ones the server has seen.
+    """
+    outcome = RunOutcome(run_id)
     if ctx.backend.remote_inputs:
         register_inputs(ctx, run_id, slices)
-    for attempt in range(ctx.max_retries + 1):
+    status = ctx.client.status(run_id)
+    remaining = sorted(set(slices) - set(status["received"]))
+    first = status["next_attempt"] if status["received"] or status["errored"] else 0
+    if first:
+        logger.warning(
+            "%s: resumed; %d slices have results already", job_name, len(slices) - len(remaining)
+        )
+    for attempt in range(first, first + ctx.max_retries + 1):
         if not remaining or time.monotonic() >= ctx.deadline:
             break
-        if attempt:
+        if attempt > first:
             # What failed a round (a server away, a full worker pool) often lasts a while.
-            pause = min(ctx.retry_backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+            pause = min(ctx.retry_backoff * 2 ** (attempt - first - 1), MAX_BACKOFF)
             time.sleep(max(0.0, min(pause, ctx.deadline - time.monotonic())))
             if time.monotonic() >= ctx.deadline:
                 break
+        if attempt:
             ctx.client.register_attempt(run_id, attempt, remaining)
             logger.warning("%s: attempt %d redeploys slices %s", job_name, attempt, remaining)
         handle = ctx.backend.deploy(job_spec(ctx, run_id, job_name, slices, attempt, remaining))

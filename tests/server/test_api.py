@@ -261,5 +261,25 @@ def test_registration_is_idempotent_and_conflicts_are_refused(app, client):
     body = {"run_id": "r", "dataset": "demo", "token": RUN_TOKEN, "expected": [1, 2]}
     assert client.post("/runs", json=body, headers=AUTH).status_code == 201
     assert client.post("/runs", json=body, headers=AUTH).status_code == 201
-    for change in ({"token": RUN_TOKEN + "x"}, {"expected": [1]}, {"dataset": "other"}):
+    for change in ({"expected": [1]}, {"dataset": "other"}):
         assert client.post("/runs", json={**body, **change}, headers=AUTH).status_code == 409
+
+
+def test_registering_an_unfinished_run_again_rotates_its_token(client):
+    body = {"run_id": "r", "dataset": "demo", "token": RUN_TOKEN, "expected": [1, 2]}
+    assert client.post("/runs", json=body, headers=AUTH).status_code == 201
+    new_token = RUN_TOKEN + "-resumed"
+    assert client.post("/runs", json={**body, "token": new_token}, headers=AUTH).status_code == 201
+    assert client.get(f"/datasets/demo?token={RUN_TOKEN}").status_code == 403
+    assert client.get(f"/datasets/demo?token={new_token}").status_code == 200
+    client.post("/runs/r/finish", headers=AUTH)
+    again = client.post("/runs", json={**body, "token": RUN_TOKEN}, headers=AUTH)
+    assert again.status_code == 409  # a finished run keeps its token and takes no more
+
+
+def test_status_gives_the_next_free_attempt_number(client):
+    body = {"run_id": "r", "dataset": "demo", "token": RUN_TOKEN, "expected": [1, 2, 3]}
+    client.post("/runs", json=body, headers=AUTH)
+    assert client.get("/runs/r/status", headers=AUTH).json["next_attempt"] == 1
+    client.post("/runs/r/attempts", json={"attempt": 2, "slices": [3]}, headers=AUTH)
+    assert client.get("/runs/r/status", headers=AUTH).json["next_attempt"] == 3

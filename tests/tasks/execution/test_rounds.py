@@ -23,6 +23,7 @@ class FakeServer:
             "received": sorted(self.received),
             "errored": errored,
             "conflicts": [],
+            "next_attempt": 1 + max(self.attempts, default=0),
         }
 
     def register_attempt(self, run_id: str, attempt: int, slices: list[int]) -> None:
@@ -135,6 +136,23 @@ def test_failed_slices_are_redeployed_alone_as_elements_of_a_new_job():
     assert retry.attempt == 1 and retry.slice_numbers == (2,)
     assert json.loads(retry.slices[0])["slice"] == 2
     assert retry.result_params == {"elementType": "results", "attempt": "1"}
+
+
+def test_a_resumed_run_deploys_only_the_slices_without_a_result_in_a_new_round():
+    ctx, backend, server = context(lambda a, n: "result")
+    server.received.add(1)  # what an earlier flow run got: 1 stored, 2 errored twice
+    server.errored.append({"slice": 2, "attempt": 1, "error": "ValueError: boom"})
+    server.attempts[1] = [2, 3]
+    outcome = run(ctx)
+    assert outcome.failed == {} and [a.attempt for a in outcome.attempts] == [2]
+    assert backend.specs[0].slice_numbers == (2, 3) and server.attempts[2] == [2, 3]
+    assert backend.specs[0].result_params["attempt"] == "2"
+
+
+def test_a_run_registered_but_never_answered_starts_at_round_zero():
+    ctx, backend, server = context(lambda a, n: "result")
+    outcome = run(ctx)
+    assert [a.attempt for a in outcome.attempts] == [0] and server.attempts == {}
 
 
 def test_slices_that_keep_failing_are_reported_with_their_last_reason():
