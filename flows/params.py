@@ -67,7 +67,8 @@ class SearchParameters(BaseModel):
         5,
         ge=0,
         le=10_000_000,
-        description="signatures evaluated per permutation (0: all, the exact max-statistic null)",
+        description="signatures evaluated per permutation (0: all, the exact max-statistic "
+        "null; otherwise at least 2, to fit their spread)",
     )
     validation_fraction: float = Field(
         0.0,
@@ -98,6 +99,13 @@ class SearchParameters(BaseModel):
         unknown = sorted(set(value) - {"fail", "kill", "hang"})
         if unknown:
             raise ValueError(f"unknown fault kinds {unknown}; known: fail, kill, hang")
+        return value
+
+    @field_validator("null_signatures")
+    @classmethod
+    def _fit_needs_two(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("null_signatures must be 0 (all) or at least 2: one has no spread")
         return value
 
     @model_validator(mode="after")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import re
 import secrets
@@ -44,7 +46,7 @@ from tasks.steps import (
     SearchRecords,
     build_report_task,
     check_server_task,
-    end_runs_task,
+    close_runs_task,
     fetch_records_task,
     next_batch_task,
     plan_task,
@@ -139,7 +141,11 @@ def null_slices(params: SearchParameters, signatures: list, seed: int) -> list[d
     if not params.n_permutations:
         return []
     panel = null_panel(signatures, params.null_signatures, seed)
-    return permutation_slices(panel, params.n_permutations, seed, params.signatures_per_slice)
+    # The labels' permutations come from the search's seed, not the batch's: every batch's
+    # permutation j shares its labels, so pooled batches form one null (exact with full panels).
+    return permutation_slices(
+        panel, params.n_permutations, params.seed, params.signatures_per_slice
+    )
 
 
 def evaluate(
@@ -227,7 +233,7 @@ def run_jobs(
         search = pool_search_task(
             plan.search_dir, plan.protocol, str(dataset.path), search, complete
         )
-    if plan.split is None:
+    if plan.split is None or len(main.failed) > params.failure_tolerance:
         return JobResults(main, perm, None, search, None)
     validation, validation_records = validate(params, ctx, dataset, plan, search)
     return JobResults(main, perm, validation, search, validation_records)
@@ -246,7 +252,9 @@ def validate(
     )
     slices = pack_slices(top, params.signatures_per_slice)
     held_out = dataclasses.replace(ctx, config={**ctx.config, "validation_rows": plan.split[1]})
-    job_id = f"{plan.run_id}-validation"
+    # Named by what it validates: a resumed flow run may have another top list.
+    digest = hashlib.sha256(json.dumps([s.id for s in top]).encode()).hexdigest()[:8]
+    job_id = f"{plan.run_id}-validation-{digest}"
     check_server_task(ctx.client, job_id, dataset, ctx.token, [s["slice"] for s in slices])
     outcome = run_slices_task(held_out, job_id, job_id, slices, "validation")
     path = plan.run_dir / "validation_records.tsv"
@@ -270,7 +278,9 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
     search_dir = Path(params.results_dir) / "searches" / protocol.key()
     batch = next_batch_task(search_dir) if params.extend_search else 1
     signatures, slices = plan_task(str(dataset.path), protocol, batch, params.signatures_per_slice)
-    run_id = server_run_id()
+    # A batch of a growing search gets its own server run: a resumed flow run may plan
+    # another batch than its first attempt did, if one was stored meanwhile.
+    run_id = server_run_id() + (f"-b{batch}" if params.extend_search else "")
     split = (
         split_samples_task(
             str(dataset.path), params.validation_fraction, params.seed, params.cv_folds
@@ -314,25 +324,40 @@ def signature_search(**fields) -> dict:
         discovery = plan.split[0] if plan.split else None
         ctx = job_context(params, client, dataset, deadline, discovery)
         jobs = run_jobs(params, ctx, dataset, plan)
-        if len(jobs.main.failed) <= params.failure_tolerance:
-            # A failed run stays open, so that retrying the flow run resumes it.
-            end_runs_task(client, jobs.run_ids)
-    main, run_id, run_dir = jobs.main, plan.run_id, plan.run_dir
+        report = report_run(params, dataset, plan, jobs, started)
+        # Last, once the report is written: a run that failed stays resumable, its token revoked.
+        close_runs_task(client, jobs.run_ids, complete=succeeded(params, jobs))
+    return finish(params, plan.run_id, plan.run_dir, report, sorted(jobs.main.failed))
+
+
+def succeeded(params: SearchParameters, jobs: JobResults) -> bool:
+    """Whether the run ends Completed: its failed slices within the tolerance."""
+    return len(jobs.main.failed) <= params.failure_tolerance
+
+
+def report_run(
+    params: SearchParameters,
+    dataset: PreparedSummary,
+    plan: RunPlan,
+    jobs: JobResults,
+    started: float,
+):
+    """Write the report, run.json and the UI's artifacts; return the report's files."""
     versions = runtime_info()
     summary = run_summary(
         params=params,
         dataset=dataset,
-        main=main,
+        main=jobs.main,
         perm=jobs.perm,
         n_slices=len(plan.slices),
         seconds=time.time() - started,
         versions=versions["versions"],
     )
-    report = build_report_task(run_dir, report_inputs(params, dataset, plan, jobs, summary))
+    report = build_report_task(plan.run_dir, report_inputs(params, dataset, plan, jobs, summary))
     record = run_record(params, dataset, plan, jobs, versions)
-    save_run_record_task(str(run_dir / "run.json"), record)
+    save_run_record_task(str(plan.run_dir / "run.json"), record)
     publish_artifacts_task(report)
-    return finish(params, run_id, run_dir, report, sorted(main.failed))
+    return report
 
 
 def report_inputs(
@@ -359,6 +384,7 @@ def report_inputs(
         record_files=record_files(jobs),
         validation_records=jobs.validation_records,
         batches=search.batches,
+        discovery_rows=tuple(plan.split[0]) if plan.split else None,
     )
 
 

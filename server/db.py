@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -256,6 +258,16 @@ def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[in
     write(insert_or_rotate)
     stored = get_run(run_id)
     return (stored["dataset"], stored["token_sha256"], stored["expected"]) == row[1:4]
+
+
+def revoke_token(run_id: str) -> None:
+    """Give a run a token nobody holds (the hash of a discarded random value)."""
+    unusable = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+    write(
+        lambda conn: conn.execute(
+            "UPDATE runs SET token_sha256 = ? WHERE run_id = ?", (unusable, run_id)
+        )
+    )
 
 
 def finish_run(run_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, TypeVar
 
 from flask import Blueprint, abort, current_app, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import db
 from .auth import require_admin, token_sha256
@@ -26,6 +26,13 @@ class Registration(BaseModel):
     token: Annotated[str, Field(min_length=16)]
     expected: Annotated[list[Count], Field(min_length=1)]
 
+    @field_validator("expected")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("slice numbers must be distinct")
+        return value
+
 
 class Attempt(BaseModel):
     """A retry job: its attempt number and the plan slices its elements 1..n stand for."""
@@ -37,7 +44,10 @@ class Attempt(BaseModel):
 
 def parse_body(model: type[Body]) -> Body:
     """The JSON body as `model`, or abort 400 naming each field that is wrong."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # JSON nested deeper than the parser goes
+        body = None
     if not isinstance(body, dict):
         abort(400, description="body must be a JSON object")
     try:
@@ -93,6 +103,15 @@ def finish(run_id: str):
     run_or_404(run_id)
     db.finish_run(run_id)
     return jsonify(ok=True, run_id=run_id, finished=True)
+
+
+@bp.post("/<run_id>/suspend")
+@require_admin
+def suspend(run_id: str):
+    """Revoke a run's token, keeping its results: registering it again resumes it."""
+    run_or_404(run_id)
+    db.revoke_token(run_id)
+    return jsonify(ok=True, run_id=run_id, suspended=True)
 
 
 @bp.get("/<run_id>/status")

@@ -127,7 +127,7 @@ def receive_result(run_id: str):
     content, value = normalize_content(
         form["content"], form.get("contentType") or "application/json"
     )
-    error = worker_exception(value)
+    error = worker_exception(value) or malformed_result(value, slice_no)
     if error is not None:
         return _record_error(run_id, slice_no, attempt, redact(error, token))
     digest = records_digest(content, value)
@@ -139,6 +139,15 @@ def receive_result(run_id: str):
         )
         abort(409, description=f"slice {slice_no} already has a different result")
     return jsonify(ok=True, slice=slice_no, recorded=outcome)
+
+
+def malformed_result(value: object, slice_no: int) -> str | None:
+    """Why a posted result is not a slice's records (kept as the slice's error), or None."""
+    if not isinstance(value, dict) or not isinstance(value.get("records"), list):
+        return "malformed result: not a JSON object with a 'records' list"
+    if value.get("slice") != slice_no:
+        return f"malformed result: it says slice {value.get('slice')!r}, posted as slice {slice_no}"
+    return None
 
 
 def _record_error(run_id: str, slice_no: int, attempt: int, error: str):

@@ -242,11 +242,14 @@ def fetch_records_task(
     return frame
 
 
-@task(name="end-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 2])
-def end_runs_task(client: ServerClient, run_ids: list[str]) -> None:
-    """Mark runs finished: their sinks take no more posts, their tokens fetch nothing."""
+@task(name="close-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 2])
+def close_runs_task(client: ServerClient, run_ids: list[str], complete: bool) -> None:
+    """Finish complete runs; suspend the others (token revoked, resumable by a retry)."""
     for run_id in run_ids:
-        client.finish_run(run_id)
+        if complete:
+            client.finish_run(run_id)
+        else:
+            client.suspend_run(run_id)
 
 
 @task(name="build-report", persist_result=False)

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import requests
@@ -55,7 +55,7 @@ class ServerClient:
     """Talks to the data server; the only place (with the workers) that does HTTP."""
 
     base_url: str
-    admin_token: str
+    admin_token: str = field(repr=False)
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
@@ -111,6 +111,10 @@ class ServerClient:
         """Mark a run finished: the server takes no more results for it (idempotent)."""
         self._call("POST", f"/runs/{quote(run_id)}/finish")
 
+    def suspend_run(self, run_id: str) -> None:
+        """Revoke a run's token (a failed run, left to be resumed): its URLs stop working."""
+        self._call("POST", f"/runs/{quote(run_id)}/suspend")
+
     def status(self, run_id: str) -> dict:
         """Expected, received, errored and missing slices."""
         return self._call("GET", f"/runs/{run_id}/status")
@@ -145,7 +149,10 @@ class ServerClient:
 
     def served_sha256(self, name: str, token: str) -> str:
         """sha256 of the dataset as the server serves it (computed here, not trusted)."""
-        response = requests.get(self.dataset_url(name, token), timeout=self.timeout)
+        try:
+            response = requests.get(self.dataset_url(name, token), timeout=self.timeout)
+        except requests.RequestException as exc:  # its message holds the URL, token and all
+            raise ConnectionError(f"GET dataset {name!r}: {redact_tokens(str(exc))}") from None
         if response.status_code != 200:
             raise RuntimeError(f"GET dataset {name!r}: HTTP {response.status_code}")
         return hashlib.sha256(response.content).hexdigest()

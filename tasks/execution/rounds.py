@@ -23,7 +23,7 @@ class JobContext:
 
     backend: Backend
     client: ServerClient
-    token: str  # the run token in workers' URLs (never logged)
+    token: str = field(repr=False)  # the run token in workers' URLs (never logged)
     dataset_name: str
     config: dict
     work_source: str
@@ -123,7 +123,8 @@ def run_slices(
         register_inputs(ctx, run_id, slices)
     status = ctx.client.status(run_id)
     remaining = sorted(set(slices) - set(status["received"]))
-    first = status["next_attempt"] if status["received"] or status["errored"] else 0
+    seen = status["received"] or status["errored"] or status["next_attempt"] > 1
+    first = status["next_attempt"] if seen else 0
     if first:
         logger.warning(
             "%s: resumed; %d slices have results already", job_name, len(slices) - len(remaining)

@@ -53,6 +53,7 @@ class ReportInputs:
     record_files: tuple[str, ...] = ()  # TSV files of the run beside the report, by name
     validation_records: pd.DataFrame | None = None  # top signatures scored on held-out samples
     batches: tuple[int, ...] = (1,)  # the search's batches the records cover
+    discovery_rows: tuple[int, ...] | None = None  # with held-out validation: the rows searched
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ def null_evidence(
         return None
     means = null_means(permutation_records)
     n_searched = int(table["mean_auc"].notna().sum())
+    if not n_searched or means.empty:  # nothing ranked, or no permuted result: no null
+        return None
     per_permutation = null_summary(means)
     return NullEvidence(
         means=means,

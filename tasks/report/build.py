@@ -92,6 +92,9 @@ def null_record(analysis: Analysis) -> dict:
 def build_report(run_dir: Path, inputs: ReportInputs) -> ReportFiles:
     """Read the dataset, compute, draw, render and write every report file."""
     labels, matrix = read_prepared(inputs.dataset_path)
+    if inputs.discovery_rows is not None:  # held-out samples stay out of every statistic
+        labels = [labels[i] for i in inputs.discovery_rows]
+        matrix = matrix.iloc[list(inputs.discovery_rows)].reset_index(drop=True)
     analysis = analyse(inputs, labels, matrix, read_annotation(inputs.annotation_path))
     pngs = {name: png_bytes(fig) for name, fig in figures(analysis, inputs.classifiers).items()}
     tables = output_tables(analysis)

@@ -77,7 +77,8 @@ def signatures_section(content: Content) -> Section:
     rows = top_signature_rows(content.analysis, content.classifiers)
     n_top = len(content.analysis.top)
     shown = f", the first {len(rows)} shown" if len(rows) < n_top else ""
-    intro = f"The top {content.top_fraction:.0%} of ranked signatures by mean AUC: {n_top}{shown}."
+    share = f"{content.top_fraction * 100:g}%"
+    intro = f"The top {share} of ranked signatures by mean AUC: {n_top}{shown}."
     table = table_view("signatures", "Top signatures", rows, "signatures.tsv")
     plots = _plots(content, "auc_by_classifier", "auc_by_length", "heatmap")
     return Section("signatures", "Top signatures", intro=intro, tables=(table,), plots=plots)
@@ -219,9 +220,33 @@ def methods_section(content: Content) -> Section:
     facts |= {
         "case": heat.case,
         "control": heat.control,
-        "top_fraction": f"{content.top_fraction:.0%}",
+        "top_fraction": f"{content.top_fraction * 100:g}%",
+        **searched_facts(content),
     }
     return Section("methods", "Methods", partial="_methods.html.j2", facts=facts)
+
+
+def searched_facts(content: Content) -> dict[str, str]:
+    """How many signatures, permutations and panel signatures the report actually covers."""
+    null, batches = content.analysis.null, content.batches
+    searched = str(len(content.analysis.signatures))
+    if len(batches) > 1:
+        searched += f" (in {len(batches)} batches; each later batch from a seed derived from it)"
+    if null is None:
+        return {"n_signatures": searched, "null_panel": "none", "n_permutations": "0"}
+    sizes = null.per_permutation["n_signatures"]
+    panel = (
+        "every searched signature"
+        if null.exact
+        else f"{sizes.min()}-{sizes.max()} signatures drawn at random with the seed"
+        if sizes.min() != sizes.max()
+        else f"{sizes.min()} signatures drawn at random with the seed"
+    )
+    return {
+        "n_signatures": searched,
+        "null_panel": panel,
+        "n_permutations": str(len(null.per_permutation)),
+    }
 
 
 def parameters_section(content: Content) -> Section:

@@ -173,13 +173,16 @@ def rank_enrichment(members: pd.DataFrame, ranked: pd.DataFrame) -> pd.DataFrame
     """
     position = pd.Series(np.arange(len(ranked)), index=ranked["signature"].to_numpy())
     aucs = ranked["mean_auc"].to_numpy(dtype=np.float64)
+    # scipy's exact null assumes no ties; with ties the normal one corrects for them.
+    tied = len(np.unique(aucs)) < len(aucs)
     rows = {}
     for probeset, group in members.groupby("probeset", sort=True):
         inside = np.zeros(len(aucs), dtype=bool)
         inside[position.loc[group["signature"].to_numpy()].to_numpy()] = True
         if inside.all():
             continue
-        method = "exact" if inside.sum() <= EXACT_RANK_TEST_MAX else "asymptotic"
+        small = inside.sum() <= EXACT_RANK_TEST_MAX
+        method = "exact" if small and not tied else "asymptotic"
         test = stats.mannwhitneyu(aucs[inside], aucs[~inside], alternative="greater", method=method)
         rows[probeset] = (aucs[inside].mean() - aucs[~inside].mean(), test.pvalue)
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=["auc_shift", "rank_p"])
@@ -242,16 +245,27 @@ def selection_adjusted_p(observed: np.ndarray, null: pd.DataFrame, n_searched: i
     """
     observed = np.asarray(observed, dtype=np.float64)
     groups = [g.to_numpy() for _, g in null.groupby("permutation")["mean_auc"]]
-    if not groups:
+    if not groups or not observed.size:
         return np.full(observed.shape, np.nan)
     if all(len(g) >= n_searched for g in groups):
         chance = np.array([[float(g.max() >= v) for g in groups] for v in observed])
-    else:
-        sd = np.sqrt(np.mean([np.var(g, ddof=1) if len(g) > 1 else 0.0 for g in groups]))
-        means = np.array([g.mean() for g in groups])
-        z = (observed[:, None] - means[None, :]) / max(sd, 1e-12)
-        chance = -np.expm1(n_searched * special.log_ndtr(z))
+        return (1 + chance.sum(axis=1)) / (len(groups) + 1)
+    sd = pooled_sd(groups)
+    if not sd > 0:  # no permutation with two panel signatures: no spread to fit
+        return np.full(observed.shape, np.nan)
+    means = np.array([g.mean() for g in groups])
+    z = (observed[:, None] - means[None, :]) / sd
+    chance = -np.expm1(n_searched * special.log_ndtr(z))
     return (1 + chance.sum(axis=1)) / (len(groups) + 1)
+
+
+def pooled_sd(groups: list[np.ndarray]) -> float:
+    """The within-group standard deviation pooled over groups of two or more (NaN if none)."""
+    sized = [g for g in groups if len(g) > 1]
+    dof = sum(len(g) - 1 for g in sized)
+    if not dof:
+        return float("nan")
+    return float(np.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in sized) / dof))
 
 
 def selection_threshold(null: pd.DataFrame, n_searched: int, alpha: float = 0.05) -> float:

@@ -5,6 +5,7 @@ import re
 
 import pytest
 from prefect.utilities.callables import parameter_schema
+from pydantic import ValidationError
 
 from flows.params import TEST_ONLY, SearchParameters, flow_arguments, injected_faults
 from flows.signature_search import signature_search
@@ -61,3 +62,9 @@ def test_faults_come_from_the_test_hook_only(monkeypatch, value, faults):
     else:
         monkeypatch.setenv("SIGSEARCH_TEST_FAULTS", value)
     assert injected_faults() == faults
+
+
+def test_a_null_panel_of_one_signature_is_refused():
+    with pytest.raises(ValidationError, match="at least 2"):
+        SearchParameters(null_signatures=1)
+    assert SearchParameters(null_signatures=0).null_signatures == 0

@@ -200,3 +200,51 @@ def test_concurrent_hostile_requests_never_500(live_server):
     for thread in threads:
         thread.join()
     assert set(codes) == {400}
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("[1, 2]", "not a JSON object with a 'records' list"),
+        ('{"slice": 1}', "not a JSON object with a 'records' list"),
+        ('{"slice": 99, "records": []}', "it says slice 99, posted as slice 1"),
+    ],
+)
+def test_a_result_that_is_not_a_slices_records_is_kept_as_its_error(client, content, reason):
+    client.post("/runs", headers=AUTH, json=registration())
+    posted = client.post(
+        f"/dcp-results/run1?token={RUN_TOKEN}", data={"element": "1", "content": content}
+    )
+    assert posted.status_code == 200
+    status = client.get("/runs/run1/status", headers=AUTH).json
+    assert status["received"] == [] and reason in status["errored"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (registration(expected=[1, 1]), "distinct"),
+        ("[" * 20_000, "JSON object"),
+    ],
+)
+def test_bad_registrations_get_400(client, body, reason):
+    if isinstance(body, str):
+        response = client.post(
+            "/runs", headers={**AUTH, "Content-Type": "application/json"}, data=body
+        )
+    else:
+        response = client.post("/runs", headers=AUTH, json=body)
+    assert response.status_code == 400 and reason in response.json["reason"]
+
+
+def test_a_suspended_run_refuses_its_old_token_until_it_is_registered_again(client):
+    client.post("/runs", headers=AUTH, json=registration())
+    assert client.post("/runs/run1/suspend", headers=AUTH).status_code == 200
+    assert client.get(f"/datasets/demo?token={RUN_TOKEN}").status_code == 403
+    sink = client.post(
+        f"/dcp-results/run1?token={RUN_TOKEN}", data={"element": "1", "content": "{}"}
+    )
+    assert sink.status_code == 403
+    resumed = registration(token=RUN_TOKEN + "-resumed")
+    assert client.post("/runs", headers=AUTH, json=resumed).status_code == 201
+    assert client.get(f"/datasets/demo?token={RUN_TOKEN}-resumed").status_code == 200

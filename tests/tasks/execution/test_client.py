@@ -38,3 +38,12 @@ def test_finish_run_closes_the_sink(client):
 def test_finishing_an_unknown_run_raises(client):
     with pytest.raises(RuntimeError, match="HTTP 404"):
         client.finish_run("nope")
+
+
+def test_a_dataset_fetch_that_cannot_connect_says_so_without_the_token():
+    secret = "s3cr3t-run-token-0123456789"
+    client = ServerClient("http://127.0.0.1:9", "a" * 40, timeout=2)
+    with pytest.raises(ConnectionError) as raised:
+        client.served_sha256("dataset-x", secret)
+    assert "dataset-x" in str(raised.value) and secret not in str(raised.value)
+    assert secret not in repr(raised.value.__cause__) and raised.value.__suppress_context__

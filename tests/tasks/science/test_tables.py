@@ -8,6 +8,7 @@ from tasks.science.plan import Signature
 from tasks.science.tables import (
     gene_evidence,
     null_summary,
+    pooled_sd,
     random_signature_baseline,
     records_from_results,
     selection_adjusted_p,
@@ -186,3 +187,13 @@ def test_top_signatures_and_their_validation_table():
     np.testing.assert_allclose(table["validation_mean_auc"], [0.7, 0.45])
     np.testing.assert_allclose(table["validation_auc_svm"], [0.8, 0.5])
     assert list(table["probesets"]) == ["c,d", "a,b"]
+
+
+def test_the_normal_fit_pools_spread_by_degrees_of_freedom_and_needs_some():
+    # Groups of one have no spread: they do not pull the pooled SD towards 0.
+    groups = [np.array([0.4, 0.6]), np.array([0.5]), np.array([0.3, 0.5, 0.7])]
+    expected = np.sqrt((1 * 0.02 + 2 * 0.04) / 3)
+    np.testing.assert_allclose(pooled_sd(groups), expected, rtol=1e-12)
+    singletons = null_frame([[0.6], [0.5], [0.55]])
+    assert np.isnan(selection_adjusted_p(np.array([0.62]), singletons, n_searched=300)).all()
+    assert selection_adjusted_p(np.array([]), singletons, n_searched=300).shape == (0,)
