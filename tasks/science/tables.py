@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import special, stats
 
 from tasks.science.destats import benjamini_hochberg
 from tasks.science.plan import Signature
@@ -274,12 +274,17 @@ def selection_threshold(null: pd.DataFrame, n_searched: int, alpha: float = 0.05
     if n_perm == 0 or 1 / (n_perm + 1) > alpha:
         return float("nan")
 
-    def excess(value: float) -> float:
-        return float(selection_adjusted_p(np.array([value]), null, n_searched)[0]) - alpha
+    def reaches(value: float) -> bool:
+        return bool(selection_adjusted_p(np.array([value]), null, n_searched)[0] <= alpha)
 
-    if excess(1.0) > 0:
+    if not reaches(1.0):
         return float("nan")
-    return float(optimize.brentq(excess, 0.0, 1.0, xtol=1e-6))
+    # The smallest such value: p falls as the value rises, and may sit at alpha on a stretch.
+    low, high = 0.0, 1.0
+    while high - low > 1e-6:
+        middle = (low + high) / 2
+        low, high = (low, middle) if reaches(middle) else (middle, high)
+    return high
 
 
 def random_signature_baseline(table: pd.DataFrame, null: pd.DataFrame) -> dict:

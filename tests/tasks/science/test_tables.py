@@ -197,3 +197,11 @@ def test_the_normal_fit_pools_spread_by_degrees_of_freedom_and_needs_some():
     singletons = null_frame([[0.6], [0.5], [0.55]])
     assert np.isnan(selection_adjusted_p(np.array([0.62]), singletons, n_searched=300)).all()
     assert selection_adjusted_p(np.array([]), singletons, n_searched=300).shape == (0,)
+
+
+def test_the_threshold_is_the_smallest_value_that_reaches_alpha_on_a_stretch():
+    # 19 permutations, each panel every searched signature: p = (1 + exceedances) / 20 is
+    # exactly 0.05 for every value above the best permuted maximum, 0.65.
+    maxima = np.linspace(0.5, 0.65, 19)
+    null = null_frame([[m, 0.3] for m in maxima])
+    np.testing.assert_allclose(selection_threshold(null, n_searched=2), 0.65, atol=2e-6)
