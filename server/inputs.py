@@ -13,9 +13,9 @@ from flask import Blueprint, Response, abort, jsonify
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from . import db
-from .auth import check_run_token, presented_token, require_admin
+from .auth import require_admin
 from .fields import Count, count_field
-from .runs import parse_body, refuse_if_finished, run_or_404
+from .runs import parse_body, refuse_if_finished, run_or_404, worker_run
 
 bp = Blueprint("inputs", __name__, url_prefix="/inputs")
 
@@ -86,11 +86,7 @@ def get_slice(run_id: str, number: str):
 
 def _check_worker_access(run_id: str) -> None:
     """401 without a token, 404 for an unknown run, 403 for a wrong token, 410 once finished."""
-    presented_token()  # before any lookup: without a token, known and unknown look alike
-    run = db.get_run(run_id)
-    if run is None:
-        abort(404, description="unknown run")
-    check_run_token(run["token_sha256"])
+    run, _ = worker_run(run_id)
     if run["finished_at"] is not None:
         abort(410, description=f"run {run_id!r} is finished and serves no inputs")
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Annotated, TypeVar
 
 from flask import Blueprint, abort, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import db
-from .auth import require_admin, token_sha256
+from .auth import check_run_token, presented_token, require_admin, token_sha256
 from .datasets import dataset_path
 from .fields import Count, Name, count_field
 
@@ -65,6 +66,17 @@ def run_or_404(run_id: str):
     if run is None:
         abort(404, description="unknown run")
     return run
+
+
+def worker_run(run_id: str) -> tuple[sqlite3.Row, str]:
+    """The run a worker's token opens, and the token: 401 without one, 404, 403 if wrong.
+
+    The token is asked for before any lookup, so without one known and unknown runs look alike.
+    """
+    token = presented_token()
+    run = run_or_404(run_id)
+    check_run_token(run["token_sha256"])
+    return run, token
 
 
 def refuse_if_finished(run) -> None:

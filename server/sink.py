@@ -9,8 +9,9 @@ import logging
 from flask import Blueprint, abort, jsonify, request
 
 from . import db
-from .auth import check_run_token, presented_token, redact
+from .auth import redact
 from .fields import count_field
+from .runs import worker_run
 
 bp = Blueprint("sink", __name__)
 log = logging.getLogger(__name__)
@@ -108,11 +109,7 @@ def _resolve_slice(run, element: int, attempt: int) -> int:
 @bp.post("/dcp-results/<run_id>")
 def receive_result(run_id: str):
     """Validate the envelope, store once per (run, slice), return a short receipt."""
-    token = presented_token()  # before any lookup: without a token, known and unknown look alike
-    run = db.get_run(run_id)
-    if run is None:
-        abort(404, description="unknown run")
-    check_run_token(run["token_sha256"])
+    run, token = worker_run(run_id)
     if run["finished_at"] is not None:
         abort(409, description=f"run {run_id!r} is finished and takes no more results")
     form = request.form
