@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -233,7 +233,7 @@ def run_jobs(
         search = pool_search_task(
             plan.search_dir, plan.protocol, str(dataset.path), search, complete
         )
-    if plan.split is None or len(main.failed) > params.failure_tolerance:
+    if plan.split is None or not tolerated(params, main.failed):
         return JobResults(main, perm, None, search, None)
     validation, validation_records = validate(params, ctx, dataset, plan, search)
     return JobResults(main, perm, validation, search, validation_records)
@@ -326,13 +326,13 @@ def signature_search(**fields) -> dict:
         jobs = run_jobs(params, ctx, dataset, plan)
         report = report_run(params, dataset, plan, jobs, started)
         # Last, once the report is written: a run that failed stays resumable, its token revoked.
-        close_runs_task(client, jobs.run_ids, complete=succeeded(params, jobs))
+        close_runs_task(client, jobs.run_ids, complete=tolerated(params, jobs.main.failed))
     return finish(params, plan.run_id, plan.run_dir, report, sorted(jobs.main.failed))
 
 
-def succeeded(params: SearchParameters, jobs: JobResults) -> bool:
+def tolerated(params: SearchParameters, failed: Collection[int]) -> bool:
     """Whether the run ends Completed: its failed slices within the tolerance."""
-    return len(jobs.main.failed) <= params.failure_tolerance
+    return len(failed) <= params.failure_tolerance
 
 
 def report_run(
@@ -426,7 +426,7 @@ def finish(params: SearchParameters, run_id: str, run_dir: Path, report, failed:
     """Fail the run beyond the failure tolerance; else say where the report is."""
     logger = get_run_logger()
     logger.info("report: %s", report.html)
-    if len(failed) > params.failure_tolerance:
+    if not tolerated(params, failed):
         raise SlicesFailed(
             f"{len(failed)} slices failed after all retries: {failed}; "
             f"partial report at {report.html}"
