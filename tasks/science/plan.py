@@ -2,7 +2,10 @@
 
 The generator is a pure-Python SplitMix64 so that the same plan comes out on every
 machine, Python and numpy version (numpy's and Python's own generators promise no
-stream stability across versions).
+stream stability across versions). Its outputs are computed in bulk with numpy's wrapping
+uint64 arithmetic (exact on every version: SplitMix64 is counter-based), the swaps stay
+sequential, and a plan is held compactly (probeset indices, `SignaturePlan`), so a search of
+millions of signatures costs tens of MB; slices can be streamed (`iter_slice_inputs`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 _MASK64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+# Probeset draws per numpy pass: bounds the temporaries (about 2 MB of uint64 per array).
+_DRAW_CHUNK = 262_144
 
 
 class SplitMix64:
@@ -24,7 +32,7 @@ class SplitMix64:
 
     def next_u64(self) -> int:
         """Return the next 64-bit unsigned integer."""
-        self.state = (self.state + 0x9E3779B97F4A7C15) & _MASK64
+        self.state = (self.state + _GAMMA) & _MASK64
         z = self.state
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
@@ -49,14 +57,11 @@ class Signature:
 
 def signature_lengths(n_signatures: int, min_len: int, max_len: int) -> list[int]:
     """Spread lengths evenly over [min_len, max_len]; each length occurs n/k times (+-1)."""
-    span = max_len - min_len + 1
-    return [min_len + (i * span) // n_signatures for i in range(n_signatures)]
+    return _length_array(n_signatures, min_len, max_len).tolist()
 
 
-def plan_signatures(
-    probesets: Sequence[str], n_signatures: int, min_len: int, max_len: int, seed: int
-) -> list[Signature]:
-    """Draw `n_signatures` signatures of distinct probesets, deterministically from `seed`."""
+def _check_plan(probesets: Sequence[str], n_signatures: int, min_len: int, max_len: int) -> None:
+    """Raise ValueError for a plan that cannot be drawn."""
     if n_signatures < 1:
         raise ValueError(f"n_signatures must be >= 1, got {n_signatures}")
     if not 1 <= min_len <= max_len:
@@ -65,16 +70,130 @@ def plan_signatures(
         raise ValueError(f"max_len={max_len} exceeds the {len(probesets)} probesets available")
     if len(set(probesets)) != len(probesets):
         raise ValueError("probesets must be unique")
-    rng = SplitMix64(seed)
-    pool = list(probesets)
-    signatures = []
-    for sig_id, length in enumerate(signature_lengths(n_signatures, min_len, max_len)):
-        # Partial Fisher-Yates on a persistent pool: O(length) per signature, all distinct.
-        for j in range(length):
-            k = j + rng.below(len(pool) - j)
-            pool[j], pool[k] = pool[k], pool[j]
-        signatures.append(Signature(id=sig_id, probesets=tuple(pool[:length])))
-    return signatures
+
+
+def splitmix64_outputs(seed: int, first: int, count: int) -> np.ndarray:
+    """Outputs `first`..`first + count - 1` (the first call is 1) of `SplitMix64(seed)`."""
+    counters = np.arange(first, first + count, dtype=np.uint64)
+    z = np.uint64(seed & _MASK64) + counters * np.uint64(_GAMMA)  # wraps mod 2**64, exactly
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _rejection_limits(bounds: np.ndarray) -> np.ndarray:
+    """`SplitMix64.below`'s largest accepted output for each bound: 2**64 - 1 - 2**64 % n."""
+    mask = np.uint64(_MASK64)
+    return mask - (mask % bounds + np.uint64(1)) % bounds
+
+
+def uniform_below(seed: int, used: int, bounds: np.ndarray) -> tuple[np.ndarray, int]:
+    """`SplitMix64.below(n)` for each n of `bounds` after `used` outputs; and outputs used then."""
+    draws = np.empty(len(bounds), dtype=np.uint64)
+    done = 0
+    while done < len(bounds):
+        outputs = splitmix64_outputs(seed, used + 1, len(bounds) - done)
+        rest = bounds[done:]
+        rejected = np.flatnonzero(outputs > _rejection_limits(rest))
+        accepted = int(rejected[0]) if rejected.size else len(rest)
+        draws[done : done + accepted] = outputs[:accepted] % rest[:accepted]
+        # A rejected output is consumed and its draw retried with the next one, as in below().
+        done, used = done + accepted, used + accepted + (1 if rejected.size else 0)
+    return draws, used
+
+
+def _length_array(n_signatures: int, min_len: int, max_len: int) -> np.ndarray:
+    """`signature_lengths` as an int64 array (exact: no product exceeds 2**63)."""
+    span = max_len - min_len + 1
+    return min_len + (np.arange(n_signatures, dtype=np.int64) * span) // n_signatures
+
+
+def _draw_chunk(pool: list[int], lengths: np.ndarray, seed: int, used: int) -> tuple[list, int]:
+    """Partial Fisher-Yates on the persistent `pool` (changed) for some signatures, in order.
+
+    O(length) per signature, all distinct: signature i is the values swapped into 0..len-1.
+    """
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    positions = np.arange(int(lengths.sum()), dtype=np.int64) - starts  # j within a signature
+    draws, used = uniform_below(seed, used, (len(pool) - positions).astype(np.uint64))
+    picks = (positions + draws.astype(np.int64)).tolist()
+    drawn = []
+    for j, k in zip(positions.tolist(), picks, strict=True):
+        value = pool[k]
+        pool[k] = pool[j]
+        pool[j] = value
+        drawn.append(value)
+    return drawn, used
+
+
+def plan_indices(
+    n_probesets: int, n_signatures: int, min_len: int, max_len: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The plan as probeset indices (int32, signature after signature) and offsets (int64)."""
+    lengths = _length_array(n_signatures, min_len, max_len)
+    offsets = np.zeros(n_signatures + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    indices = np.empty(int(offsets[-1]), dtype=np.int32)
+    pool, used, step = list(range(n_probesets)), 0, max(1, _DRAW_CHUNK // max_len)
+    for start in range(0, n_signatures, step):
+        stop = min(start + step, n_signatures)
+        drawn, used = _draw_chunk(pool, lengths[start:stop], seed, used)
+        indices[offsets[start] : offsets[stop]] = drawn
+    return indices, offsets
+
+
+@dataclass(frozen=True, eq=False)
+class SignaturePlan(Sequence):
+    """A plan held compactly: a read-only sequence of `Signature`, built on access."""
+
+    probesets: tuple[str, ...]
+    indices: np.ndarray  # int32 probeset indices, signature after signature
+    offsets: np.ndarray  # int64, len(self) + 1: signature i is indices[offsets[i]:offsets[i+1]]
+    first_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return [self._signature(i) for i in range(*item.indices(len(self)))]
+        i = item + len(self) if item < 0 else item
+        if not 0 <= i < len(self):
+            raise IndexError(f"signature {item} of a plan of {len(self)}")
+        return self._signature(i)
+
+    def __iter__(self) -> Iterator[Signature]:
+        return (self._signature(i) for i in range(len(self)))
+
+    def _signature(self, i: int) -> Signature:
+        names = self.probesets
+        chosen = self.indices[self.offsets[i] : self.offsets[i + 1]].tolist()
+        return Signature(id=self.first_id + i, probesets=tuple(names[k] for k in chosen))
+
+    def with_first_id(self, first_id: int) -> SignaturePlan:
+        """The same signatures numbered from `first_id` (arrays shared, not copied)."""
+        return dataclasses.replace(self, first_id=first_id)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the index arrays."""
+        return int(self.indices.nbytes + self.offsets.nbytes)
+
+
+def plan_compact(
+    probesets: Sequence[str], n_signatures: int, min_len: int, max_len: int, seed: int
+) -> SignaturePlan:
+    """`plan_signatures` held compactly: the same signatures, a few bytes a probeset."""
+    _check_plan(probesets, n_signatures, min_len, max_len)
+    indices, offsets = plan_indices(len(probesets), n_signatures, min_len, max_len, seed)
+    return SignaturePlan(tuple(probesets), indices, offsets)
+
+
+def plan_signatures(
+    probesets: Sequence[str], n_signatures: int, min_len: int, max_len: int, seed: int
+) -> list[Signature]:
+    """Draw `n_signatures` signatures of distinct probesets, deterministically from `seed`."""
+    return list(plan_compact(probesets, n_signatures, min_len, max_len, seed))
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -86,13 +205,19 @@ def batch_seed(seed: int, batch: int) -> int:
     return SplitMix64(seed ^ (batch * 0x9E3779B97F4A7C15)).next_u64() % 2**32
 
 
+def plan_batch_compact(
+    probesets: Sequence[str], n_signatures: int, min_len: int, max_len: int, seed: int, batch: int
+) -> SignaturePlan:
+    """Batch `batch` of a search, compactly: ids following the earlier batches'."""
+    plan = plan_compact(probesets, n_signatures, min_len, max_len, batch_seed(seed, batch))
+    return plan.with_first_id((batch - 1) * n_signatures)
+
+
 def plan_batch(
     probesets: Sequence[str], n_signatures: int, min_len: int, max_len: int, seed: int, batch: int
 ) -> list[Signature]:
     """Batch `batch` of a search: its own signatures, ids following the earlier batches'."""
-    signatures = plan_signatures(probesets, n_signatures, min_len, max_len, batch_seed(seed, batch))
-    offset = (batch - 1) * n_signatures
-    return [dataclasses.replace(s, id=s.id + offset) for s in signatures]
+    return list(plan_batch_compact(probesets, n_signatures, min_len, max_len, seed, batch))
 
 
 @dataclass(frozen=True)
@@ -123,6 +248,12 @@ class SearchProtocol:
             probesets, self.n_signatures, self.min_len, self.max_len, self.seed, batch
         )
 
+    def plan_compact(self, probesets: Sequence[str], batch: int) -> SignaturePlan:
+        """The signatures of batch `batch` of this search, held compactly."""
+        return plan_batch_compact(
+            probesets, self.n_signatures, self.min_len, self.max_len, self.seed, batch
+        )
+
 
 def stratified_split(
     labels: Sequence[str], fraction: float, seed: int
@@ -148,20 +279,58 @@ def stratified_split(
     return [i for i in range(len(labels)) if i not in held_out], sorted(validation)
 
 
-def pack_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> list[dict]:
-    """Pack signatures into slice data `{"slice": k, "signatures": [...]}`, k from 1."""
+def _check_per_slice(signatures_per_slice: int) -> None:
     if signatures_per_slice < 1:
         raise ValueError(f"signatures_per_slice must be >= 1, got {signatures_per_slice}")
-    slices = []
-    for start in range(0, len(signatures), signatures_per_slice):
+
+
+def slice_count(n_signatures: int, signatures_per_slice: int) -> int:
+    """How many slices `n_signatures` make at `signatures_per_slice` a slice."""
+    _check_per_slice(signatures_per_slice)
+    return -(-n_signatures // signatures_per_slice)
+
+
+def iter_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> Iterator[dict]:
+    """`pack_slices`, one slice at a time (a compact plan stays compact)."""
+    _check_per_slice(signatures_per_slice)
+    for number, start in enumerate(range(0, len(signatures), signatures_per_slice), start=1):
         chunk = signatures[start : start + signatures_per_slice]
-        slices.append(
-            {
-                "slice": len(slices) + 1,
-                "signatures": [{"id": s.id, "probesets": list(s.probesets)} for s in chunk],
-            }
-        )
-    return slices
+        yield {
+            "slice": number,
+            "signatures": [{"id": s.id, "probesets": list(s.probesets)} for s in chunk],
+        }
+
+
+def iter_slice_inputs(
+    signatures: Sequence[Signature], signatures_per_slice: int
+) -> Iterator[tuple[int, str]]:
+    """(slice number, datum as the JSON text registered on the server), one slice at a time."""
+    if isinstance(signatures, SignaturePlan):
+        yield from _plan_slice_texts(signatures, signatures_per_slice)
+        return
+    for datum in iter_slices(signatures, signatures_per_slice):
+        yield datum["slice"], json.dumps(datum, sort_keys=True)
+
+
+def _plan_slice_texts(plan: SignaturePlan, signatures_per_slice: int) -> Iterator[tuple[int, str]]:
+    """`json.dumps(datum, sort_keys=True)` of each slice, written from the index arrays."""
+    _check_per_slice(signatures_per_slice)
+    quoted = [json.dumps(name) for name in plan.probesets]
+    for number, start in enumerate(range(0, len(plan), signatures_per_slice), start=1):
+        bounds = plan.offsets[start : start + signatures_per_slice + 1].tolist()
+        chosen = plan.indices[bounds[0] : bounds[-1]].tolist()
+        items = []
+        for i in range(len(bounds) - 1):
+            names = ", ".join(
+                [quoted[k] for k in chosen[bounds[i] - bounds[0] : bounds[i + 1] - bounds[0]]]
+            )
+            items.append(f'{{"id": {plan.first_id + start + i}, "probesets": [{names}]}}')
+        yield number, f'{{"signatures": [{", ".join(items)}], "slice": {number}}}'
+
+
+def pack_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> list[dict]:
+    """Pack signatures into slice data `{"slice": k, "signatures": [...]}`, k from 1."""
+    return list(iter_slices(signatures, signatures_per_slice))
 
 
 def null_panel(signatures: Sequence[Signature], n_null: int, seed: int) -> list[Signature]:

@@ -3,18 +3,30 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tasks.science import plan as plan_module
 from tasks.science.plan import (
     SearchProtocol,
+    Signature,
+    SignaturePlan,
+    SplitMix64,
     batch_seed,
+    iter_slice_inputs,
+    iter_slices,
     null_panel,
     pack_slices,
     permutation_slices,
     plan_batch,
+    plan_batch_compact,
+    plan_compact,
     plan_signatures,
     signature_lengths,
+    slice_count,
+    splitmix64_outputs,
     stratified_split,
+    uniform_below,
 )
 
 EXPECTED = Path(__file__).with_name("expected_plan.json")
@@ -133,3 +145,134 @@ def test_stratified_split_keeps_label_shares_and_is_seeded():
 def test_stratified_split_refuses_splits_that_empty_a_side(labels, fraction, message):
     with pytest.raises(ValueError, match=message):
         stratified_split(labels, fraction, seed=1)
+
+
+def reference_plan(probesets, n_signatures, min_len, max_len, seed, rng=None) -> list[Signature]:
+    """The plan as first written: one SplitMix64 call at a time, swaps on a list of names."""
+    rng = rng or SplitMix64(seed)
+    pool, signatures = list(probesets), []
+    span = max_len - min_len + 1
+    for sig_id in range(n_signatures):
+        length = min_len + (sig_id * span) // n_signatures
+        for j in range(length):
+            k = j + rng.below(len(pool) - j)
+            pool[j], pool[k] = pool[k], pool[j]
+        signatures.append(Signature(id=sig_id, probesets=tuple(pool[:length])))
+    return signatures
+
+
+class StrictSplitMix64(SplitMix64):
+    """SplitMix64 whose below() rejects every output above 2**62: a third of them or more."""
+
+    calls = 0
+
+    def below(self, n: int) -> int:
+        while True:
+            x = self.next_u64()
+            self.calls += 1
+            if x <= 2**62:
+                return x % n
+
+
+def test_bulk_outputs_are_the_generators_stream():
+    for seed in (0, 7, 2**64 - 1, -3):
+        rng = SplitMix64(seed)
+        stream = [rng.next_u64() for _ in range(40)]
+        assert splitmix64_outputs(seed, 1, 40).tolist() == stream
+        assert splitmix64_outputs(seed, 11, 30).tolist() == stream[10:]
+
+
+@pytest.mark.parametrize(
+    ("n_probesets", "n_signatures", "min_len", "max_len", "seed"),
+    [
+        (200, 12, 5, 9, 7),
+        (3051, 2000, 5, 9, 1),
+        (50, 500, 1, 50, 3),
+        (12, 300, 1, 12, 2**64 - 1),
+        (9, 40, 9, 9, 0),
+        (1, 3, 1, 1, 5),
+        (1000, 777, 2, 30, 123456789),
+    ],
+)
+def test_the_compact_plan_is_the_reference_plan(n_probesets, n_signatures, min_len, max_len, seed):
+    probesets = [f"p{i}" for i in range(n_probesets)]
+    expected = reference_plan(probesets, n_signatures, min_len, max_len, seed)
+    assert list(plan_compact(probesets, n_signatures, min_len, max_len, seed)) == expected
+    assert plan_signatures(probesets, n_signatures, min_len, max_len, seed) == expected
+
+
+def test_the_plan_is_the_same_across_chunk_boundaries(monkeypatch):
+    expected = reference_plan(PROBESETS, 300, 3, 8, seed=11)
+    for draws in (1, 7, 8, 100):
+        monkeypatch.setattr(plan_module, "_DRAW_CHUNK", draws)
+        assert plan_signatures(PROBESETS, 300, 3, 8, seed=11) == expected
+
+
+def test_rejected_outputs_are_skipped_as_below_skips_them(monkeypatch):
+    monkeypatch.setattr(
+        plan_module, "_rejection_limits", lambda bounds: np.full(len(bounds), 2**62, np.uint64)
+    )
+    for seed in (1, 2, 3):
+        expected = reference_plan(PROBESETS, 150, 2, 9, seed, rng=StrictSplitMix64(seed))
+        assert plan_signatures(PROBESETS, 150, 2, 9, seed) == expected
+    rng = StrictSplitMix64(4)
+    bounds = np.array([5, 3, 200, 1, 7] * 20, dtype=np.uint64)
+    draws, used = uniform_below(4, 0, bounds)
+    assert draws.tolist() == [rng.below(int(n)) for n in bounds]
+    assert used == rng.calls > len(bounds)
+
+
+def test_unbiased_limits_are_below_s():
+    bounds = np.array([1, 2, 3, 7, 3051, 2**32 + 1, 2**63 + 5], dtype=np.uint64)
+    expected = [2**64 - 1 - 2**64 % int(n) for n in bounds]
+    assert plan_module._rejection_limits(bounds).tolist() == expected
+
+
+def test_a_compact_plan_is_a_sequence_of_signatures():
+    plan = plan_compact(PROBESETS, 30, 2, 5, seed=4)
+    signatures = plan_signatures(PROBESETS, 30, 2, 5, seed=4)
+    assert len(plan) == 30 and isinstance(plan, SignaturePlan)
+    assert plan[0] == signatures[0] and plan[-1] == signatures[-1] == plan[29]
+    assert plan[3:9] == signatures[3:9] and plan[::7] == signatures[::7]
+    assert signatures[5] in plan and plan.index(signatures[5]) == 5
+    with pytest.raises(IndexError):
+        plan[30]
+    assert plan.indices.dtype == np.int32 and plan.nbytes == plan.indices.nbytes + 31 * 8
+    shifted = plan.with_first_id(100)
+    assert [s.id for s in shifted] == list(range(100, 130)) and plan[0].id == 0
+
+
+def test_compact_batches_are_the_batches():
+    for batch in (1, 2, 5):
+        compact = plan_batch_compact(PROBESETS, 30, 3, 6, seed=8, batch=batch)
+        assert list(compact) == plan_batch(PROBESETS, 30, 3, 6, seed=8, batch=batch)
+    protocol = SearchProtocol("ab", "AML", "ALL", ("svm",), 10, 1, 30, 3, 6, 20, 5)
+    assert list(protocol.plan_compact(PROBESETS, 3)) == protocol.plan(PROBESETS, 3)
+
+
+@pytest.mark.parametrize("per_slice", [1, 3, 7, 30, 31])
+def test_streamed_slice_inputs_are_the_registered_json_texts(per_slice):
+    names = PROBESETS[:-1] + ['quote"back\\slash\u00e9']
+    plan = plan_batch_compact(names, 30, 2, 5, seed=4, batch=2)
+    packed = pack_slices(list(plan), per_slice)
+    expected = [(s["slice"], json.dumps(s, sort_keys=True)) for s in packed]
+    assert list(iter_slice_inputs(plan, per_slice)) == expected
+    assert list(iter_slice_inputs(list(plan), per_slice)) == expected
+    assert list(iter_slices(plan, per_slice)) == packed == pack_slices(plan, per_slice)
+    assert slice_count(len(plan), per_slice) == len(packed)
+
+
+def test_slices_are_made_one_at_a_time():
+    plan = plan_compact(PROBESETS, 40, 2, 5, seed=4)
+    stream = iter_slice_inputs(plan, 10)
+    assert next(stream)[0] == 1 and next(stream)[0] == 2
+    with pytest.raises(ValueError, match="signatures_per_slice"):
+        next(iter_slice_inputs(plan, 0))
+    with pytest.raises(ValueError, match="signatures_per_slice"):
+        slice_count(10, 0)
+
+
+def test_null_panel_takes_a_compact_plan():
+    plan = plan_compact([f"p{i}" for i in range(50)], 40, 2, 4, seed=1)
+    assert null_panel(plan, 7, seed=1) == null_panel(list(plan), 7, seed=1)
+    assert null_panel(plan, 0, seed=1) == list(plan)
