@@ -98,14 +98,50 @@ class ServerClient:
         self._call("POST", f"/runs/{run_id}/attempts", json={"attempt": attempt, "slices": slices})
 
     def register_inputs(
-        self, run_id: str, config_json: str, slices: dict[int, str], batch: int = INPUT_BATCH
-    ) -> None:
-        """Register a run's config and slice data (JSON text each), `batch` slices a request."""
-        numbers = sorted(slices)
-        for start in range(0, max(1, len(numbers)), batch):
-            chunk = [{"slice": n, "datum": slices[n]} for n in numbers[start : start + batch]]
-            body = {"slices": chunk, **({} if start else {"config": config_json})}
-            self._call("POST", f"/inputs/{quote(run_id)}", json=body)
+        self,
+        run_id: str,
+        config_json: str,
+        slices: dict[int, str] | Iterator[tuple[int, str]],
+        batch: int = INPUT_BATCH,
+    ) -> int:
+        """Register a run's config and slice data (JSON text each), `batch` slices a request.
+
+        `slices` is slice -> text, or (slice, text) pairs sent as they come (an iterator
+        is read one request at a time, never whole); returns the slices registered.
+        """
+        # The counts only grow: their max is the last, and taking it sends every request.
+        return max(self.register_input_batches(run_id, config_json, slices, batch), default=0)
+
+    def register_input_batches(
+        self,
+        run_id: str,
+        config_json: str,
+        slices: dict[int, str] | Iterator[tuple[int, str]],
+        batch: int = INPUT_BATCH,
+    ) -> Iterator[int]:
+        """`register_inputs` a request at a time: yields the slices registered after each one.
+
+        The config goes with the first request (alone when there are no slices), so a
+        caller may deploy the slices registered so far and go on registering the rest.
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        pairs = iter(sorted(slices.items()) if isinstance(slices, dict) else slices)
+        path, registered, first = f"/inputs/{quote(run_id)}", 0, True
+        while True:
+            chunk = []
+            for number, datum in pairs:
+                chunk.append({"slice": number, "datum": datum})
+                if len(chunk) == batch:
+                    break
+            if not chunk and not first:
+                return
+            body = {"slices": chunk, **({"config": config_json} if first else {})}
+            self._call("POST", path, json=body)
+            registered, first = registered + len(chunk), False
+            yield registered
+            if len(chunk) < batch:
+                return
 
     def finish_run(self, run_id: str) -> None:
         """Mark a run finished: the server takes no more results for it (idempotent)."""

@@ -47,3 +47,54 @@ def test_a_dataset_fetch_that_cannot_connect_says_so_without_the_token():
         client.served_sha256("dataset-x", secret)
     assert "dataset-x" in str(raised.value) and secret not in str(raised.value)
     assert secret not in repr(raised.value.__cause__) and raised.value.__suppress_context__
+
+
+def test_inputs_stream_in_batches_as_they_come(client):
+    client.register_run("run2", "demo", RUN_TOKEN, list(range(1, 8)))
+    pulled = []
+
+    def inputs():
+        for number in range(1, 8):
+            pulled.append(number)
+            yield number, f'{{"slice": {number}}}'
+
+    progress = client.register_input_batches("run2", '{"c": 1}', inputs(), batch=3)
+    assert next(progress) == 3 and pulled == [1, 2, 3]  # one request's slices read, no more
+    assert requests.get(client.slice_url("run2", 3, RUN_TOKEN), timeout=10).text == '{"slice": 3}'
+    assert requests.get(client.slice_url("run2", 4, RUN_TOKEN), timeout=10).status_code == 404
+    assert requests.get(client.config_url("run2", RUN_TOKEN), timeout=10).text == '{"c": 1}'
+    assert list(progress) == [6, 7] and pulled == list(range(1, 8))
+    for number in range(1, 8):
+        served = requests.get(client.slice_url("run2", number, RUN_TOKEN), timeout=10)
+        assert served.text == f'{{"slice": {number}}}'
+
+
+def test_register_inputs_takes_a_mapping_or_pairs_and_counts_them(client):
+    client.register_run("run3", "demo", RUN_TOKEN, [1, 2, 3, 4])
+    data = {4: '"d"', 1: '"a"', 2: '"b"'}
+    assert client.register_inputs("run3", "{}", data, batch=2) == 3
+    assert client.register_inputs("run3", "{}", iter(sorted(data.items())), batch=500) == 3
+    assert client.register_inputs("run3", "{}", iter([(3, '"c"')])) == 1  # a repeat is fine
+    assert requests.get(client.slice_url("run3", 4, RUN_TOKEN), timeout=10).text == '"d"'
+    with pytest.raises(RuntimeError, match="HTTP 409"):
+        client.register_inputs("run3", "{}", iter([(3, '"other"')]))
+    with pytest.raises(ValueError, match="batch"):
+        client.register_inputs("run3", "{}", {}, batch=0)
+
+
+def test_without_slices_the_config_is_registered_alone(client):
+    client.register_run("run4", "demo", RUN_TOKEN, [1])
+    assert list(client.register_input_batches("run4", '{"only": "config"}', iter([]))) == [0]
+    assert (
+        requests.get(client.config_url("run4", RUN_TOKEN), timeout=10).text == '{"only": "config"}'
+    )
+
+
+def test_exactly_full_batches_send_no_empty_request(client, monkeypatch):
+    client.register_run("run5", "demo", RUN_TOKEN, [1, 2, 3, 4])
+    calls = []
+    real_call = client._call
+    monkeypatch.setattr(client, "_call", lambda *a, **k: calls.append(a) or real_call(*a, **k))
+    pairs = iter([(n, str(n)) for n in range(1, 5)])
+    assert list(client.register_input_batches("run5", "{}", pairs, batch=2)) == [2, 4]
+    assert len(calls) == 2
