@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import (
+    Conflict,
+    HTTPException,
+    InternalServerError,
+    ServiceUnavailable,
+)
 
 from . import datasets, db, health, inputs, runs, sink, state
 from .auth import redact, redacted_query
@@ -20,11 +25,13 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
     configure(app, config)
     app.config["DATA_DIR"].mkdir(parents=True, exist_ok=True)
-    state.install(app, state.ServerState(db.Store(app.config["DATABASE"]), datasets.DatasetCache()))
+    store = db.Store(app.config["DATABASE"], app.config["WRITE_WAIT_SECONDS"])
+    state.install(app, state.ServerState(store, datasets.DatasetCache()))
     for blueprint in (health.bp, datasets.bp, sink.bp, runs.bp, inputs.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(db.DatabaseBusy, _database_busy)
+    app.register_error_handler(db.IntakeClosed, _intake_closed)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_preflight)
     app.after_request(_cors_and_log)
@@ -45,6 +52,10 @@ def _database_busy(exc: db.DatabaseBusy):
     logging.getLogger(__name__).warning("%s on %s: answered 503", exc, request.path)
     description = f"{exc}; nothing was stored, try again"
     return _http_error(ServiceUnavailable(description, retry_after=RETRY_AFTER_SECONDS))
+
+
+def _intake_closed(exc: db.IntakeClosed):
+    return _http_error(Conflict(description=str(exc)))
 
 
 def _unexpected_error(exc: Exception):

@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     token, token_source = load_admin_token(args.admin_token_file)
     url = public_url_for(args.host, args.port, args.public_url)
-    app = create_app({"DATA_DIR": args.data_dir, "DATABASE": args.db, "ADMIN_TOKEN": token})
+    try:
+        app = create_app({"DATA_DIR": args.data_dir, "DATABASE": args.db, "ADMIN_TOKEN": token})
+    except ValueError as exc:  # a setting refused (a short admin token...): said in one line
+        sys.stderr.write(f"python -m server: error: {exc}\n")
+        return 2
     print(f" * Serving data on: {url}/datasets/<name>?token=<run token>", flush=True)
     print(f" * DCP results endpoint: {url}/dcp-results/<run_id>?token=<run token>", flush=True)
     print(f" * Admin token: {token_source}", flush=True)

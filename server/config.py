@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from flask import Config, Flask
@@ -15,6 +16,8 @@ DEFAULTS: dict = {
     "ADMIN_TOKEN": None,
     "ALLOWED_ORIGINS": ["https://dcp.work", "https://scheduler.distributed.computer"],
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # How long a request waits for its queued write before it is dropped and answered 503.
+    "WRITE_WAIT_SECONDS": 30.0,
 }
 
 
@@ -34,13 +37,10 @@ def _normalize(config: Config) -> None:
     if isinstance(config["ALLOWED_ORIGINS"], str):
         origins = config["ALLOWED_ORIGINS"].split(",")
         config["ALLOWED_ORIGINS"] = [o.strip() for o in origins if o.strip()]
-    try:
-        config["MAX_CONTENT_LENGTH"] = int(config["MAX_CONTENT_LENGTH"])
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"MAX_CONTENT_LENGTH ({ENV_PREFIX}_MAX_CONTENT_LENGTH) must be a number of bytes,"
-            f" not {config['MAX_CONTENT_LENGTH']!r}"
-        ) from None
+    config["MAX_CONTENT_LENGTH"] = _number(config, "MAX_CONTENT_LENGTH", int, "a number of bytes")
+    config["WRITE_WAIT_SECONDS"] = _number(config, "WRITE_WAIT_SECONDS", float, "seconds > 0")
+    if not 0 < config["WRITE_WAIT_SECONDS"] < math.inf:
+        raise ValueError(f"WRITE_WAIT_SECONDS ({ENV_PREFIX}_WRITE_WAIT_SECONDS) must be > 0")
     token = config.get("ADMIN_TOKEN")
     if not token:
         raise ValueError(f"the server needs an admin token ({ENV_PREFIX}_ADMIN_TOKEN or config)")
@@ -49,6 +49,16 @@ def _normalize(config: Config) -> None:
             f"the admin token must be at least {MIN_ADMIN_TOKEN_LENGTH} characters, not"
             f" {len(token)}; make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
+
+
+def _number(config: Config, name: str, kind: type, what: str):
+    """A setting as `kind`, or ValueError naming it and its environment variable."""
+    try:
+        return kind(config[name])
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} ({ENV_PREFIX}_{name}) must be {what}, not {config[name]!r}"
+        ) from None
 
 
 def waitress_options(app: Flask) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from .auth import check_run_token, presented_token
 from .fields import is_name
 
 bp = Blueprint("datasets", __name__)
+log = logging.getLogger(__name__)
 
 
 def dataset_path(data_dir: Path, name: str) -> Path | None:
@@ -26,31 +28,57 @@ def dataset_path(data_dir: Path, name: str) -> Path | None:
     return path
 
 
-class DatasetCache:
-    """(sha256, bytes, gzip bytes) of dataset files, kept while their mtime and size hold."""
+# zlib's default level: half the CPU of level 9 for 0.3% more bytes (200 x 20,000 values:
+# 11.17 MB in 2.9 s, level 9 11.13 MB in 5.3 s).
+GZIP_LEVEL = 6
 
-    def __init__(self) -> None:
-        self._entries: dict[Path, tuple[tuple[int, int], str, bytes, bytes]] = {}
+
+class Dataset:
+    """A dataset file's bytes and sha256; its gzip made once, by whoever asks first."""
+
+    def __init__(self, key: tuple[int, int], data: bytes) -> None:
+        self.key, self.data = key, data
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self._gzip: bytes | None = None
         self._lock = threading.Lock()
 
-    def load(self, path: Path) -> tuple[str, bytes, bytes]:
-        """(sha256, bytes, gzip bytes) of a dataset file."""
+    def gzipped(self) -> bytes:
+        """The gzip of the bytes; concurrent first callers wait for one compression."""
+        with self._lock:
+            if self._gzip is None:
+                self._gzip = gzip.compress(self.data, compresslevel=GZIP_LEVEL, mtime=0)
+        return self._gzip
+
+
+class DatasetCache:
+    """Datasets by path, kept while their file's mtime and size hold."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, Dataset] = {}
+        self._lock = threading.Lock()
+
+    def load(self, path: Path) -> Dataset:
+        """The dataset in a file, read and hashed once (under the lock: one reader at a time)."""
         stat = path.stat()
         key = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            hit = self._entries.get(path)
-        if hit and hit[0] == key:
-            return hit[1], hit[2], hit[3]
-        data = path.read_bytes()
-        entry = (key, hashlib.sha256(data).hexdigest(), data, gzip.compress(data, mtime=0))
-        with self._lock:
-            self._entries[path] = entry
-        return entry[1], entry[2], entry[3]
+            entry = self._entries.get(path)
+            if entry is None or entry.key != key:
+                entry = self._entries[path] = Dataset(key, path.read_bytes())
+        return entry
 
 
-def load_dataset(path: Path) -> tuple[str, bytes, bytes]:
-    """(sha256, bytes, gzip bytes) of a dataset file, through the app's cache."""
+def load_dataset(path: Path) -> Dataset:
+    """A dataset file's bytes, sha256 and gzip, through the app's cache."""
     return state.current().datasets.load(path)
+
+
+def warm_dataset(path: Path) -> None:
+    """Hash and compress a dataset now (at registration), not in a worker's first fetch."""
+    try:
+        load_dataset(path).gzipped()
+    except OSError:  # the file went away since it was found: its fetches will say so
+        log.warning("dataset %s could not be read ahead of its fetches", path.name)
 
 
 def dataset_problems(data_dir: Path) -> list[str]:
@@ -62,7 +90,7 @@ def dataset_problems(data_dir: Path) -> list[str]:
         if not path.is_file():
             continue  # a deleted dataset is no concern of the next run; a corrupt one is
         recorded = sidecar.read_text().strip()
-        if load_dataset(path)[0] != recorded:
+        if load_dataset(path).sha256 != recorded:
             problems.append(f"dataset {name!r} does not match its recorded sha256")
     return problems
 
@@ -78,14 +106,15 @@ def get_dataset(name: str):
         "SELECT token_sha256 FROM runs WHERE dataset = ? AND finished_at IS NULL", (name,)
     )
     check_run_token(*(r[0] for r in runs))
-    sha256, data, compressed = load_dataset(path)
-    if sha256 in request.if_none_match:
-        return Response(status=304, headers={"ETag": f'"{sha256}"'})
+    dataset = load_dataset(path)
+    if dataset.sha256 in request.if_none_match:
+        return Response(status=304, headers={"ETag": f'"{dataset.sha256}"'})
     gzip_ok = "gzip" in request.accept_encodings
+    body = dataset.gzipped() if gzip_ok else dataset.data
     # text/plain: a DCP worker hands any other text/* to the work function as a JS String
     # object, not a Python str (dcp-client utils/fetch-uri.js).
-    response = Response(compressed if gzip_ok else data, content_type="text/plain; charset=utf-8")
-    response.set_etag(sha256)
+    response = Response(body, content_type="text/plain; charset=utf-8")
+    response.set_etag(dataset.sha256)
     response.headers["Vary"] = "Accept-Encoding"
     if gzip_ok:
         response.headers["Content-Encoding"] = "gzip"

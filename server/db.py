@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import secrets
@@ -16,13 +17,18 @@ from pathlib import Path
 
 from . import state
 
+log = logging.getLogger(__name__)
 # SQLite's INTEGER range: larger numbers are refused as input, never sent to a query.
 MAX_INTEGER = 2**63 - 1
 # Reads in WAL mode are never blocked by a writer; this only bounds rare recovery waits.
 READ_BUSY_MS = 5000
 # Short: a database write-locked by another process answers 503 soon, not after 30 s.
 WRITE_BUSY_MS = 2000
+# How long a request waits for its queued write (config WRITE_WAIT_SECONDS) before it is
+# dropped and answered 503; a write the writer has started is waited for to its outcome.
 WRITE_WAIT_SECONDS = 30.0
+# The readiness check's write attempt waits at most this long for the writer.
+READY_WAIT_SECONDS = 5.0
 
 
 # The run_inputs row of a run's config: slice numbers are never negative.
@@ -40,7 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
     token_sha256 TEXT NOT NULL,
     expected TEXT NOT NULL,
     created_at REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    closed_at REAL  -- intake closed (POST /runs/<id>/close) until registered again
 );
 CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -108,8 +115,10 @@ def init_db(path: Path) -> None:
     try:
         conn.executescript(SCHEMA)
         columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
-        if "finished_at" not in columns:  # a database from before runs could be finished
-            conn.execute("ALTER TABLE runs ADD COLUMN finished_at REAL")
+        # Databases from before runs could be finished, or their intake closed.
+        for column in ("finished_at", "closed_at"):
+            if column not in columns:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {column} REAL")
     finally:
         conn.close()
 
@@ -130,20 +139,36 @@ class GroupWriter:
         threading.Thread(target=self._run, name=f"writer:{path.name}", daemon=True).start()
 
     def submit(self, write: Callable[[sqlite3.Connection], object], timeout: float):
-        """Run `write(conn)` in a transaction; return its value once durably committed."""
+        """Run `write(conn)` in a transaction; its value once committed.
+
+        TimeoutError after `timeout` only if the write was dropped unstarted: a write the
+        writer has claimed is waited for, so that a timeout never hides a commit.
+        """
         future: Future = Future()
         self._queue.put((write, future))
-        return future.result(timeout=timeout)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            if future.cancel():  # atomic: fails once the writer has claimed the write
+                raise
+        log.info("a write outlasted the %.1f s wait after it started: waiting for it", timeout)
+        return future.result()
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            batch = self._claim([self._queue.get()])
             while len(batch) < self.MAX_BATCH:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch += self._claim([self._queue.get_nowait()])
                 except queue.Empty:
                     break
-            self._commit(batch)
+            if batch:
+                self._commit(batch)
+
+    @staticmethod
+    def _claim(items: list) -> list:
+        """The items whose callers still wait, each marked started (then not cancellable)."""
+        return [item for item in items if item[1].set_running_or_notify_cancel()]
 
     def _commit(self, batch: list) -> None:
         outcomes = []
@@ -179,9 +204,10 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class Store:
     """One app's database: its group writer, per-thread read connections, expected slices."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, write_wait: float = WRITE_WAIT_SECONDS) -> None:
         init_db(path)
         self.path = path
+        self.write_wait = write_wait
         self.writer = GroupWriter(path)
         self._local = threading.local()
         self._expected: dict[str, frozenset[int]] = {}
@@ -197,10 +223,11 @@ class Store:
             conn = self._local.conn = connect(self.path)
         return conn
 
-    def write(self, operation: Callable[[sqlite3.Connection], object]):
-        """Run a write through the group writer; DatabaseBusy if the database is locked."""
+    def write(self, operation: Callable[[sqlite3.Connection], object], wait: float | None = None):
+        """Run a write through the group writer; DatabaseBusy (nothing stored) if it cannot."""
+        wait = self.write_wait if wait is None else min(wait, self.write_wait)
         try:
-            return self.writer.submit(operation, timeout=WRITE_WAIT_SECONDS)
+            return self.writer.submit(operation, timeout=wait)
         except TimeoutError as exc:
             raise DatabaseBusy("the database writer is backed up") from exc
         except sqlite3.OperationalError as exc:
@@ -218,6 +245,11 @@ class Store:
 def write(operation: Callable[[sqlite3.Connection], object]):
     """Run a write through the app database's group writer."""
     return state.current().store.write(operation)
+
+
+def check_writable() -> None:
+    """Take the write lock once through the writer (an empty transaction); DatabaseBusy if not."""
+    state.current().store.write(lambda conn: None, wait=READY_WAIT_SECONDS)
 
 
 def get_db() -> sqlite3.Connection:
@@ -239,7 +271,7 @@ def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[in
     """Insert a run; True if new or registered with the same dataset and slices before.
 
     Registering an unfinished run again (a resumed flow run) gives it the new token: the
-    earlier token, in the earlier jobs' URLs, stops working.
+    earlier token, in the earlier jobs' URLs, stops working; a closed intake opens again.
     """
     row = (run_id, dataset, token_sha256, json.dumps(expected), time.time())
 
@@ -250,8 +282,8 @@ def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[in
             row,
         )
         conn.execute(
-            "UPDATE runs SET token_sha256 = ? WHERE run_id = ? AND dataset = ? AND expected = ?"
-            " AND finished_at IS NULL",
+            "UPDATE runs SET token_sha256 = ?, closed_at = NULL"
+            " WHERE run_id = ? AND dataset = ? AND expected = ? AND finished_at IS NULL",
             (token_sha256, run_id, dataset, row[3]),
         )
 
@@ -281,6 +313,41 @@ def finish_run(run_id: str) -> None:
         conn.execute("DELETE FROM run_inputs WHERE run_id = ?", (run_id,))
 
     write(finish)
+
+
+def close_intake(run_id: str) -> None:
+    """Refuse the run's further results and errors (until it is registered again)."""
+    write(
+        lambda conn: conn.execute(
+            "UPDATE runs SET closed_at = COALESCE(closed_at, ?) WHERE run_id = ?",
+            (time.time(), run_id),
+        )
+    )
+
+
+class IntakeClosed(Exception):
+    """The run takes no more results (closed or finished): nothing was stored."""
+
+
+def intake_refusal(run: sqlite3.Row) -> str | None:
+    """Why a run takes no more results (finished, or its intake closed), or None."""
+    if run["finished_at"] is not None:
+        return f"run {run['run_id']!r} is finished and takes no more results"
+    if run["closed_at"] is not None:
+        return (
+            f"run {run['run_id']!r} has closed its intake (its results were collected);"
+            " nothing was stored"
+        )
+    return None
+
+
+def _check_intake(conn: sqlite3.Connection, run_id: str) -> None:
+    """Raise IntakeClosed inside a write, so that a close and a result are ordered."""
+    refusal = intake_refusal(
+        conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    )
+    if refusal:
+        raise IntakeClosed(refusal)
 
 
 class InputConflict(Exception):
@@ -354,6 +421,7 @@ def store_result(
     """Store a slice result once: 'stored', 'duplicate' or 'conflict'."""
 
     def insert(conn: sqlite3.Connection) -> str:
+        _check_intake(conn, run_id)
         row = conn.execute(
             "SELECT content_sha256 FROM results WHERE run_id = ? AND slice = ?",
             (run_id, slice_no),
@@ -373,25 +441,31 @@ def store_result(
 def store_error(run_id: str, slice_no: int, attempt: int, error: str) -> None:
     """Record a slice's error report."""
     row = (run_id, slice_no, attempt, error, time.time())
-    write(
-        lambda conn: conn.execute(
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _check_intake(conn, run_id)
+        conn.execute(
             "INSERT INTO slice_errors (run_id, slice, attempt, error, received_at)"
             " VALUES (?, ?, ?, ?, ?)",
             row,
         )
-    )
+
+    write(insert)
 
 
 def store_conflict(run_id: str, slice_no: int, attempt: int, content_sha256: str) -> None:
     """Record a refused result that differed from the stored one (a re-executed slice)."""
     row = (run_id, slice_no, attempt, content_sha256, time.time())
-    write(
-        lambda conn: conn.execute(
+
+    def insert(conn: sqlite3.Connection) -> None:
+        _check_intake(conn, run_id)
+        conn.execute(
             "INSERT INTO slice_conflicts (run_id, slice, attempt, content_sha256, received_at)"
             " VALUES (?, ?, ?, ?, ?)",
             row,
         )
-    )
+
+    write(insert)
 
 
 def run_status(run: sqlite3.Row) -> dict:
@@ -429,6 +503,8 @@ def run_status(run: sqlite3.Row) -> dict:
         "conflicts": conflicts,
         "complete": len(received) == len(expected),
         "finished": run["finished_at"] is not None,
+        # Intake closed: the sink takes nothing more (closed, or finished).
+        "closed": run["closed_at"] is not None or run["finished_at"] is not None,
         "next_attempt": 1 + max(attempts, default=0),
     }
 

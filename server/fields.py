@@ -1,7 +1,8 @@
-"""Checks of request fields shared by the blueprints: names, non-negative integers."""
+"""Checks of request fields shared by the blueprints: names, non-negative integers, JSON text."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated
 
@@ -42,3 +43,27 @@ def _plain_name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_plain_name)]
 Count = Annotated[int, Field(ge=0, le=MAX_INTEGER)]
+
+
+class _NonFinite(ValueError):
+    """NaN or Infinity in JSON text: Python's json reads them, JSON has no such values."""
+
+
+def _refuse_non_finite(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def json_value(text: str) -> object:
+    """The value of JSON text, or ValueError saying why not (it reads after the field's name).
+
+    Refused: text that is not JSON, NaN and Infinity, and nesting deeper than the parser
+    goes (a RecursionError otherwise).
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_non_finite)
+    except _NonFinite as exc:
+        raise ValueError(f"holds {exc}, which JSON does not allow (NaN, Infinity)") from None
+    except RecursionError:
+        raise ValueError("is nested too deeply") from None
+    except ValueError:
+        raise ValueError("is not JSON") from None

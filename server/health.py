@@ -20,7 +20,7 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """200 when what the next run needs is usable: data directory, datasets, database; else 503.
+    """200 when what the next run needs is usable: data directory, datasets, a database that takes writes; else 503.
 
     Runs already registered do not count: an old run's deleted dataset is no reason to
     refuse the next run.
@@ -33,6 +33,9 @@ def ready():
         reasons.extend(dataset_problems(data_dir))
     try:
         db.get_db().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+        db.check_writable()
+    except db.DatabaseBusy as exc:
+        reasons.append(f"results database not writable: {exc}")
     except Exception as exc:  # any database failure means "not ready", with its reason
         reasons.append(f"results database unusable: {type(exc).__name__}")
     if reasons:

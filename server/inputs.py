@@ -6,7 +6,6 @@ probesets a slice evaluates, nor the contrast, folds or seed of the run.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from flask import Blueprint, Response, abort, jsonify
@@ -14,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from . import db
 from .auth import require_admin
-from .fields import Count, count_field
+from .fields import Count, count_field, json_value
 from .runs import parse_body, refuse_if_finished, run_or_404, worker_run
 
 bp = Blueprint("inputs", __name__, url_prefix="/inputs")
@@ -22,10 +21,13 @@ bp = Blueprint("inputs", __name__, url_prefix="/inputs")
 
 def _json_text(value: str) -> str:
     try:
-        json.loads(value)
         value.encode("utf-8")
-    except ValueError:  # UnicodeEncodeError (a lone surrogate) is a ValueError too
-        raise ValueError("must be JSON text (UTF-8)") from None
+    except UnicodeEncodeError:
+        raise ValueError("must be JSON text (UTF-8): it holds a lone surrogate") from None
+    try:
+        json_value(value)
+    except ValueError as exc:  # the sink's check: not JSON, NaN or Infinity, nested too deeply
+        raise ValueError(f"must be JSON text (UTF-8): it {exc}") from None
     return value
 
 

@@ -1,4 +1,4 @@
-"""Run registration, status, paged results and ending runs, for the flow (admin token)."""
+"""Run registration, status, paged results, closing and ending runs, for the flow (admin token)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import db
 from .auth import check_run_token, presented_token, require_admin, token_sha256
-from .datasets import dataset_path
+from .datasets import dataset_path, warm_dataset
 from .fields import Count, Name, count_field
 
 bp = Blueprint("runs", __name__, url_prefix="/runs")
@@ -87,13 +87,18 @@ def refuse_if_finished(run) -> None:
 @bp.post("")
 @require_admin
 def register():
-    """Register a run on a prepared dataset: id, dataset, expected slices, worker token."""
+    """Register a run on a prepared dataset: id, dataset, expected slices, worker token.
+
+    The dataset is hashed and compressed here, once, rather than in a worker's first fetch.
+    """
     body = parse_body(Registration)
-    if dataset_path(current_app.config["DATA_DIR"], body.dataset) is None:
+    path = dataset_path(current_app.config["DATA_DIR"], body.dataset)
+    if path is None:
         abort(404, description=f"unknown dataset {body.dataset!r}: not in the data directory")
     if not db.register_run(body.run_id, body.dataset, token_sha256(body.token), body.expected):
         abort(409, description="run already registered with different settings")
     refuse_if_finished(db.get_run(body.run_id))
+    warm_dataset(path)  # so that workers' first fetches are served from the cache
     return jsonify(ok=True, run_id=body.run_id), 201
 
 
@@ -115,6 +120,18 @@ def finish(run_id: str):
     run_or_404(run_id)
     db.finish_run(run_id)
     return jsonify(ok=True, run_id=run_id, finished=True)
+
+
+@bp.post("/<run_id>/close")
+@require_admin
+def close(run_id: str):
+    """Close a run's intake before its final fetch: its sink then answers 409 (idempotent).
+
+    Status and results still answer; registering the run again opens its intake again.
+    """
+    run_or_404(run_id)
+    db.close_intake(run_id)
+    return jsonify(ok=True, run_id=run_id, closed=True)
 
 
 @bp.post("/<run_id>/suspend")

@@ -10,21 +10,13 @@ from flask import Blueprint, abort, jsonify, request
 
 from . import db
 from .auth import redact
-from .fields import count_field
+from .fields import count_field, json_value
 from .runs import worker_run
 
 bp = Blueprint("sink", __name__)
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json", "text/json")
 VOLATILE_KEYS = ("timings", "versions")
-
-
-class _NonFinite(ValueError):
-    """NaN or Infinity in JSON text: Python's json reads them, JSON has no such values."""
-
-
-def _refuse_non_finite(name: str) -> float:
-    raise _NonFinite(name)
 
 
 def normalize_content(content: str, content_type: str) -> tuple[str, object]:
@@ -36,15 +28,11 @@ def normalize_content(content: str, content_type: str) -> tuple[str, object]:
     if content_type.split(";")[0].strip().lower() not in JSON_TYPES:
         return json.dumps(content), content
     try:
-        value = json.loads(content, parse_constant=_refuse_non_finite)
+        value = json_value(content)
         if isinstance(value, str):
-            value, content = json.loads(value, parse_constant=_refuse_non_finite), value
-    except _NonFinite as exc:
-        abort(400, description=f"content holds {exc}, which JSON does not allow (NaN, Infinity)")
-    except ValueError:
-        abort(400, description="content is not JSON although contentType says JSON")
-    except RecursionError:
-        abort(400, description="content is nested too deeply")
+            value, content = json_value(value), value
+    except ValueError as exc:
+        abort(400, description=f"content {exc}")
     _check_unicode(value)
     return content, value
 
@@ -110,8 +98,9 @@ def _resolve_slice(run, element: int, attempt: int) -> int:
 def receive_result(run_id: str):
     """Validate the envelope, store once per (run, slice), return a short receipt."""
     run, token = worker_run(run_id)
-    if run["finished_at"] is not None:
-        abort(409, description=f"run {run_id!r} is finished and takes no more results")
+    refusal = db.intake_refusal(run)
+    if refusal:  # checked again inside the write (db.IntakeClosed), where a close is ordered
+        abort(409, description=refusal)
     form = request.form
     element = count_field("element", form.get("element"))
     attempt = count_field("attempt", form.get("attempt"), default=0)

@@ -147,6 +147,10 @@ class ServerClient:
         """Mark a run finished: the server takes no more results for it (idempotent)."""
         self._call("POST", f"/runs/{quote(run_id)}/finish")
 
+    def close_intake(self, run_id: str) -> None:
+        """Close a run's intake before the final fetch: later results get 409 (idempotent)."""
+        self._call("POST", f"/runs/{quote(run_id)}/close")
+
     def suspend_run(self, run_id: str) -> None:
         """Revoke a run's token (a failed run, left to be resumed): its URLs stop working."""
         self._call("POST", f"/runs/{quote(run_id)}/suspend")

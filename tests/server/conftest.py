@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -11,22 +12,24 @@ RUN_TOKEN = "run-token-for-tests-0123456789"
 DATASET = "phenotype\tg1\tg2\nA\t1.0\t2.0\nB\t3.0\t4.0\n"
 
 
+def make_app(tmp_path, **overrides):
+    """The app on a data directory holding `demo` (with its sha256) and a database in tmp_path."""
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "demo.tsv").write_text(DATASET)
+    (data / "demo.tsv.sha256").write_text(hashlib.sha256(DATASET.encode()).hexdigest())
+    config = {
+        "DATA_DIR": data,
+        "DATABASE": tmp_path / "db.sqlite3",
+        "ADMIN_TOKEN": ADMIN,
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+    }
+    return create_app({**config, **overrides})
+
+
 @pytest.fixture
 def app(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "demo.tsv").write_text(DATASET)
-    import hashlib
-
-    (data / "demo.tsv.sha256").write_text(hashlib.sha256(DATASET.encode()).hexdigest())
-    return create_app(
-        {
-            "DATA_DIR": data,
-            "DATABASE": tmp_path / "db.sqlite3",
-            "ADMIN_TOKEN": ADMIN,
-            "MAX_CONTENT_LENGTH": 64 * 1024,
-        }
-    )
+    return make_app(tmp_path)
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ def test_factory_overrides_win_over_the_environment(tmp_path, monkeypatch):
         ({"ADMIN_TOKEN": None}, "needs an admin token"),
         ({"ADMIN_TOKEN": "x" * 31}, "at least 32 characters, not 31"),
         ({"MAX_CONTENT_LENGTH": "lots"}, "must be a number of bytes"),
+        ({"WRITE_WAIT_SECONDS": "soon"}, "must be seconds > 0"),
+        ({"WRITE_WAIT_SECONDS": 0}, "must be > 0"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(tmp_path, monkeypatch, changes, message):

@@ -1,8 +1,13 @@
+import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from server.__main__ import load_admin_token, public_url_for
+
+from ..conftest import ROOT
 
 
 def test_admin_token_generated_once_owner_only(tmp_path, monkeypatch):
@@ -36,3 +41,14 @@ def test_an_admin_token_file_open_to_others_is_warned_about(
         assert load_admin_token(path) == ("t" * 43, str(path))
     assert ("open to group or others" in caplog.text) is warned
     assert "t" * 43 not in caplog.text
+
+
+def test_a_short_admin_token_is_refused_in_one_line_with_exit_status_2(tmp_path):
+    env = {**os.environ, "SIGSEARCH_ADMIN_TOKEN": "short"}
+    command = [sys.executable, "-m", "server", "--data-dir", str(tmp_path / "d"),
+               "--db", str(tmp_path / "db.sqlite3")]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("python -m server: error: the admin token must be at least 32")
+    assert not (tmp_path / "db.sqlite3").exists()
