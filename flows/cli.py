@@ -163,4 +163,10 @@ def check_inputs(params: SearchParameters) -> None:
             "export the server's admin token (its var/admin-token)"
         )
     options = PrepareOptions(**preparation_options(params))
-    prepare_dataset(read_input(Path(params.input_path), options), options)
+    prepared = prepare_dataset(read_input(Path(params.input_path), options), options)
+    n_probesets = prepared.matrix.shape[1]
+    if params.max_len > n_probesets:  # the plan could not draw a signature that long
+        raise DatasetError(
+            f"{params.input_path}: {n_probesets} probesets after preparation, fewer than"
+            f" --max-len {params.max_len}; give --max-len {n_probesets} or less"
+        )

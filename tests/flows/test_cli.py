@@ -126,3 +126,16 @@ def test_a_run_from_the_command_line_prints_the_report_without_telemetry_noise(t
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("Report: ") and Path(done.stdout.split()[-1]).is_file()
     assert "telemetry" not in done.stderr.lower() and "Traceback" not in done.stderr
+
+
+def test_an_input_with_fewer_probesets_than_max_len_exits_2_before_prefect(tmp_path, capsys):
+    source = tmp_path / "narrow.tsv"
+    rows = [f"{'AML' if i % 2 else 'ALL'}\t{i}.0\t{i * i}.0\t{20 - i}.5\t7.0" for i in range(24)]
+    source.write_text("\n".join(["phenotype\tg1\tg2\tg3\tflat", *rows]) + "\n")
+    files = ["--results-dir", str(tmp_path / "r"), "--data-dir", str(tmp_path / "d")]
+    argv = ["--input", str(source), "--min-len", "2", "--max-len", "4", *files]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert f"{source}: 3 probesets after preparation, fewer than --max-len 4" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
