@@ -290,6 +290,19 @@ def slice_count(n_signatures: int, signatures_per_slice: int) -> int:
     return -(-n_signatures // signatures_per_slice)
 
 
+def slice_signature_ids(
+    signatures: Sequence[Signature], signatures_per_slice: int, slice_numbers: Sequence[int]
+) -> set[int]:
+    """Ids of the signatures packed into the given slices (numbered from 1), without packing."""
+    _check_per_slice(signatures_per_slice)
+    ids = set()
+    for number in slice_numbers:
+        start = (number - 1) * signatures_per_slice
+        chunk = signatures[start : start + signatures_per_slice] if number >= 1 else []
+        ids.update(s.id for s in chunk)
+    return ids
+
+
 def iter_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> Iterator[dict]:
     """`pack_slices`, one slice at a time (a compact plan stays compact)."""
     _check_per_slice(signatures_per_slice)

@@ -24,6 +24,7 @@ from tasks.science.plan import (
     plan_signatures,
     signature_lengths,
     slice_count,
+    slice_signature_ids,
     splitmix64_outputs,
     stratified_split,
     uniform_below,
@@ -276,3 +277,13 @@ def test_null_panel_takes_a_compact_plan():
     plan = plan_compact([f"p{i}" for i in range(50)], 40, 2, 4, seed=1)
     assert null_panel(plan, 7, seed=1) == null_panel(list(plan), 7, seed=1)
     assert null_panel(plan, 0, seed=1) == list(plan)
+
+
+def test_the_signatures_of_slices_are_those_packed_into_them():
+    plan = plan_batch_compact(PROBESETS, 23, 2, 4, seed=0, batch=3)
+    packed = pack_slices(plan, 5)
+    wanted = [2, 5, 9]
+    expected = {s["id"] for sl in packed if sl["slice"] in wanted for s in sl["signatures"]}
+    assert slice_signature_ids(plan, 5, wanted) == expected == set(range(51, 56)) | {66, 67, 68}
+    assert slice_signature_ids(list(plan), 5, wanted) == expected
+    assert slice_signature_ids(plan, 5, []) == set()
