@@ -11,9 +11,10 @@ millions of signatures costs tens of MB; slices can be streamed (`iter_slice_inp
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,6 +175,11 @@ class SignaturePlan(Sequence):
         """The same signatures numbered from `first_id` (arrays shared, not copied)."""
         return dataclasses.replace(self, first_id=first_id)
 
+    @functools.cached_property
+    def quoted_probesets(self) -> list[str]:
+        """Each probeset name as JSON text (computed once)."""
+        return [json.dumps(name) for name in self.probesets]
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the index arrays."""
@@ -315,30 +321,39 @@ def iter_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> I
 
 
 def iter_slice_inputs(
-    signatures: Sequence[Signature], signatures_per_slice: int
+    signatures: Sequence[Signature],
+    signatures_per_slice: int,
+    numbers: Iterable[int] | None = None,
 ) -> Iterator[tuple[int, str]]:
-    """(slice number, datum as the JSON text registered on the server), one slice at a time."""
-    if isinstance(signatures, SignaturePlan):
-        yield from _plan_slice_texts(signatures, signatures_per_slice)
-        return
-    for datum in iter_slices(signatures, signatures_per_slice):
-        yield datum["slice"], json.dumps(datum, sort_keys=True)
+    """(slice number, datum as the JSON text registered), one at a time: all, or `numbers`."""
+    n_slices = slice_count(len(signatures), signatures_per_slice)
+    for number in range(1, n_slices + 1) if numbers is None else numbers:
+        if not 1 <= number <= n_slices:
+            raise ValueError(f"slice {number} is not in 1..{n_slices}")
+        start = (number - 1) * signatures_per_slice
+        if isinstance(signatures, SignaturePlan):
+            yield number, _plan_slice_text(signatures, start, signatures_per_slice, number)
+        else:
+            chunk = signatures[start : start + signatures_per_slice]
+            datum = {
+                "slice": number,
+                "signatures": [{"id": s.id, "probesets": list(s.probesets)} for s in chunk],
+            }
+            yield number, json.dumps(datum, sort_keys=True)
 
 
-def _plan_slice_texts(plan: SignaturePlan, signatures_per_slice: int) -> Iterator[tuple[int, str]]:
-    """`json.dumps(datum, sort_keys=True)` of each slice, written from the index arrays."""
-    _check_per_slice(signatures_per_slice)
-    quoted = [json.dumps(name) for name in plan.probesets]
-    for number, start in enumerate(range(0, len(plan), signatures_per_slice), start=1):
-        bounds = plan.offsets[start : start + signatures_per_slice + 1].tolist()
-        chosen = plan.indices[bounds[0] : bounds[-1]].tolist()
-        items = []
-        for i in range(len(bounds) - 1):
-            names = ", ".join(
-                [quoted[k] for k in chosen[bounds[i] - bounds[0] : bounds[i + 1] - bounds[0]]]
-            )
-            items.append(f'{{"id": {plan.first_id + start + i}, "probesets": [{names}]}}')
-        yield number, f'{{"signatures": [{", ".join(items)}], "slice": {number}}}'
+def _plan_slice_text(plan: SignaturePlan, start: int, size: int, number: int) -> str:
+    """`json.dumps(datum, sort_keys=True)` of a slice, written from the index arrays."""
+    quoted = plan.quoted_probesets
+    bounds = plan.offsets[start : start + size + 1].tolist()
+    chosen = plan.indices[bounds[0] : bounds[-1]].tolist()
+    items = []
+    for i in range(len(bounds) - 1):
+        names = ", ".join(
+            [quoted[k] for k in chosen[bounds[i] - bounds[0] : bounds[i + 1] - bounds[0]]]
+        )
+        items.append(f'{{"id": {plan.first_id + start + i}, "probesets": [{names}]}}')
+    return f'{{"signatures": [{", ".join(items)}], "slice": {number}}}'
 
 
 def pack_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> list[dict]:

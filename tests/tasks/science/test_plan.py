@@ -287,3 +287,12 @@ def test_the_signatures_of_slices_are_those_packed_into_them():
     assert slice_signature_ids(plan, 5, wanted) == expected == set(range(51, 56)) | {66, 67, 68}
     assert slice_signature_ids(list(plan), 5, wanted) == expected
     assert slice_signature_ids(plan, 5, []) == set()
+
+
+def test_slice_inputs_of_chosen_slices_are_those_of_the_whole_stream():
+    plan = plan_batch_compact(PROBESETS, 23, 2, 4, seed=0, batch=2)
+    every = dict(iter_slice_inputs(plan, 5))
+    for signatures in (plan, list(plan)):
+        assert list(iter_slice_inputs(signatures, 5, [4, 2])) == [(4, every[4]), (2, every[2])]
+        with pytest.raises(ValueError, match="slice 6 is not in 1..5"):
+            list(iter_slice_inputs(signatures, 5, [6]))
