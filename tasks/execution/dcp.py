@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -240,26 +241,100 @@ def slice_number_of(event) -> int | None:
         return None
 
 
-async def supervise(job, offer, stop_reason, emit, cancel_timeout: float) -> None:
-    """Deploy a job, then wait until it completes or `stop_reason()` says why to end it.
+# --- The client (child process) -------------------------------------------------------------
+# Events the child sends. "deploying" carries the job id before the job can exist on DCP;
+# "done" and "cancelled" confirm the job's end on DCP; "stopped" says nothing was deployed.
+CONFIRMED_END = ("done", "cancelled")
+CHILD_END = ("done", "cancelled", "cancel_failed", "failed", "stopped")
+EPERM_ORIGIN_ERRORS = 3  # this many slice errors in a row, all EPERM_ORIGIN, none a result
 
-    Nothing ties a DCP job to its client: when the round ends or the flow process goes,
-    the job is cancelled here, bounded by `cancel_timeout`.
+
+@dataclass
+class ClientSession:
+    """The child's side of a job: events to the parent and why to stop."""
+
+    events: Connection
+    stop_reason: Callable[[], str | None]
+    job_id: str | None = None
+
+    def emit(self, kind: str, element: int | None = None, message: str = "") -> None:
+        """Send an event; a pipe write, so it has left this process once this returns."""
+        try:
+            self.events.send(SliceEvent(kind, element, None, str(message)[:500]))
+        except OSError:  # the flow process is gone; stop_reason() says so
+            pass
+
+    def deploying(self, job_id: str) -> None:
+        """Report the job id before the job is submitted, so that it can always be cancelled."""
+        self.job_id = str(job_id)
+        self.emit("deploying", message=self.job_id)
+
+
+async def supervise(execution, cancel, session: ClientSession, cancel_timeout: float) -> None:
+    """Wait for a job's execution to end; end it on DCP when `session.stop_reason()` says why.
+
+    `execution` completes with the job (or raises why it failed); `cancel(reason)` cancels it
+    on DCP. Before the id was reported nothing is on DCP, so stopping needs no cancel.
     """
-    job_id = await job.aio.exec(offer)
-    emit("accepted", message=str(job_id))
-    complete = job.aio.wait()
-    while not complete.done():
-        await asyncio.wait([complete], timeout=0.5)
-        reason = stop_reason()
-        if reason is not None and not complete.done():
-            try:
-                await asyncio.wait_for(job.js_ref.cancel(reason), cancel_timeout)
-                emit("cancelled", message=f"{job_id}: {reason}")
-            except Exception as exc:  # noqa: BLE001 - reported; the parent falls back
-                emit("cancel_failed", message=f"{job_id}: {type(exc).__name__}: {exc}")
+    execution = asyncio.ensure_future(execution)
+    while not execution.done():
+        await asyncio.wait([execution], timeout=0.5)
+        reason = session.stop_reason()
+        if reason is not None and not execution.done():
+            await end_job(cancel, reason, session, cancel_timeout)
             return
-    emit("done", message=str(job_id))
+    if execution.exception() is not None:
+        session.emit("failed", message=job_failure_reason(execution.exception()))
+    else:
+        session.emit("done", message=str(session.job_id))
+
+
+async def end_job(cancel, reason: str, session: ClientSession, cancel_timeout: float) -> None:
+    """Cancel the job on DCP (bounded) if it was submitted; report how it ended."""
+    if session.job_id is None:
+        session.emit("stopped", message=f"before deployment: {reason}")
+        return
+    try:
+        await asyncio.wait_for(cancel(reason), cancel_timeout)
+        session.emit("cancelled", message=f"{session.job_id}: {reason}")
+    except Exception as exc:  # noqa: BLE001 - reported; the parent cancels by id
+        session.emit("cancel_failed", message=f"{session.job_id}: {type(exc).__name__}: {exc}")
+
+
+# Known DCP failure codes -> what happened and what to do (one line each).
+FAILURE_ADVICE = (
+    ("ENOFUNDS", "the payment account has no funds to deploy the job: add compute credits to it"),
+    (
+        "DCPL-1100",
+        "the job could not join its compute group: check the join key and secret "
+        "(README 'Running on DCP', step 2)",
+    ),
+    (
+        "ENOPROGRESS",
+        "DCP cancelled the job: a slice reported no progress (ENOPROGRESS)",
+    ),
+    (
+        "ETOOMANYERRORS",
+        "DCP cancelled the job: too many slices failed (ETOOMANYERRORS); see the slice errors",
+    ),
+    (
+        "ESLICETOOSLOW",
+        "DCP cancelled the job: its slices run longer than DCP allows (ESLICETOOSLOW); "
+        "use fewer --signatures-per-slice",
+    ),
+    ("unlock", "a keystore could not be unlocked: check the keystores (README 'Running on DCP')"),
+)
+
+
+def job_failure_reason(exc: BaseException | str) -> str:
+    """One line saying why a job failed as a whole, with what to do where that is known."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, DcpError):
+        return text[:400]
+    for code, advice in FAILURE_ADVICE:
+        if code.lower() in text.lower():
+            return f"{advice} ({text[:200]})"
+    return f"DCP refused or ended the job: {text[:300]}"
 
 
 def stop_reasons(control: Connection, parent_pid: int):
@@ -268,8 +343,11 @@ def stop_reasons(control: Connection, parent_pid: int):
     signal.signal(signal.SIGTERM, lambda *_: terminated.append("the DCP client was terminated"))
 
     def stop_reason() -> str | None:
-        if control.poll():
-            return control.recv()
+        try:
+            if control.poll():
+                return control.recv()
+        except (EOFError, OSError):
+            return "the flow process ended"
         if terminated:
             return terminated[0]
         if os.getppid() != parent_pid:
@@ -279,142 +357,297 @@ def stop_reasons(control: Connection, parent_pid: int):
     return stop_reason
 
 
-def _client_main(
-    spec: JobSpec, opts: DcpOptions, group, events, control: Connection, parent_pid: int
-):
-    """Child process: initialise the SDK, deploy, forward job events, end the job."""
-
-    def emit(kind, element=None, message=""):
-        events.put(SliceEvent(kind, element, None, str(message)[:500]))
-
+def _client_main(client, spec: JobSpec, opts: DcpOptions, group, events, control, parent_pid):
+    """Child process: run `client` (the SDK, or a stand-in) with a session to the parent."""
+    session = ClientSession(events, stop_reasons(control, parent_pid))
     try:
-        import dcp
-
-        dcp.init()
-        from dcp import wallet
-
-        dcp.identity.set(wallet.get(str(Path(opts.id_keystore).expanduser())).js_ref)
-        wallet.add(wallet.get(str(Path(opts.payment_keystore).expanduser())).js_ref)
-        job = build_job(dcp, spec, opts, group)
-        job.on("readystatechange", lambda state: emit("log", message=f"state {state}"))
-        job.on("result", lambda ev: emit("result", slice_number_of(ev)))
-        job.on("error", lambda ev: emit("error", slice_number_of(ev), _message_of(ev)))
-        job.on("nofunds", lambda ev: emit("nofunds", message="payment account out of funds"))
-        offer = opts.slice_payment_offer
-        offer = offer if offer is not None else dcp.compute.marketValue().js_ref
-        stop_reason = stop_reasons(control, parent_pid)
-        # The SDK's own event loop (dcp.dry.aio), on which its futures resolve.
-        asyncio.get_event_loop().run_until_complete(
-            supervise(job, offer, stop_reason, emit, opts.cancel_timeout)
-        )
+        client(spec, opts, group, session)
     except Exception as exc:  # reported to the flow, which ends the round
-        emit("failed", message=f"{type(exc).__name__}: {exc}")
+        session.emit("failed", message=job_failure_reason(exc))
 
 
-def _message_of(event) -> str:
+def _keystore(wallet, path: str, label: str):
+    """A keystore from a file, or DcpError saying which one and what to do."""
+    full = Path(path).expanduser()
     try:
-        return str(event.get("message") or event.get("code") or "")
-    except AttributeError:
-        return str(event)
+        return wallet.get(str(full)).js_ref
+    except Exception as exc:  # noqa: BLE001 - the SDK raises JS errors of many kinds
+        first = " ".join(str(exc).split())[:200]
+        raise DcpError(
+            f"the {label} keystore {full} could not be loaded ({first}): "
+            "check the file (README 'Running on DCP', step 1)"
+        ) from None
 
 
-def cancel_job_by_id(job_id: str, opts: DcpOptions) -> None:
-    """Child process: cancel a deployed job by id with the owner's keystore."""
+def listen(job, session: ClientSession) -> None:
+    """Forward the SDK job's events; report its id when it is about to be submitted."""
+    js = job.js_ref
+
+    def on_state(state) -> None:
+        # dcp-client's deployJob() sets 'deploying' right before it submits the job (job/index.js)
+        if str(state) == "deploying":
+            session.deploying(str(js.id))
+        session.emit("log", message=f"state {state}")
+
+    js.on("readyStateChange", on_state)
+    js.on("accepted", lambda *_: session.emit("accepted", message=str(js.id)))
+    js.on(
+        "cancel", lambda *ev: session.emit("cancelled", message=f"{js.id}: on DCP: {_reason(ev)}")
+    )
+    js.on("nofunds", lambda *_: session.emit("nofunds", message="payment account out of funds"))
+    job.on("result", lambda ev: session.emit("result", slice_number_of(ev)))
+    job.on("error", lambda ev: session.emit("error", slice_number_of(ev), _message_of(ev)))
+
+
+def _reason(args) -> str:
+    try:
+        return str(args[0].get("reason") or args[0].get("code") or "")
+    except (AttributeError, IndexError):
+        return ""
+
+
+def sdk_client(spec: JobSpec, opts: DcpOptions, group, session: ClientSession) -> None:
+    """The real SDK: initialise, deploy, forward job events, end the job when told."""
     import dcp
 
     dcp.init()
     from dcp import wallet
 
-    owner = wallet.get(str(Path(opts.id_keystore).expanduser())).js_ref
+    dcp.identity.set(_keystore(wallet, opts.id_keystore, "identity"))
+    wallet.add(_keystore(wallet, opts.payment_keystore, "payment"))
+    job = build_job(dcp, spec, opts, group)
+    listen(job, session)
+    offer = opts.slice_payment_offer
+    offer = offer if offer is not None else dcp.compute.marketValue().js_ref
+
+    async def run() -> None:
+        # What the SDK's job.aio.exec does, but keeping exec's promise: the SDK's own drops it,
+        # so a rejected deployment would never end its future.
+        job._before_exec()
+        job._wrapper_set_attribute("_exec_called", True)
+        execution = job.js_ref.exec(offer)
+        cancel = lambda reason: job.js_ref.cancel(reason)  # noqa: E731 - `this` stays the job
+        await supervise(execution, cancel, session, opts.cancel_timeout)
+
+    # The SDK's own event loop (dcp.dry.aio), on which its futures resolve.
+    asyncio.get_event_loop().run_until_complete(run())
+
+
+def _message_of(event) -> str:
+    try:
+        code = event.get("code") or event.get("errorCode") or ""
+        message = event.get("message") or ""
+        return " ".join(str(part) for part in (code, message) if part)
+    except AttributeError:
+        return str(event)
+
+
+def cancel_job_by_id(job_id: str, opts: DcpOptions) -> None:
+    """Child process: cancel a deployed job by id with a fresh SDK, as its owner."""
+    import dcp
+
+    dcp.init()
+    from dcp import wallet
+
+    dcp.identity.set(_keystore(wallet, opts.id_keystore, "identity"))
+    # The job's owner is its payment account (dcp-client job/index.js cancel(): owner is
+    # paymentAccountKeystore.address), so that keystore signs the cancel.
+    owner = _keystore(wallet, opts.payment_keystore, "payment")
     dcp.compute.cancel(job_id, owner)
+
+
+# --- The job handle (flow process) ----------------------------------------------------------
 
 
 @dataclass
 class DcpJob:
-    """A job deployed through the SDK in a child process; every wait is bounded."""
+    """A job deployed by a client in a child process; every wait is bounded.
+
+    Every job whose id the client reported and whose end on DCP was not confirmed is
+    cancelled once: by the client, else by id from a fresh SDK. `done()` and `cancel()`
+    return only after that, so no round redeploys slices that may still run.
+    """
 
     spec: JobSpec
     opts: DcpOptions
     group: ComputeGroup | None
+    client: Callable = sdk_client  # the child's SDK part (tests give a stand-in)
+    canceller: Callable = cancel_job_by_id  # run in a fresh process: (job_id, opts)
     job_id: str = field(default_factory=lambda: "dcp-pending-" + uuid.uuid4().hex[:8])
 
     def __post_init__(self) -> None:
         ctx = mp.get_context("spawn")
-        self._queue = ctx.Queue()
-        self._control, child_control = ctx.Pipe()
+        self._events, child_events = ctx.Pipe(duplex=False)
+        child_control, self._control = ctx.Pipe(duplex=False)
         self._local: queue.Queue = queue.Queue()
         self._process = ctx.Process(
             target=_client_main,
             daemon=True,
-            args=(self.spec, self.opts, self.group, self._queue, child_control, os.getpid()),
+            args=(self.client, self.spec, self.opts, self.group, child_events, child_control)
+            + (os.getpid(),),
         )
         self._started = time.monotonic()
-        self._accepted = False
+        self._deployed = self._accepted = self._confirmed = self._child_ended = False
+        self._settled = False  # the client said it submitted nothing
+        self._failure = ""  # the one job-level failure reported, if any
+        self._stop, self._stop_sent = "", 0.0
+        self._results = self._errors = self._eperm = 0
         self._finished = False
-        self._ending = ""
         self._ended = threading.Event()
         self._process.start()
-        self._pump = threading.Thread(target=self._forward, daemon=True)
+        child_events.close()  # so that the parent sees EOF when the child is gone
+        child_control.close()
+        self._pump = threading.Thread(target=self._run, daemon=True)
         self._pump.start()
 
-    def _forward(self) -> None:
-        while not self._ended.is_set():
-            try:
-                event = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                if not self._accepted and time.monotonic() - self._started > self.opts.sdk_timeout:
-                    self._fail(
-                        f"no 'accepted' from the scheduler within {self.opts.sdk_timeout:g}s"
-                    )
-                elif not self._process.is_alive() and self._queue.empty():
-                    self._fail("DCP client process ended without completing the job")
-                continue
-            if event.kind == "accepted":
-                self._accepted, self.job_id = True, event.message
-            self._local.put(event)
-            if event.kind in ("done", "failed", "cancelled", "cancel_failed"):
-                self._ending = event.kind
-                self._finished = True
-                self._ended.set()
+    def _run(self) -> None:
+        try:
+            while not self._child_ended:
+                self._receive(0.5)
+                self._check_time()
+                self._apply_stop()
+        finally:
+            self._wind_up()
 
-    def _fail(self, message: str) -> None:
-        self._local.put(SliceEvent("failed", message=message))
+    def _receive(self, timeout: float) -> None:
+        try:
+            if self._events.poll(timeout):
+                self._on_event(self._events.recv())
+        except (EOFError, OSError):
+            self._child_ended = True
+
+    def _on_event(self, event: SliceEvent) -> None:
+        kind = event.kind
+        if kind in ("deploying", "accepted"):
+            self._deployed, self.job_id = True, event.message or self.job_id
+            self._accepted = self._accepted or kind == "accepted"
+        elif kind == "result":
+            self._results += 1
+        elif kind == "error":
+            self._note_error(event.message)
+        elif kind == "nofunds":  # DCP pauses such a job: it would wait out the round
+            self._job_failed(
+                "the payment account has no funds: add compute credits to it, or lower "
+                "--dcp.slice-payment-offer; the paused job is cancelled"
+            )
+            return
+        elif kind == "stopped":  # the client went before submitting: nothing is on DCP
+            self._settled = True
+            event = SliceEvent("cancelled", message=event.message)
+        if kind in CONFIRMED_END:
+            self._confirmed = True
+        if kind in CHILD_END:
+            self._child_ended = True
+        if kind == "failed" and not self._failure:
+            self._failure = event.message
+        elif self._failure and kind in ("failed", "cancelled", "stopped"):
+            # After the one job-level failure, further ends are only logged: run.json keeps it.
+            event = SliceEvent("log", message=f"{kind}: {event.message}")
+        self._local.put(event)
+
+    def _note_error(self, message: str) -> None:
+        """A job no worker can reach the server from fails as a whole (EPERM_ORIGIN)."""
+        self._errors += 1
+        self._eperm += "EPERM_ORIGIN" in message
+        limit = min(EPERM_ORIGIN_ERRORS, max(1, len(self.spec.slices)))
+        if not self._results and self._eperm == self._errors >= limit:
+            parts = urlsplit(self.spec.result_url)
+            self._job_failed(
+                f"workers could not reach {parts.scheme}://{parts.netloc}: add it to their "
+                "allowed origins (README 'Running on DCP', step 4)"
+            )
+
+    def _job_failed(self, reason: str) -> None:
+        """Report the job-level failure once, now; then end the job."""
+        if not self._failure:
+            self._failure = reason
+            self._local.put(SliceEvent("failed", message=reason))
+        self._stop = self._stop or reason
+
+    def _check_time(self) -> None:
+        late = time.monotonic() - self._started > self.opts.sdk_timeout
+        if not self._accepted and late and not self._stop:
+            self._job_failed(
+                f"no 'accepted' from the scheduler within {self.opts.sdk_timeout:g}s: check "
+                "the scheduler and the network, or raise --dcp.sdk-timeout"
+            )
+
+    def _apply_stop(self) -> None:
+        if not self._stop or self._child_ended:
+            return
+        if not self._deployed:  # nothing on DCP yet: the client can simply go
+            self._process.kill()
+        elif not self._stop_sent:
+            self._stop_sent = time.monotonic()
+            try:
+                self._control.send(self._stop)
+            except OSError:
+                self._process.kill()
+        elif time.monotonic() - self._stop_sent > self.opts.cancel_timeout + 5:
+            self._process.kill()  # it did not end its job in time; cancelled by id below
+
+    def _wind_up(self) -> None:
+        """The client is gone: read what it said last, cancel by id if needed, finish."""
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(10)
+        self._drain()
+        if not self._deployed and not self._failure and not self._stop:
+            self._job_failed(f"the DCP client ended before deploying ({self._exit_status()})")
+        elif not self._deployed and not self._settled:
+            self._local.put(SliceEvent("cancelled", message=f"before deployment: {self._stop}"))
+        elif not self._confirmed:
+            if not self._failure and not self._stop:
+                self._job_failed(f"the DCP client ended before the job did ({self._exit_status()})")
+            self._cancel_by_id()
         self._finished = True
         self._ended.set()
-        self._process.kill()
+
+    def _drain(self) -> None:
+        """Read what the client wrote before it went (a job id, say)."""
+        try:
+            while self._events.poll(0):
+                self._on_event(self._events.recv())
+        except (EOFError, OSError):
+            pass
+
+    def _exit_status(self) -> str:
+        return f"exit status {self._process.exitcode}"
+
+    def _cancel_by_id(self) -> None:
+        """The client could not end the job: cancel it by id from a fresh SDK (bounded)."""
+        process = mp.get_context("spawn").Process(
+            target=self.canceller, args=(self.job_id, self.opts), daemon=True
+        )
+        process.start()
+        process.join(self.opts.cancel_timeout)
+        if process.is_alive():
+            process.kill()
+            process.join(10)
+        message = f"{self.job_id}: cancelled by id ({self._stop or self._failure})"
+        if process.exitcode != 0:
+            kind, message = "cancel_failed", f"{self.job_id}: cancel by id failed: {message}"
+        else:
+            kind = "log" if self._failure else "cancelled"
+            self._confirmed = True
+        self._local.put(SliceEvent(kind, message=message))
 
     def events(self, timeout: float) -> list[SliceEvent]:
         """Events since the last call."""
         return drain(self._local, timeout)
 
     def done(self) -> bool:
-        """True once the job completed, failed or was cancelled."""
+        """True once the job's end is settled (a cancel by id included) and all was read."""
         return self._finished and self._local.empty()
 
     def cancel(self, reason: str = "the round ended") -> None:
-        """End the job on DCP (bounded), then the client process."""
-        if self._process.is_alive() and not self._finished:
-            self._control.send(reason)
-            self._ended.wait(self.opts.cancel_timeout + 5)
-        self._finished = True
+        """End the job on DCP and the client; returns once that is done or bounded out."""
+        if not self._ended.is_set():
+            self._stop = self._stop or reason
+            self._ended.wait(2 * self.opts.cancel_timeout + 40)
         if self._process.is_alive():
             self._process.kill()
-        self._process.join(timeout=10)
-        if self._accepted and self._ending not in ("done", "cancelled"):
-            self._cancel_by_id()
-
-    def _cancel_by_id(self) -> None:
-        """The client could not cancel: cancel the job by id from a fresh SDK (bounded)."""
-        process = mp.get_context("spawn").Process(
-            target=cancel_job_by_id, args=(self.job_id, self.opts), daemon=True
-        )
-        process.start()
-        process.join(self.opts.cancel_timeout)
-        ok = process.exitcode == 0
-        if process.is_alive():
-            process.kill()
-        self._ending = "cancelled" if ok else "cancel_failed"
-        self._local.put(SliceEvent(self._ending, message=f"{self.job_id}: cancel by id"))
 
 
 @dataclass
@@ -424,6 +657,8 @@ class DcpBackend:
     opts: DcpOptions
     server_url: str
     group: ComputeGroup | None
+    client: Callable = sdk_client  # what each job's child runs (tests give a stand-in)
+    canceller: Callable = cancel_job_by_id
 
     def __post_init__(self) -> None:
         preflight(self.opts, self.server_url, self.group)
@@ -440,4 +675,4 @@ class DcpBackend:
 
     def deploy(self, spec: JobSpec) -> DcpJob:
         """Deploy through the SDK in a child process."""
-        return DcpJob(spec, self.opts, self.group)
+        return DcpJob(spec, self.opts, self.group, self.client, self.canceller)

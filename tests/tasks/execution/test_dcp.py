@@ -8,14 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tasks.execution.dcp import (
     ComputeGroup,
     DcpError,
+    DcpJob,
     DcpOptions,
     compute_group_from,
+    job_failure_reason,
     preflight,
     pyodide_packages,
     requested_worktime,
@@ -23,10 +26,12 @@ from tasks.execution.dcp import (
     stop_reasons,
     supervise,
 )
+from tasks.execution.jobs import JobSpec
 from tasks.science.work import WORK_MODULES, work_function_source
 
 from ...conftest import ROOT
 from ...dcp_offline import CLOSED, offline_sdk_env
+from . import dcp_standin as standin
 
 BUILD = """
 import json, sys, dcp
@@ -139,9 +144,6 @@ def test_compute_group_from_environment(monkeypatch, value, ok):
 
 
 def test_sdk_job_without_keystores_fails_within_its_timeout(offline_env, tmp_path, monkeypatch):
-    from tasks.execution.dcp import DcpJob
-    from tasks.execution.jobs import JobSpec
-
     for key in ("DCP_CONFIG_LOCATION", "DCP_SCHEDULER_LOCATION"):
         monkeypatch.setenv(key, offline_env[key])  # the SDK child inherits them
     spec = JobSpec(
@@ -157,15 +159,12 @@ def test_sdk_job_without_keystores_fails_within_its_timeout(offline_env, tmp_pat
         payment_keystore=str(tmp_path / "none2.keystore"),
         sdk_timeout=15,
     )
-    started = time.monotonic()
     job = DcpJob(spec, opts, ComputeGroup("k", "s"))
-    events = []
-    while not job.done() and time.monotonic() - started < 60:
-        events += job.events(timeout=0.5)
+    events = follow(job)
     job.cancel()
-    assert job.done() and time.monotonic() - started < 30
+    assert job.done()
     failures = [e.message for e in events if e.kind == "failed"]
-    assert failures, events
+    assert len(failures) == 1 and "identity keystore" in failures[0], events
 
 
 def test_the_package_list_is_the_one_of_the_worktime_jobs_request():
@@ -189,57 +188,166 @@ def test_error_events_without_a_slice_number_do_not_raise(event, number):
     assert slice_number_of(event) == number
 
 
-class FakeJob:
-    """The SDK job as `supervise` uses it; the scheduler is the one thing no test can reach."""
+# --- The client's lifecycle: a stand-in for the SDK part, the real child session and parent ---
 
-    def __init__(self, completes=False, cancel_hangs=False):
-        self.cancelled, self.aio, self.js_ref = [], self, self
-        self._completes, self._cancel_hangs = completes, cancel_hangs
-
-    async def exec(self, offer):
-        return "job-123"
-
-    def wait(self):
-        done = asyncio.get_running_loop().create_future()
-        if self._completes:
-            asyncio.get_running_loop().call_later(0.2, done.set_result, [])
-        return done
-
-    async def cancel(self, reason):
-        if self._cancel_hangs:
-            await asyncio.sleep(60)
-        self.cancelled.append(reason)
+SPEC = JobSpec(
+    "lifecycle#0",
+    tuple(f'{{"slice": {k}}}' for k in (1, 2, 3)),
+    "",
+    "http://192.0.2.10:5001/datasets/golub?token=s3cr3t",
+    "{}",
+    "http://192.0.2.10:5001/dcp-results/run?token=s3cr3t",
+)
+BOUND = 180  # seconds: a bound against hangs, never a speed expectation
 
 
-def supervised(job, reasons, cancel_timeout=5.0):
-    events, pending = [], list(reasons)
+def standin_job(tmp_path, stage: str, cancel_timeout: float = 3.0):
+    """A DcpJob whose child runs the stand-in client at `stage`; its log of deploys and cancels."""
+    log = tmp_path / "standin.log"
+    opts = DcpOptions(sdk_timeout=600, cancel_timeout=cancel_timeout)
+    job = DcpJob(SPEC, opts, None, standin.client(log, stage), standin.canceller(log))
+    return job, log
 
-    def stop_reason():
-        return pending.pop(0) if pending else None
 
-    emit = lambda kind, element=None, message="": events.append((kind, message))  # noqa: E731
-    asyncio.run(supervise(job, 0.1, stop_reason, emit, cancel_timeout))
+def follow(job, until=lambda events: False) -> list:
+    """The job's events until it is done or `until(events)`."""
+    events, started = [], time.monotonic()
+    while not job.done() and time.monotonic() - started < BOUND:
+        events += job.events(timeout=0.5)
+        if until(events):
+            break
     return events
 
 
-def test_a_job_whose_round_ended_is_cancelled_on_dcp():
-    job = FakeJob()
-    events = supervised(job, [None, "the round ended"])
-    assert job.cancelled == ["the round ended"]
-    assert events == [("accepted", "job-123"), ("cancelled", "job-123: the round ended")]
+def seen(kind):
+    return lambda events: kind in [e.kind for e in events]
 
 
-def test_a_completed_job_is_not_cancelled():
-    job = FakeJob(completes=True)
-    assert supervised(job, []) == [("accepted", "job-123"), ("done", "job-123")]
-    assert job.cancelled == []
+def cancels(log) -> list[str]:
+    return [line for line in standin.lines(log) if line.split()[0] in ("cancel", "byid")]
 
 
-def test_a_cancel_that_hangs_is_bounded_and_reported():
+def deploys(log) -> list[str]:
+    return [line for line in standin.lines(log) if line.startswith("deploy ")]
+
+
+@pytest.mark.parametrize("stage", ["after_id", "after_accepted", "results_then_die"])
+def test_a_client_killed_after_its_job_id_existed_gets_the_job_cancelled_once_by_id(
+    tmp_path, stage
+):
+    job, log = standin_job(tmp_path, stage)
+    events = follow(job)
+    assert job.done(), events
+    # done() is True only once the cancel by id returned: the next round cannot come first.
+    assert cancels(log) == [f"byid {standin.JOB_ID}"] and len(deploys(log)) == 1
+    assert job.job_id == standin.JOB_ID
+    failed = [e.message for e in events if e.kind == "failed"]
+    assert len(failed) == 1 and "the DCP client ended before the job did" in failed[0]
+    job.cancel()  # what a round does in its finally: nothing more is cancelled
+    assert len(cancels(log)) == 1
+
+
+def test_a_client_killed_before_deploying_leaves_nothing_to_cancel(tmp_path):
+    job, log = standin_job(tmp_path, "before_deploy")
+    events = follow(job)
+    assert job.done() and cancels(log) == [] and deploys(log) == []
+    assert job.job_id.startswith("dcp-pending-")
+    assert [e.kind for e in events].count("failed") == 1
+
+
+def test_a_job_the_flow_cancels_is_cancelled_once_by_its_client(tmp_path):
+    job, log = standin_job(tmp_path, "results")
+    follow(job, until=seen("result"))
+    job.cancel("the round ended")
+    events = job.events(timeout=0)
+    assert cancels(log) == [f"cancel {standin.JOB_ID}"]
+    assert [e.kind for e in events if e.kind in ("cancelled", "failed")] == ["cancelled"]
+    assert job.done()
+
+
+@pytest.mark.parametrize("stage", ["cancel_dies", "cancel_hangs"])
+def test_a_client_that_dies_or_hangs_while_cancelling_gets_its_job_cancelled_by_id(tmp_path, stage):
+    job, log = standin_job(tmp_path, stage)
+    follow(job, until=seen("accepted"))
+    job.cancel("the flow run was cancelled")
+    assert cancels(log) == [f"byid {standin.JOB_ID}"]
+    kinds = [e.kind for e in job.events(timeout=0)]
+    assert kinds[-1] == "cancelled" and "failed" not in kinds and job.done()
+
+
+def test_a_client_stuck_before_accepted_is_stopped_and_its_job_cancelled_by_id(tmp_path):
+    job, log = standin_job(tmp_path, "hangs_deploying", cancel_timeout=1.0)
     started = time.monotonic()
-    events = supervised(FakeJob(cancel_hangs=True), ["the flow process ended"], cancel_timeout=1)
-    assert time.monotonic() - started < 5
-    assert events[-1][0] == "cancel_failed" and "TimeoutError" in events[-1][1]
+    while "hanging" not in standin.lines(log) and time.monotonic() - started < BOUND:
+        time.sleep(0.2)
+    job.cancel()
+    assert cancels(log) == [f"byid {standin.JOB_ID}"]
+    assert "cancelled" in [e.kind for e in job.events(timeout=0)] and job.done()
+
+
+def test_a_completed_job_is_not_cancelled(tmp_path):
+    job, log = standin_job(tmp_path, "done")
+    events = follow(job)
+    assert job.done() and cancels(log) == []
+    assert "done" in [e.kind for e in events] and "failed" not in [e.kind for e in events]
+
+
+@pytest.mark.parametrize(
+    ("stage", "said"),
+    [
+        ("nofunds", "the payment account has no funds: add compute credits to it"),
+        ("eperm", "workers could not reach http://192.0.2.10:5001: add it to their allowed"),
+        ("rejected", "the payment account has no funds to deploy the job"),
+    ],
+)
+def test_a_job_level_failure_ends_the_job_at_once_with_one_reason(tmp_path, stage, said):
+    job, log = standin_job(tmp_path, stage)
+    events = follow(job)
+    assert job.done(), events  # without a cancel() from the round
+    failed = [e.message for e in events if e.kind == "failed"]
+    assert len(failed) == 1 and said in failed[0] and "s3cr3t" not in failed[0]
+    assert len(cancels(log)) == 1 and len(deploys(log)) == 1
+    assert "cancelled" not in [e.kind for e in events]  # the failure is how the round ended
+
+
+FLOW = """
+import sys, time
+from pathlib import Path
+from tasks.execution.dcp import DcpJob, DcpOptions
+from tests.tasks.execution import dcp_standin as standin
+from tests.tasks.execution.test_dcp import SPEC
+log = Path(sys.argv[1])
+job = DcpJob(SPEC, DcpOptions(cancel_timeout=5), None, standin.client(log, "results"),
+             standin.canceller(log))
+while "result" not in [e.kind for e in job.events(timeout=0.5)]:
+    pass
+print(job._process.pid, flush=True)
+time.sleep(3600)
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in state
+
+
+def test_a_flow_process_killed_mid_job_has_its_client_cancel_the_job_once(tmp_path):
+    log = tmp_path / "standin.log"
+    command = [sys.executable, "-c", FLOW, str(log)]
+    flow = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        client_pid = int(flow.stdout.readline())
+    finally:
+        flow.kill()
+        flow.wait(timeout=60)
+    started = time.monotonic()
+    while not gone(client_pid) and time.monotonic() - started < BOUND:
+        time.sleep(0.2)
+    assert gone(client_pid)
+    assert cancels(log) == [f"cancel {standin.JOB_ID}"] and len(deploys(log)) == 1
 
 
 def test_the_client_ends_its_job_on_request_on_sigterm_and_when_the_flow_is_gone():
@@ -255,3 +363,34 @@ def test_the_client_ends_its_job_on_request_on_sigterm_and_when_the_flow_is_gone
         assert stop_reasons(child, -1)() == "the flow process ended"
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_stop_before_the_id_was_reported_needs_no_cancel():
+    events = []
+
+    class Session:
+        job_id = None
+        emit = staticmethod(lambda kind, element=None, message="": events.append(kind))
+        stop_reason = staticmethod(lambda: "the round ended")
+
+    async def never(reason):
+        raise AssertionError("nothing was submitted, so nothing is cancelled")
+
+    async def run():
+        await supervise(asyncio.get_running_loop().create_future(), never, Session(), 1.0)
+
+    asyncio.run(run())
+    assert events == ["stopped"]
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        ("DCPError: Access Denied::Failed to add job (DCPL-1100)", "check the join key"),
+        ("Error: ENOPROGRESS slice never reported", "a slice reported no progress"),
+        ("something\nnew  happened", "DCP refused or ended the job: something new happened"),
+    ],
+)
+def test_job_failures_are_said_in_one_line_with_what_to_do(error, said):
+    reason = job_failure_reason(RuntimeError(error))
+    assert said in reason and "\n" not in reason
