@@ -1,6 +1,6 @@
 """Benchmark: a search of 1,000,000 signatures planned, packed and registered on the server.
 
-Run: `.venv/bin/python -m tests.benchmarks.bench_scale` (about 2 minutes on 2 cores).
+Run: `.venv/bin/python -m tests.benchmarks.bench_scale` (about 2 minutes on 2 loaded cores, 5 with `--listed`).
 Prints one JSON line per configuration: signatures_per_slice 20 (the `dcp` deployment's)
 and 1, each `streamed` (compact plan, slice texts made as registration asks for them) and,
 with `--listed`, as the flow holds them today (lists of signatures, slice dicts, a dict of
