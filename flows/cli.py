@@ -162,6 +162,7 @@ def check_inputs(params: SearchParameters) -> None:
             "--server-url is given but SIGSEARCH_ADMIN_TOKEN is not set; "
             "export the server's admin token (its var/admin-token)"
         )
+    check_dcp(params)
     options = PrepareOptions(**preparation_options(params))
     prepared = prepare_dataset(read_input(Path(params.input_path), options), options)
     n_probesets = prepared.matrix.shape[1]
@@ -170,3 +171,31 @@ def check_inputs(params: SearchParameters) -> None:
             f"{params.input_path}: {n_probesets} probesets after preparation, fewer than"
             f" --max-len {params.max_len}; give --max-len {n_probesets} or less"
         )
+
+
+# Where the flow's embedded server listens when no --server-url is given: loopback.
+EMBEDDED_SERVER = "http://127.0.0.1"
+
+
+def check_dcp(params: SearchParameters) -> None:
+    """With --backend dcp, the DCP preflight before Prefect starts; UsageError in one line."""
+    if params.backend != "dcp":
+        return
+    from tasks.execution.dcp import DcpError, compute_group_from, preflight
+
+    block = params.dcp.compute_group_block
+    try:
+        group = compute_group_from(block)
+    except DcpError as exc:
+        source = f"--dcp.compute-group-block {block}" if block else "DCP_COMPUTE_GROUP"
+        raise UsageError(f"{source}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a missing block, Prefect's API away, ...
+        first = " ".join(str(exc).split())[:200]
+        raise UsageError(
+            f"--dcp.compute-group-block {block}: cannot load that Secret block ({first})"
+        ) from None
+    try:
+        preflight(params.dcp, params.server_url or EMBEDDED_SERVER, group)
+    except DcpError as exc:
+        problems = [line.strip("- ") for line in str(exc).splitlines()]
+        raise UsageError(problems[0] + " " + "; ".join(problems[1:])) from None

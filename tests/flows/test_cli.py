@@ -139,3 +139,36 @@ def test_an_input_with_fewer_probesets_than_max_len_exits_2_before_prefect(tmp_p
     assert out == "" and len(err.splitlines()) == 1, err
     assert f"{source}: 3 probesets after preparation, fewer than --max-len 4" in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+def dcp_argv(tmp_path) -> list[str]:
+    """--backend dcp with keystores that are not there, results and data in tmp_path."""
+    argv = ["--input", str(GOLUB), "--backend", "dcp"]
+    argv += ["--dcp.id-keystore", str(tmp_path / "none-id.keystore")]
+    argv += ["--dcp.payment-keystore", str(tmp_path / "none-pay.keystore")]
+    return argv + ["--results-dir", str(tmp_path / "r"), "--data-dir", str(tmp_path / "d")]
+
+
+def test_a_dcp_configuration_problem_ends_in_one_line_with_exit_2_before_prefect(tmp_path):
+    from tests.dcp_offline import CLOSED
+
+    env = {**os.environ, "DCP_SCHEDULER_LOCATION": CLOSED, "PREFECT_HOME": str(tmp_path / "p")}
+    env.pop("DCP_COMPUTE_GROUP", None)
+    command = [sys.executable, "-m", "flows", *dcp_argv(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    line = done.stderr
+    assert line.startswith("python -m flows: error: DCP preflight failed: identity keystore")
+    assert "payment keystore" in line and "no compute group" in line
+    assert "is loopback" in line and f"scheduler {CLOSED} unreachable" in line
+    assert not (tmp_path / "r").exists() and not (tmp_path / "p").exists()
+
+
+def test_malformed_compute_group_credentials_end_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DCP_COMPUTE_GROUP", "no-colon-here")
+    assert main(dcp_argv(tmp_path)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert "DCP_COMPUTE_GROUP: compute group credentials must look like" in err
+    assert "no-colon-here" not in err  # a secret is never echoed
