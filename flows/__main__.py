@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import sys
 
 from flows.cli import PROG, UsageError, check_inputs, parse_parameters
@@ -20,6 +22,46 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+class WithoutTraceback(logging.Formatter):
+    """A console formatter that leaves tracebacks out (the run's log in Prefect keeps them)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's line as the inner formatter writes it, without exception or stack."""
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def quiet_tracebacks() -> None:
+    """Terminal logs without tracebacks: a failure ends in one line saying what to do."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+                handler.formatter, WithoutTraceback
+            ):
+                handler.setFormatter(WithoutTraceback(handler.formatter))
+
+
+def failure_advice(exc: BaseException) -> str:
+    """What failed, in one line, and what to do about it."""
+    from tasks.steps import failure_line
+
+    line = failure_line(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+        return f"{line}; fix that (disk space, permissions, the folder) and run the same command again: it resumes"
+    return f"{line}; the run's results so far are kept: run the same command again to resume it"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check the options and inputs, run the flow once, and print where the report is."""
     try:
@@ -31,14 +73,23 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), 2)
     for name, value in QUIET_PREFECT.items():
         os.environ.setdefault(name, value)
-    from flows.signature_search import SlicesFailed, signature_search
+    from flows.signature_search import NothingComputed, SlicesFailed, signature_search
 
+    quiet_tracebacks()
+    # Ends what the run started if it is killed (its temporary Prefect server, workers).
+    subprocess.Popen(
+        [sys.executable, "-m", "flows.watchdog", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         result = signature_search(**flow_arguments(params))
     except DatasetError as exc:  # found only once the data is prepared (validation_fraction)
         return fail(str(exc), 2)
-    except SlicesFailed as exc:
+    except (SlicesFailed, NothingComputed) as exc:
         return fail(str(exc), 1)
+    except Exception as exc:  # noqa: BLE001 - said in one line; the traceback is in the run's log
+        return fail(failure_advice(exc), 1)
     print(f"Report: {result['report']}")
     return 0
 

@@ -48,6 +48,7 @@ GROUPS = {
         "retry_backoff",
         "failure_tolerance",
         "deadline_minutes",
+        "fresh_run",
     ),
     "files": ("results_dir", "data_dir", "database"),
 }

@@ -59,6 +59,11 @@ class SearchParameters(BaseModel):
         0, ge=0, description="slices allowed to fail with the run still Completed (with a warning)"
     )
     deadline_minutes: float = Field(240.0, gt=0, description="overall time bound of the run")
+    fresh_run: bool = Field(
+        False,
+        description="start the search anew instead of resuming its unfinished run (the "
+        "unfinished run is ended; its results stay on the server)",
+    )
     top_fraction: float = Field(0.05, gt=0, le=1, description="share of signatures called 'top'")
     n_permutations: int = Field(
         40, ge=0, le=10_000, description="label permutations of the null (0: no null)"

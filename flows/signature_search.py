@@ -27,9 +27,12 @@ from flows.params import (
     takes_fields_of,
 )
 from server.embedded import EmbeddedServer
+from tasks.execution import history
 from tasks.execution.client import ServerClient
+from tasks.execution.history import Journal
 from tasks.execution.rounds import JobContext, RunOutcome
 from tasks.host import runtime_info
+from tasks.io import read_jsonl
 from tasks.report.build import ReportInputs, failed_signatures, run_summary
 from tasks.report.summary import RunSummary
 from tasks.science.dataset import PreparedSummary
@@ -44,15 +47,19 @@ from tasks.science.tables import top_signature_list
 from tasks.science.work import work_function_source
 from tasks.steps import (
     SearchRecords,
+    abandon_run,
     build_report_task,
     check_server_task,
+    close_intake_task,
     close_runs_task,
     fetch_records_task,
+    find_server_run_task,
+    journal_task,
     next_batch_task,
     plan_task,
     pool_search_task,
     prepare_dataset_step,
-    publish_artifacts_task,
+    publish_run_task,
     run_slices_task,
     save_run_record_task,
     split_samples_task,
@@ -61,6 +68,10 @@ from tasks.steps import (
 
 class SlicesFailed(RuntimeError):
     """More slices failed after all retries than the run tolerates."""
+
+
+class NothingComputed(RuntimeError):
+    """The main search returned no result at all: nothing to test or report."""
 
 
 def run_name() -> str:
@@ -89,18 +100,22 @@ def annotation_path(params: SearchParameters) -> Path | None:
 
 
 @contextlib.contextmanager
-def serve_or_connect(params: SearchParameters) -> Iterator[ServerClient]:
-    """The given server (admin token from the environment), or an embedded one on loopback."""
+def serve_or_connect(params: SearchParameters, deadline: float) -> Iterator[ServerClient]:
+    """The given server (admin token from the environment), or an embedded one on loopback.
+
+    Until the run's deadline, the client waits out an outage of the server instead of failing.
+    """
+    logger = get_run_logger()
     if params.server_url:
         token = os.environ.get("SIGSEARCH_ADMIN_TOKEN")
         if not token:
             raise ValueError("server_url is set but SIGSEARCH_ADMIN_TOKEN is not")
-        yield ServerClient(params.server_url, token)
+        yield ServerClient(params.server_url, token, ride_out_until=deadline, logger=logger)
         return
     admin_token = secrets.token_urlsafe(32)
     server = EmbeddedServer.for_data(Path(params.data_dir), Path(params.database), admin_token)
     try:
-        yield ServerClient(server.url, admin_token)
+        yield ServerClient(server.url, admin_token, ride_out_until=deadline, logger=logger)
     finally:
         server.stop()
 
@@ -148,26 +163,47 @@ def null_slices(params: SearchParameters, signatures: list, seed: int) -> list[d
     )
 
 
-def evaluate(
-    ctx: JobContext,
-    dataset: PreparedSummary,
-    run_id: str,
-    run_dir: Path,
-    slices: list[dict],
-    perm_slices: list[dict],
-):
+RECORD_FILES = {
+    "main": "records.tsv",
+    "permutation": "permutation_records.tsv",
+    "validation": "validation_records.tsv",
+}
+
+
+def evaluate(ctx: JobContext, dataset: PreparedSummary, plan: RunPlan, perm_slices: list[dict]):
     """Run the main job and the permuted-label (null) job; return outcomes and records."""
-    check_server_task(ctx.client, run_id, dataset, ctx.token, [s["slice"] for s in slices])
-    main = run_slices_task(ctx, run_id, f"{run_id}-main", slices, "main")
-    records = fetch_records_task(ctx.client, run_id, dataset.sha256, run_dir / "records.tsv")
+    main, records = run_and_fetch(ctx, dataset, plan, plan.run_id, plan.slices, "main")
+    if len(main.failed) == len(plan.slices):
+        raise NothingComputed(
+            "the main search returned no results: "
+            + (main.job_failure or next(iter(main.failed.values()), "no slices"))
+        )
     if not perm_slices:
         return main, records, None, None
-    perm_id = f"{run_id}-perm"
-    check_server_task(ctx.client, perm_id, dataset, ctx.token, [s["slice"] for s in perm_slices])
-    perm = run_slices_task(ctx, perm_id, perm_id, perm_slices, "permutation")
-    perm_path = run_dir / "permutation_records.tsv"
-    perm_records = fetch_records_task(ctx.client, perm_id, dataset.sha256, perm_path)
+    perm_id = f"{plan.run_id}-perm"
+    perm, perm_records = run_and_fetch(ctx, dataset, plan, perm_id, perm_slices, "permutation")
     return main, records, perm, perm_records
+
+
+def run_and_fetch(
+    ctx: JobContext,
+    dataset: PreparedSummary,
+    plan: RunPlan,
+    server_run: str,
+    slices: list[dict],
+    kind: str,
+) -> tuple[RunOutcome, pd.DataFrame]:
+    """One server run's slices to the end, its intake closed, then all its records fetched.
+
+    Closed before the fetch: a result arriving later is refused, so the report and the
+    server agree on what was received.
+    """
+    job_name = f"{server_run}-main" if kind == "main" else server_run
+    check_server_task(ctx.client, server_run, dataset, ctx.token, [s["slice"] for s in slices])
+    outcome = run_slices_task(ctx, server_run, job_name, slices, kind, plan.journal)
+    close_intake_task(ctx.client, server_run)
+    path = plan.work_dir / RECORD_FILES[kind]
+    return outcome, fetch_records_task(ctx.client, server_run, dataset.sha256, path)
 
 
 def search_protocol(params: SearchParameters, dataset: PreparedSummary) -> SearchProtocol:
@@ -193,13 +229,19 @@ class RunPlan:
     """What a run computes: its batch of the search, its slices, where its files go."""
 
     run_id: str
-    run_dir: Path
+    run_dir: Path  # where the run's files are once it completes
     protocol: SearchProtocol
     search_dir: Path
     batch: int
     signatures: list
     slices: list[dict]
     split: tuple[list[int], list[int]] | None  # (discovery, validation) sample rows
+    journal: Journal  # the run's history, kept in its folder across flow attempts
+
+    @property
+    def work_dir(self) -> Path:
+        """Where the run's files are written until it completes (clearly marked unfinished)."""
+        return self.run_dir.with_name(self.run_dir.name + ".incomplete")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,9 +266,7 @@ def run_jobs(
 ) -> JobResults:
     """The main and null jobs, the search's earlier batches, then held-out validation."""
     perm_slices = null_slices(params, plan.signatures, batch_seed(params.seed, plan.batch))
-    main, records, perm, perm_records = evaluate(
-        ctx, dataset, plan.run_id, plan.run_dir, plan.slices, perm_slices
-    )
+    main, records, perm, perm_records = evaluate(ctx, dataset, plan, perm_slices)
     search = SearchRecords((plan.batch,), plan.signatures, records, perm_records)
     if params.extend_search:
         complete = not main.failed and not (perm and perm.failed)
@@ -255,32 +295,31 @@ def validate(
     # Named by what it validates: a resumed flow run may have another top list.
     digest = hashlib.sha256(json.dumps([s.id for s in top]).encode()).hexdigest()[:8]
     job_id = f"{plan.run_id}-validation-{digest}"
-    check_server_task(ctx.client, job_id, dataset, ctx.token, [s["slice"] for s in slices])
-    outcome = run_slices_task(held_out, job_id, job_id, slices, "validation")
-    path = plan.run_dir / "validation_records.tsv"
-    return outcome, fetch_records_task(ctx.client, job_id, dataset.sha256, path)
+    return run_and_fetch(held_out, dataset, plan, job_id, slices, "validation")
 
 
-def server_run_id() -> str:
-    """`run-<start, UTC>-<flow run id prefix>`: the same when Prefect retries the flow run.
+def run_key(protocol: SearchProtocol, batch: int, signatures_per_slice: int) -> str:
+    """What names a run's server runs: its search, its batch and its slices, nothing else.
 
-    It is in workers' URLs (seen by the DCP scheduler), so it holds no file name; the results
-    folder beside it says which dataset it was.
+    The same search asked for again finds its unfinished server run and resumes it; the
+    key is in workers' URLs (seen by the DCP scheduler), so it is a hash, not a file name.
     """
-    started = flow_run.scheduled_start_time or datetime.now(UTC)
-    stamp = started.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"run-{stamp}-{(flow_run.id or secrets.token_hex(3))[:6]}"
+    text = json.dumps([protocol.key(), batch, signatures_per_slice])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
-    """Name the run, pick its batch of the search, plan its signatures and its sample split."""
+def make_plan(params: SearchParameters, dataset: PreparedSummary, client: ServerClient) -> RunPlan:
+    """Pick the run's batch of the search, its signatures, its sample split and its server run.
+
+    The server run is the unfinished one of the same plan (a resumed run) unless
+    `fresh_run` is set, else a new one.
+    """
     protocol = search_protocol(params, dataset)
     search_dir = Path(params.results_dir) / "searches" / protocol.key()
     batch = next_batch_task(search_dir) if params.extend_search else 1
     signatures, slices = plan_task(str(dataset.path), protocol, batch, params.signatures_per_slice)
-    # A batch of a growing search gets its own server run: a resumed flow run may plan
-    # another batch than its first attempt did, if one was stored meanwhile.
-    run_id = server_run_id() + (f"-b{batch}" if params.extend_search else "")
+    key = run_key(protocol, batch, params.signatures_per_slice)
+    run_id = find_server_run_task(client, f"run-{key}", params.fresh_run)
     split = (
         split_samples_task(
             str(dataset.path), params.validation_fraction, params.seed, params.cv_folds
@@ -288,15 +327,18 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
         if params.validation_fraction
         else None
     )
+    run_dir = Path(params.results_dir) / f"{dataset_stem(params.input_path)}-{run_id}"
+    work_dir = run_dir.with_name(run_dir.name + ".incomplete")
     return RunPlan(
         run_id=run_id,
-        run_dir=Path(params.results_dir) / f"{dataset_stem(params.input_path)}-{run_id}",
+        run_dir=run_dir,
         protocol=protocol,
         search_dir=search_dir,
         batch=batch,
         signatures=signatures,
         slices=slices,
         split=split,
+        journal=Journal(work_dir / "history.jsonl", secrets.token_hex(4)),
     )
 
 
@@ -312,21 +354,28 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary) -> RunPlan:
 def signature_search(**fields) -> dict:
     """Search random gene signatures for ones that tell the phenotypes apart."""
     params = SearchParameters(**fields, faults=injected_faults())
-    started, deadline = time.time(), time.monotonic() + params.deadline_minutes * 60
+    deadline = time.monotonic() + params.deadline_minutes * 60
     dataset = prepare_dataset_step(
         Path(params.input_path),
         preparation_options(params),
         Path(params.data_dir),
     )
-    plan = make_plan(params, dataset)
-    save_run_record_task(str(plan.run_dir / "parameters.json"), params.model_dump())
-    with serve_or_connect(params) as client:
-        discovery = plan.split[0] if plan.split else None
-        ctx = job_context(params, client, dataset, deadline, discovery)
-        jobs = run_jobs(params, ctx, dataset, plan)
-        report = report_run(params, dataset, plan, jobs, started)
-        # Last, once the report is written: a run that failed stays resumable, its token revoked.
-        close_runs_task(client, jobs.run_ids, complete=tolerated(params, jobs.main.failed))
+    with serve_or_connect(params, deadline) as client:
+        plan = make_plan(params, dataset, client)
+        journal_task(plan.run_dir, plan.journal, flow_run.id or "")
+        try:
+            save_run_record_task(str(plan.work_dir / "parameters.json"), params.model_dump())
+            discovery = plan.split[0] if plan.split else None
+            ctx = job_context(params, client, dataset, deadline, discovery)
+            jobs = run_jobs(params, ctx, dataset, plan)
+            report = report_run(params, dataset, plan, jobs)
+            complete = tolerated(params, jobs.main.failed)
+            # Last, once the report is written: a run that failed stays resumable.
+            close_runs_task(client, jobs.run_ids, complete=complete)
+        except BaseException as exc:
+            abandon_run(client, plan.work_dir, plan.journal, exc)
+            raise
+        report = publish_run_task(plan.work_dir, plan.run_dir, plan.journal, report)
     return finish(params, plan.run_id, plan.run_dir, report, sorted(jobs.main.failed))
 
 
@@ -340,23 +389,22 @@ def report_run(
     dataset: PreparedSummary,
     plan: RunPlan,
     jobs: JobResults,
-    started: float,
 ):
     """Write the report, run.json and the UI's artifacts; return the report's files."""
     versions = runtime_info()
+    times = history.run_times(read_jsonl(plan.journal.path), time.time())
     summary = run_summary(
         params=params,
         dataset=dataset,
         main=jobs.main,
         perm=jobs.perm,
         n_slices=len(plan.slices),
-        seconds=time.time() - started,
+        seconds=times["seconds"],
         versions=versions["versions"],
     )
-    report = build_report_task(plan.run_dir, report_inputs(params, dataset, plan, jobs, summary))
-    record = run_record(params, dataset, plan, jobs, versions)
-    save_run_record_task(str(plan.run_dir / "run.json"), record)
-    publish_artifacts_task(report)
+    report = build_report_task(plan.work_dir, report_inputs(params, dataset, plan, jobs, summary))
+    record = run_record(params, dataset, plan, jobs, versions) | {"times": times}
+    save_run_record_task(str(plan.work_dir / "run.json"), record)
     return report
 
 
@@ -395,7 +443,7 @@ def run_record(
     jobs: JobResults,
     versions: dict,
 ) -> dict:
-    """run.json: the run's dataset, runtime, jobs, batch of the search and parameters."""
+    """run.json: the run's dataset, runtime, jobs (every round of every attempt), batch, parameters."""
     return {
         "run_id": plan.run_id,
         "dataset": dataclasses.asdict(dataset),

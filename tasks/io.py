@@ -49,6 +49,57 @@ def save_json(data: dict, path: Path) -> None:
     write_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True, default=str).encode())
 
 
+def append_jsonl(record: dict, path: Path) -> None:
+    """Append one JSON line and sync it: a record that survives the process being killed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file (none if it is missing); a torn last line is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # the process was killed mid-line
+            continue
+    return records
+
+
+INCOMPLETE = "INCOMPLETE.txt"
+
+
+def save_incomplete_marker(work_dir: Path, reason: str) -> None:
+    """Say in a run's unfinished folder why it is not complete."""
+    text = (
+        "This folder is INCOMPLETE: the run did not finish, so its files are partial.\n"
+        f"Why: {reason}\n"
+        "Run the same search again (same parameters) to resume it; its results are kept.\n"
+    )
+    write_atomic(work_dir / INCOMPLETE, text.encode("utf-8"))
+
+
+def publish_run_folder(work_dir: Path, run_dir: Path) -> None:
+    """Move a complete run's folder to its final name at once (a finished report replaced)."""
+    (work_dir / INCOMPLETE).unlink(missing_ok=True)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    os.replace(work_dir, run_dir)
+
+
+def reopen_run_folder(work_dir: Path, run_dir: Path) -> None:
+    """A resumed run works in its folder again: a published one goes back to unfinished."""
+    if run_dir.is_dir() and not work_dir.exists():
+        os.replace(run_dir, work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+
 log = logging.getLogger(__name__)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -18,18 +19,24 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from tasks.execution import rounds
+from tasks.execution import history, rounds
 from tasks.execution.client import ServerClient
+from tasks.execution.history import Journal
 from tasks.execution.progress import terminal_progress
 from tasks.execution.rounds import JobContext, RunOutcome
 from tasks.io import (
+    append_jsonl,
     file_sha256,
+    publish_run_folder,
     read_batch,
     read_batches,
     read_input,
+    read_jsonl,
     read_prepared,
     read_probesets,
+    reopen_run_folder,
     save_batch,
+    save_incomplete_marker,
     save_json,
     save_prepared,
     save_tsv,
@@ -180,11 +187,13 @@ def pool_search_task(
     )
 
 
-class SliceProgress:
-    """Slices done: a progress artifact keyed by the job's kind, the run log, a terminal bar."""
+class SliceProgress(rounds.RunObserver):
+    """Slices done: a progress artifact keyed by the job's kind, the run log, a terminal bar;
+    each round as it ends: a line of the run's history (which survives a killed flow)."""
 
-    def __init__(self, job_name: str, kind: str, total: int) -> None:
+    def __init__(self, job_name: str, kind: str, total: int, journal: Journal, run_id: str):
         self.job_name, self.kind, self.done = job_name, kind, -1
+        self.journal, self.run_id = journal, run_id
         self.artifact = create_progress_artifact(
             0.0, key=_artifact_key(f"{kind}-slices"), description=self.describe(0, total)
         )
@@ -193,7 +202,7 @@ class SliceProgress:
         """What the progress artifact says: `main job: 12/30 slices`."""
         return f"{self.kind} job: {done}/{total} slices"
 
-    def update(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int) -> None:
         """Report a new count (repeats are ignored)."""
         if done == self.done:
             return
@@ -203,21 +212,25 @@ class SliceProgress:
         get_run_logger().info("%s: %d/%d slices done", self.job_name, done, total)
         terminal_progress(self.job_name, done, total)
 
+    def round_ended(self, attempt: rounds.Attempt) -> None:
+        """Append the round to the run's history."""
+        line = history.round_ended(self.journal.flow_attempt, self.run_id, self.kind, attempt)
+        append_jsonl(line, self.journal.path)
+
 
 @task(name="run-slices", persist_result=False, cache_policy=NO_CACHE)
 def run_slices_task(
-    ctx: JobContext, run_id: str, job_name: str, slices: list[dict], kind: str
+    ctx: JobContext, run_id: str, job_name: str, slices: list[dict], kind: str, journal: Journal
 ) -> RunOutcome:
-    """Deploy slices, poll the sink, redeploy failures; retries go to the run's log."""
+    """Deploy slices, poll the sink, redeploy failures; the outcome holds earlier attempts' rounds."""
     by_number = {s["slice"]: s for s in slices}
-    progress = SliceProgress(job_name, kind, len(slices))
+    progress = SliceProgress(job_name, kind, len(slices), journal, run_id)
     logger = get_run_logger()
-    outcome = rounds.run_slices(
-        ctx, run_id, job_name, by_number, on_progress=progress.update, logger=logger
-    )
+    outcome = rounds.run_slices(ctx, run_id, job_name, by_number, observer=progress, logger=logger)
     for number, reason in sorted(outcome.failed.items()):
         logger.error("%s: slice %d failed after all retries: %s", job_name, number, reason)
-    return outcome
+    earlier = history.earlier_rounds(read_jsonl(journal.path), run_id, journal.flow_attempt)
+    return history.with_earlier_rounds(outcome, earlier)
 
 
 @task(
@@ -242,6 +255,102 @@ def fetch_records_task(
     return frame
 
 
+@task(name="find-server-run", cache_policy=NO_CACHE)
+def find_server_run_task(client: ServerClient, base: str, fresh: bool) -> str:
+    """The unfinished server run of this plan to resume (unless `fresh`), else a new run id.
+
+    `fresh` finishes an unfinished run of the plan (its results stay on the server) and
+    starts the next one.
+    """
+    logger = get_run_logger()
+    for generation in itertools.count(1):
+        run_id = base if generation == 1 else f"{base}-{generation}"
+        status = client.find_run(run_id)
+        if status is None:
+            return run_id
+        if status["finished"]:
+            continue
+        if not fresh:
+            logger.warning(
+                "resuming server run %s: %d of %d slices have results (fresh_run starts anew)",
+                run_id,
+                len(status["received"]),
+                status["expected"],
+            )
+            return run_id
+        for old in (run_id, f"{run_id}-perm"):
+            if client.find_run(old) is not None:
+                client.finish_run(old)
+        logger.warning("fresh run: server run %s of the same plan finished unresumed", run_id)
+    raise AssertionError("unreachable")
+
+
+@task(name="open-run-record", cache_policy=NO_CACHE)
+def journal_task(run_dir: Path, journal: Journal, flow_run_id: str) -> None:
+    """Open the run's folder as unfinished (a resumed one again) and note this flow attempt."""
+    reopen_run_folder(journal.path.parent, run_dir)
+    append_jsonl(history.attempt_started(journal.flow_attempt, flow_run_id), journal.path)
+
+
+@task(name="close-intake", cache_policy=NO_CACHE)
+def close_intake_task(client: ServerClient, run_id: str) -> None:
+    """Refuse further results of a run, so that the fetch that follows sees all it will get."""
+    client.close_intake(run_id)
+
+
+def abandon_run(client: ServerClient, work_dir: Path, journal: Journal, exc: BaseException):
+    """After a failure: mark the folder incomplete with why, and revoke the runs' tokens.
+
+    A plain function, not a task: it runs while the flow is failing or being cancelled,
+    and never waits out an outage (a server that is away has its tokens revoked by the
+    retry that registers its runs again).
+    """
+    logger = get_run_logger()
+    reason = failure_line(exc)
+    for write in (
+        lambda: save_incomplete_marker(work_dir, reason),
+        lambda: append_jsonl(
+            history.attempt_ended(journal.flow_attempt, f"failed: {reason}"), journal.path
+        ),
+    ):
+        try:
+            write()
+        except OSError as err:
+            logger.error("could not record the failure in %s: %s", work_dir, err)
+    impatient = dataclasses.replace(client, ride_out_until=None, outages=[], registered=[])
+    suspended = []
+    for run_id in client.registered:
+        try:
+            impatient.suspend_run(run_id)
+            suspended.append(run_id)
+        except Exception as err:  # noqa: BLE001 - said, and the next attempt revokes it
+            logger.error("could not suspend server run %s: %s", run_id, err)
+    if suspended:
+        logger.warning("server runs %s suspended (tokens revoked, results kept)", sorted(suspended))
+
+
+def failure_line(exc: BaseException) -> str:
+    """One line saying what failed."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return (
+        text if isinstance(exc, RuntimeError | ConnectionError) else f"{type(exc).__name__}: {text}"
+    )
+
+
+@task(name="publish-run", cache_policy=NO_CACHE, persist_result=False)
+def publish_run_task(
+    work_dir: Path, run_dir: Path, journal: Journal, report: ReportFiles
+) -> ReportFiles:
+    """Give the complete run's folder its final name, then show the report in the UI."""
+    append_jsonl(history.attempt_ended(journal.flow_attempt, "completed"), journal.path)
+    publish_run_folder(work_dir, run_dir)
+    report = dataclasses.replace(report, html=run_dir / report.html.name)
+    create_markdown_artifact(report.markdown, key=_artifact_key("report-summary"))
+    create_table_artifact(report.top_signatures, key=_artifact_key("top-signatures"))
+    create_markdown_artifact(report_location(report.html), key=_artifact_key("report-files"))
+    return report
+
+
 @task(name="close-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 2])
 def close_runs_task(client: ServerClient, run_ids: list[str], complete: bool) -> None:
     """Finish complete runs; suspend the others (token revoked, resumable by a retry)."""
@@ -262,14 +371,6 @@ def build_report_task(run_dir: Path, inputs: ReportInputs) -> ReportFiles:
 def save_run_record_task(path: str, record: dict) -> None:
     """Write a JSON record of the run (parameters, dataset, versions, jobs, attempts)."""
     save_json(record, Path(path))
-
-
-@task(name="publish-artifacts", persist_result=False)
-def publish_artifacts_task(report: ReportFiles) -> None:
-    """The report as Markdown, its top-signature table, and where its files are."""
-    create_markdown_artifact(report.markdown, key=_artifact_key("report-summary"))
-    create_table_artifact(report.top_signatures, key=_artifact_key("top-signatures"))
-    create_markdown_artifact(report_location(report.html), key=_artifact_key("report-files"))
 
 
 def report_location(html: Path) -> str:

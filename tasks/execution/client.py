@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import quote
 
 import requests
@@ -50,6 +51,24 @@ class ServerNotReady(RuntimeError):
     """The server did not become ready in time; the message lists its reasons."""
 
 
+class ServerUnreachable(ConnectionError):
+    """The server did not answer (or answered 503) for as long as the client may wait."""
+
+
+# An outage is waited out with pauses doubling from 1 s up to this.
+MAX_OUTAGE_PAUSE = 30.0
+Logger = logging.Logger | logging.LoggerAdapter
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A stretch of time (time.monotonic()) in which the server did not serve the run."""
+
+    started: float
+    ended: float
+    problem: str
+
+
 @dataclass
 class ServerClient:
     """Talks to the data server; the only place (with the workers) that does HTTP."""
@@ -57,6 +76,11 @@ class ServerClient:
     base_url: str
     admin_token: str = field(repr=False)
     timeout: float = 30.0
+    # Until this time.monotonic() value, an unreachable server is waited for, not an error.
+    ride_out_until: float | None = None
+    logger: Logger = field(default=log, repr=False, compare=False)
+    outages: list[Outage] = field(default_factory=list, repr=False, compare=False)
+    registered: list[str] = field(default_factory=list, repr=False, compare=False)  # run ids
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -64,15 +88,75 @@ class ServerClient:
         self._session = retrying_session(allowed_methods=None)
         self._session.headers["Authorization"] = f"Bearer {self.admin_token}"
 
-    def _call(self, method: str, path: str, **kwargs) -> dict:
-        response = self._session.request(
-            method, self.base_url + path, timeout=self.timeout, **kwargs
-        )
+    def _call(self, method: str, path: str, missing_ok: bool = False, **kwargs) -> dict | None:
+        response = self.ride_out(lambda: self._answer(method, path, **kwargs))
+        if missing_ok and response.status_code == 404:
+            return None
         if response.status_code >= 400:
             raise RuntimeError(
                 f"{method} {path}: HTTP {response.status_code} {response.text[:300]}"
             )
         return response.json()
+
+    def _answer(self, method: str, path: str, **kwargs) -> tuple[requests.Response | None, str]:
+        """The server's answer, or None and why there is none (unreachable or 503)."""
+        try:
+            response = self._session.request(
+                method, self.base_url + path, timeout=self.timeout, **kwargs
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            return None, f"{type(exc).__name__} on {method} {path}"
+        if response.status_code == 503:
+            return None, f"HTTP 503 on {method} {path}: {response.text[:200]}"
+        return response, ""
+
+    def ride_out(self, attempt):
+        """`attempt()` -> (value, problem), repeated until it has no problem.
+
+        Waits with pauses doubling up to MAX_OUTAGE_PAUSE until `ride_out_until`, says so
+        once when the outage starts and once when it ends, and records it in `outages`.
+        """
+        value, problem = attempt()
+        if not problem:
+            return value
+        started, since, pause = time.monotonic(), datetime.now().strftime("%H:%M:%S"), 1.0
+        first = problem
+        self.logger.warning(
+            "server %s unreachable since %s, waiting (%s)", self.base_url, since, problem
+        )
+        while problem:
+            if self.ride_out_until is None or time.monotonic() + pause > self.ride_out_until:
+                raise ServerUnreachable(
+                    f"server {self.base_url} unreachable since {since} ({problem}); "
+                    "start it again (its results are kept) and retry the flow run"
+                )
+            time.sleep(pause)
+            pause = min(2 * pause, MAX_OUTAGE_PAUSE)
+            value, problem = attempt()
+        ended = time.monotonic()
+        self.outages.append(Outage(started, ended, first))
+        self.logger.warning("server %s back after %.0f s", self.base_url, ended - started)
+        return value
+
+    def serving_problem(self, name: str, token: str, sha256: str) -> str:
+        """Why workers cannot get this run's dataset now ('' when they can)."""
+        try:
+            response = requests.get(self.base_url + "/ready", timeout=5)
+            if response.status_code != 200:
+                return f"/ready answers {response.status_code}: {response.text[:200]}"
+            served = self.served_sha256(name, token)
+        except (requests.RequestException, ConnectionError, RuntimeError) as exc:
+            return redact_tokens(f"{type(exc).__name__}: {exc}")
+        if served != sha256:
+            return f"dataset {name!r} is served with sha256 {served[:12]}, not {sha256[:12]}"
+        return ""
+
+    def wait_until_serving(self, name: str, token: str, sha256: str) -> str:
+        """Wait (as `ride_out`) until the run's dataset is served again; what was wrong, or ''."""
+        problem = self.serving_problem(name, token, sha256)
+        if problem:
+            self.ride_out(lambda: (None, self.serving_problem(name, token, sha256)))
+        return problem
 
     def wait_ready(self, timeout: float, interval: float = 0.5) -> None:
         """Poll /ready until 200; raise ServerNotReady with the last reasons after `timeout`."""
@@ -92,6 +176,12 @@ class ServerClient:
         """Register a run and its worker token."""
         body = {"run_id": run_id, "dataset": dataset, "token": token, "expected": expected}
         self._call("POST", "/runs", json=body)
+        if run_id not in self.registered:
+            self.registered.append(run_id)
+
+    def find_run(self, run_id: str) -> dict | None:
+        """A run's status, or None when the server has no run of that id."""
+        return self._call("GET", f"/runs/{quote(run_id)}/status", missing_ok=True)
 
     def register_attempt(self, run_id: str, attempt: int, slices: list[int]) -> None:
         """Declare which plan slices a retry job's elements stand for."""

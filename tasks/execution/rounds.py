@@ -6,8 +6,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
 from tasks.execution.client import ServerClient
 from tasks.execution.jobs import Backend, JobHandle, JobSpec, SliceEvent
@@ -35,13 +35,21 @@ class JobContext:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One round: the job that ran it, how it ended, and why slices failed."""
+    """One round: the job that ran it, how it ended, why slices failed, and when it ran.
+
+    A round the server's outage interrupted (`outage` says what it was) does not count
+    against the retries.
+    """
 
     attempt: int
     job_id: str
     ended: str
     slices: list[int]
     failed: dict[int, str]
+    started_at: str = ""  # UTC, ISO 8601
+    seconds: float = 0.0
+    outage: str = ""
+    job_failure: str = ""  # why the job failed as a whole (no funds, refused), if it did
 
 
 @dataclass
@@ -59,6 +67,11 @@ class RunOutcome:
         return [a.job_id for a in self.attempts]
 
     @property
+    def job_failure(self) -> str:
+        """Why the last round's job failed as a whole ('' if it did not)."""
+        return self.attempts[-1].job_failure if self.attempts else ""
+
+    @property
     def slices_retried(self) -> int:
         """Slice deployments after the first round."""
         return sum(len(a.slices) for a in self.attempts[1:])
@@ -66,6 +79,16 @@ class RunOutcome:
     def as_record(self) -> dict:
         """JSON-ready, for run.json and the report's summary."""
         return {**asdict(self), "job_ids": self.job_ids, "slices_retried": self.slices_retried}
+
+
+class RunObserver:
+    """Hears how a run goes: slices done, and each round as it ends (to keep its record)."""
+
+    def progress(self, done: int, total: int) -> None:
+        """Slices with a result so far."""
+
+    def round_ended(self, attempt: Attempt) -> None:
+        """A round ended (its job is over)."""
 
 
 def round_timeout(n_slices: int, parallelism: int, slice_timeout: float) -> float:
@@ -109,14 +132,16 @@ def run_slices(
     run_id: str,
     job_name: str,
     slices: dict[int, dict],
-    on_progress: Callable[[int, int], None] = lambda done, total: None,
+    observer: RunObserver | None = None,
     poll_interval: float = 0.5,
     logger: Logger = log,
 ) -> RunOutcome:
     """Run every slice to a stored result or until retries or the deadline run out.
 
     A run that has results already (a resumed flow run) deploys only the slices without
-    one, numbering its rounds after the ones the server has seen.
+    one, numbering its rounds after the ones the server has seen. A round interrupted by
+    an outage of the server or of the dataset is followed, once they are back, by one that
+    does not use up a retry.
     """
     outcome = RunOutcome(run_id)
     if ctx.backend.remote_inputs:
@@ -124,31 +149,35 @@ def run_slices(
     status = ctx.client.status(run_id)
     remaining = sorted(set(slices) - set(status["received"]))
     seen = status["received"] or status["errored"] or status["next_attempt"] > 1
-    first = status["next_attempt"] if seen else 0
-    if first:
+    attempt = status["next_attempt"] if seen else 0
+    if attempt:
         logger.warning(
             "%s: resumed; %d slices have results already", job_name, len(slices) - len(remaining)
         )
-    for attempt in range(first, first + ctx.max_retries + 1):
-        if not remaining or time.monotonic() >= ctx.deadline:
-            break
-        if attempt > first:
-            # What failed a round (a server away, a full worker pool) often lasts a while.
-            pause = min(ctx.retry_backoff * 2 ** (attempt - first - 1), MAX_BACKOFF)
-            time.sleep(max(0.0, min(pause, ctx.deadline - time.monotonic())))
+    observer = observer or RunObserver()
+    rounds = SliceRun(ctx, run_id, job_name, slices, observer, poll_interval, logger)
+    counted, pause = 0, False
+    while remaining and counted <= ctx.max_retries and time.monotonic() < ctx.deadline:
+        if pause:
+            # What failed a round (a full worker pool, a slow scheduler) often lasts a while.
+            wait = min(ctx.retry_backoff * 2 ** (counted - 1), MAX_BACKOFF)
+            time.sleep(max(0.0, min(wait, ctx.deadline - time.monotonic())))
             if time.monotonic() >= ctx.deadline:
                 break
-        if attempt:
-            ctx.client.register_attempt(run_id, attempt, remaining)
-            logger.warning("%s: attempt %d redeploys slices %s", job_name, attempt, remaining)
-        handle = ctx.backend.deploy(job_spec(ctx, run_id, job_name, slices, attempt, remaining))
-        timeout = round_timeout(len(remaining), ctx.backend.parallelism, ctx.slice_timeout)
-        bound = min(ctx.deadline, time.monotonic() + timeout)
-        watch = RoundWatch(handle, ctx.client, run_id, attempt, remaining, logger)
-        reasons, ended = watch.follow(bound, on_progress, poll_interval)
-        failed = _failures(ctx.client.status(run_id), attempt, remaining, reasons)
-        outcome.attempts.append(Attempt(attempt, handle.job_id, ended, remaining, failed))
-        remaining = sorted(failed)
+        record = rounds.play_round(attempt, remaining)
+        outcome.attempts.append(record)
+        observer.round_ended(record)
+        remaining, attempt = sorted(record.failed), attempt + 1
+        if record.outage:
+            logger.warning(
+                "%s: round %d was interrupted by an outage (%s); it does not count as a retry",
+                job_name,
+                record.attempt,
+                record.outage,
+            )
+        else:
+            counted += 1
+        pause = not record.outage
     outcome.conflicts = ctx.client.status(run_id).get("conflicts", [])
     if outcome.attempts:
         outcome.failed = dict(outcome.attempts[-1].failed)
@@ -157,18 +186,71 @@ def run_slices(
     return outcome
 
 
-def _failures(status: dict, attempt: int, remaining: list[int], reasons: dict) -> dict[int, str]:
+@dataclass(frozen=True)
+class SliceRun:
+    """A run's slices, where they go, and who hears about them: what each round needs."""
+
+    ctx: JobContext
+    run_id: str
+    job_name: str
+    slices: dict[int, dict]
+    observer: RunObserver
+    poll_interval: float
+    logger: Logger
+
+    def play_round(self, attempt: int, remaining: list[int]) -> Attempt:
+        """Deploy one round's job, follow it to its end, and say what it left undone and why."""
+        ctx, client = self.ctx, self.ctx.client
+        if attempt:
+            client.register_attempt(self.run_id, attempt, remaining)
+            self.logger.warning(
+                "%s: attempt %d redeploys slices %s", self.job_name, attempt, remaining
+            )
+        started, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+        outages_before = len(client.outages)
+        spec = job_spec(ctx, self.run_id, self.job_name, self.slices, attempt, remaining)
+        handle = ctx.backend.deploy(spec)
+        bound = started + round_timeout(len(remaining), ctx.backend.parallelism, ctx.slice_timeout)
+        watch = RoundWatch(
+            handle, client, self.run_id, attempt, remaining, self.logger, ctx.deadline
+        )
+        reasons, ended = watch.follow(
+            min(ctx.deadline, bound), self.observer.progress, self.poll_interval
+        )
+        status = client.status(self.run_id)
+        failed = _failures(status, attempt, remaining, reasons, watch.job_failure)
+        outages = [o.problem for o in client.outages[outages_before:]]
+        if failed:
+            # What was lost while the server or its dataset was away waits until they are back.
+            sha256 = ctx.config["dataset_sha256"]
+            problem = client.wait_until_serving(ctx.dataset_name, ctx.token, sha256)
+            outages += [problem] if problem else []
+        return Attempt(
+            attempt=attempt,
+            job_id=handle.job_id,
+            ended=ended,
+            slices=remaining,
+            failed=failed,
+            started_at=started_at,
+            seconds=round(time.monotonic() - started, 3),
+            outage="; ".join(outages),
+            job_failure=watch.job_failure,
+        )
+
+
+def _failures(
+    status: dict, attempt: int, remaining: list[int], reasons: dict, job_failure: str = ""
+) -> dict[int, str]:
     """Slices of a round without a stored result, with the best reason known."""
     reasons = dict(reasons)
+    silent = (
+        f"job failed: {job_failure}" if job_failure else "no result before the round's time bound"
+    )
     for err in status["errored"]:
         if err["attempt"] == attempt:
             reasons.setdefault(err["slice"], err["error"])
     received = set(status["received"])
-    return {
-        s: reasons.get(s, "no result before the round's time bound")
-        for s in remaining
-        if s not in received
-    }
+    return {s: reasons.get(s, silent) for s in remaining if s not in received}
 
 
 @dataclass
@@ -181,11 +263,13 @@ class RoundWatch:
     attempt: int
     remaining: list[int]
     logger: Logger = log
+    deadline: float = math.inf  # an outage may stretch the round's bound up to this
 
     def __post_init__(self) -> None:
         self.elements = {k + 1: s for k, s in enumerate(self.remaining)}
         self.reasons: dict[int, str] = {}
         self.ended = "running"
+        self.job_failure = ""  # why the job failed as a whole, if it did
 
     def follow(self, bound: float, on_progress, poll_interval: float) -> tuple[dict, str]:
         """Watch until done or `bound`; always end the job (a DCP job outlives its client)."""
@@ -194,7 +278,11 @@ class RoundWatch:
             while time.monotonic() < bound:
                 for event in self.handle.events(timeout=poll_interval):
                     self.note(event)
+                outages = len(self.client.outages)
                 status = self.client.status(self.run_id)
+                # Time the server was away is not time the slices had.
+                waited = sum(o.ended - o.started for o in self.client.outages[outages:])
+                bound = min(self.deadline, bound + waited)
                 on_progress(len(status["received"]), status["expected"])
                 pending -= set(status["received"])
                 pending -= {e["slice"] for e in status["errored"] if e["attempt"] == self.attempt}
@@ -218,6 +306,8 @@ class RoundWatch:
             self.logger.debug("slice %s result in %.2fs", slice_no, event.seconds or 0.0)
         elif event.kind in ("failed", "nofunds", "cancel_failed"):
             self.ended = f"{event.kind}: {event.message}"
+            if event.kind != "cancel_failed":
+                self.job_failure = event.message or event.kind
             self.logger.error("job %s: %s %s", job_id, event.kind, event.message)
         else:
             if event.kind == "done":
