@@ -139,11 +139,9 @@ class GroupWriter:
         threading.Thread(target=self._run, name=f"writer:{path.name}", daemon=True).start()
 
     def submit(self, write: Callable[[sqlite3.Connection], object], timeout: float):
-        """Run `write(conn)` in a transaction; its value once committed.
-
-        TimeoutError after `timeout` only if the write was dropped unstarted: a write the
-        writer has claimed is waited for, so that a timeout never hides a commit.
-        """
+        """Run `write(conn)` in a transaction; its value once committed, TimeoutError if dropped."""
+        # After `timeout` an unstarted write is dropped (nothing stored); one the writer has
+        # claimed is waited for, so that a timeout never hides a commit.
         future: Future = Future()
         self._queue.put((write, future))
         try:
@@ -162,8 +160,14 @@ class GroupWriter:
                     batch += self._claim([self._queue.get_nowait()])
                 except queue.Empty:
                     break
-            if batch:
+            if not batch:  # every caller gave up before the writer came to it
+                continue
+            try:
                 self._commit(batch)
+            except Exception as exc:  # the writer lives on; this batch's callers hear it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
 
     @staticmethod
     def _claim(items: list) -> list:

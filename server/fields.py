@@ -54,11 +54,7 @@ def _refuse_non_finite(name: str) -> float:
 
 
 def json_value(text: str) -> object:
-    """The value of JSON text, or ValueError saying why not (it reads after the field's name).
-
-    Refused: text that is not JSON, NaN and Infinity, and nesting deeper than the parser
-    goes (a RecursionError otherwise).
-    """
+    """The value of JSON text; ValueError (not JSON, NaN or Infinity, nested too deeply) else."""
     try:
         return json.loads(text, parse_constant=_refuse_non_finite)
     except _NonFinite as exc:

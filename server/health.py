@@ -20,11 +20,9 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """200 when what the next run needs is usable: data directory, datasets, a database that takes writes; else 503.
-
-    Runs already registered do not count: an old run's deleted dataset is no reason to
-    refuse the next run.
-    """
+    """200 when the next run can work: data directory, datasets, a database that takes writes."""
+    # Runs already registered do not count: an old run's deleted dataset is no reason to
+    # refuse the next run; 503 lists the reasons.
     reasons = []
     data_dir = current_app.config["DATA_DIR"]
     if not data_dir.is_dir() or not os.access(data_dir, os.R_OK | os.X_OK):

@@ -87,10 +87,7 @@ def refuse_if_finished(run) -> None:
 @bp.post("")
 @require_admin
 def register():
-    """Register a run on a prepared dataset: id, dataset, expected slices, worker token.
-
-    The dataset is hashed and compressed here, once, rather than in a worker's first fetch.
-    """
+    """Register a run on a prepared dataset: id, dataset, expected slices, worker token."""
     body = parse_body(Registration)
     path = dataset_path(current_app.config["DATA_DIR"], body.dataset)
     if path is None:
@@ -125,10 +122,7 @@ def finish(run_id: str):
 @bp.post("/<run_id>/close")
 @require_admin
 def close(run_id: str):
-    """Close a run's intake before its final fetch: its sink then answers 409 (idempotent).
-
-    Status and results still answer; registering the run again opens its intake again.
-    """
+    """Close a run's intake (the sink answers 409) until it is registered again."""
     run_or_404(run_id)
     db.close_intake(run_id)
     return jsonify(ok=True, run_id=run_id, closed=True)

@@ -72,6 +72,12 @@ def fetch(port: int, name: str, gzip: bool) -> int:
     return len(body)
 
 
+def fetch_at_once(port: int, name: str, workers: int) -> list[int]:
+    """`workers` fetches without gzip at the same time."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda _: fetch(port, name, gzip=False), range(workers)))
+
+
 def scenario(workdir: Path, name: str, ready_first: bool) -> dict:
     """Steps on a fresh server, each with the server CPU it cost."""
     port = free_loopback_port()
@@ -90,8 +96,7 @@ def scenario(workdir: Path, name: str, ready_first: bool) -> dict:
             step("ready", lambda: client.wait_ready(300))
         step("register", lambda: client.register_run(f"run-{name}", name, TOKEN, [1]))
         sizes["identity"] = step("first_fetch", lambda: fetch(port, name, gzip=False))
-        with ThreadPoolExecutor(WORKERS) as pool:
-            step(f"{WORKERS}_fetches", lambda: list(pool.map(lambda _: fetch(port, name, False), range(WORKERS))))  # fmt: skip
+        step(f"{WORKERS}_fetches", lambda: fetch_at_once(port, name, WORKERS))
         sizes["gzip"] = step("first_gzip_fetch", lambda: fetch(port, name, gzip=True))
     finally:
         process.terminate()
