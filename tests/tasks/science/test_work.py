@@ -1,10 +1,13 @@
 """The work function; also run under DCP's Pyodide package versions by `make test-pyodide-versions`."""
 
+import builtins
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -214,3 +217,86 @@ def test_native_threads_are_limited_to_one_but_not_under_pyodide(
     monkeypatch.setattr(sys, "platform", "emscripten")  # Pyodide: no threads, no native pools
     run(slice_datum, golub_text, cv_folds=3, classifiers=["logistic"])
     assert calls == [1]
+
+
+GOLDEN = ROOT / "tests" / "tasks" / "science" / "work_records.json"
+
+
+def test_records_are_those_the_work_function_gave_before_the_numpy_parse(golub_text):
+    for case in json.loads(GOLDEN.read_text())["slices"]:
+        result = json.loads(evaluate_slice(case["datum"], golub_text, json.dumps(case["config"])))
+        assert result["records"] == case["records"], case["config"]  # exact, not close
+
+
+def test_line_endings_and_blank_lines_parse_to_the_same_records(slice_datum, golub_text):
+    config = json.dumps({"case": "AML", "cv_folds": 3, "classifiers": ["logistic", "svm"]})
+    expected = json.loads(evaluate_slice(slice_datum, golub_text, config))["records"]
+    variants = [
+        golub_text.replace("\n", "\r\n"),
+        golub_text.replace("\n", "\r"),
+        golub_text.replace("\n", "\n\n \t\n", 5).rstrip("\n"),
+    ]
+    for text in variants:
+        assert json.loads(evaluate_slice(slice_datum, text, config))["records"] == expected
+
+
+@pytest.fixture
+def fresh_process(monkeypatch):
+    """A worker process that has not parsed any dataset yet."""
+    monkeypatch.setattr(builtins, "_signature_search_dataset_cache", None, raising=False)
+
+
+def test_the_dataset_is_hashed_once_per_process_and_still_checked_every_slice(
+    fresh_process, slice_datum, golub_text, monkeypatch
+):
+    sha = hashlib.sha256(golub_text.encode()).hexdigest()
+    hashed = []
+    real = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: hashed.append(1) or real(*a))
+    config = {"cv_folds": 3, "classifiers": ["logistic"], "dataset_sha256": sha}
+    first = run(slice_datum, golub_text, **config)
+    # The same argument (a sandbox's sys.argv) and an equal copy (a local worker's fetch).
+    run(slice_datum, golub_text, **config)
+    run(slice_datum, golub_text[:1] + golub_text[1:], **config)
+    assert len(hashed) == 1 and first["dataset_sha256"] == sha
+    with pytest.raises(ValueError, match="does not match"):
+        run(slice_datum, golub_text, **{**config, "dataset_sha256": "0" * 64})
+    other = golub_text.replace("\n", "\r\n")
+    with pytest.raises(ValueError, match="does not match"):  # other text: verified again
+        run(slice_datum, other, **config)
+    assert len(hashed) == 2
+
+
+def test_the_parse_keeps_no_python_object_per_value(fresh_process):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5000))
+    rows = ["\t".join(["a" if i % 2 else "b", *map(repr, r)]) for i, r in enumerate(x.tolist())]
+    text = "\n".join(["\t".join(["phenotype", *(f"p{i}" for i in range(5000))]), *rows]) + "\n"
+    datum = json.dumps({"slice": 1, "signatures": []})
+    evaluate_slice(datum, "phenotype\tq\n" + "a\t1.0\nb\t2.0\n" * 2, '{"case": "a", "cv_folds": 2}')
+    tracemalloc.start()
+    try:
+        evaluate_slice(datum, text, '{"case": "a", "cv_folds": 2}')
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # The matrix (1.6 MB), a 1 MiB hash chunk and the parser's buffer; a str per value was 19 MB.
+    assert peak < 3 * x.nbytes
+    assert builtins._signature_search_dataset_cache["matrix"].tobytes() == x.tobytes()
+
+
+@pytest.mark.parametrize("held_out", [False, True])
+def test_packing_does_not_change_any_record(golub_text, held_out):
+    probesets = golub_text.split("\n", 1)[0].split("\t")[1:]
+    signatures = plan_signatures(probesets, 25, 5, 9, seed=5)
+    config = {"case": "AML", "cv_folds": 2, "seed": 4, "permutation_seed": 6}
+    if held_out:
+        config.update(rows=list(range(0, 38, 2)), validation_rows=list(range(1, 38, 2)))
+    by_packing = {}
+    for per_slice in (1, 7, 25):
+        records = []
+        for datum in pack_slices(signatures, per_slice):
+            records += json.loads(evaluate_slice(datum, golub_text, json.dumps(config)))["records"]
+        by_packing[per_slice] = sorted(records, key=lambda r: (r["signature"], r["classifier"]))
+    assert len(by_packing[1]) == 25 * len(CLASSIFIERS)
+    assert by_packing[1] == by_packing[7] == by_packing[25]  # exact, not close
