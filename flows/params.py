@@ -17,6 +17,8 @@ from tasks.science.work import CLASSIFIERS
 Classifier = Literal[CLASSIFIERS]  # the names, as choices in the form and on the command line
 FAULTS_VARIABLE = "SIGSEARCH_TEST_FAULTS"  # the test hook's only way in: never a parameter
 TEST_ONLY = frozenset({"faults"})
+# Slices of one run: all are registered before its job starts, ~10,000 a second (bench_scale).
+MAX_SLICES = 500_000
 F = TypeVar("F", bound=Callable)
 
 
@@ -117,6 +119,19 @@ class SearchParameters(BaseModel):
     def _lengths(self) -> SearchParameters:
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) must not exceed max_len ({self.max_len})")
+        return self
+
+    @model_validator(mode="after")
+    def _slices_a_run_can_register(self) -> SearchParameters:
+        slices = -(-self.n_signatures // self.signatures_per_slice)
+        if slices > MAX_SLICES:
+            raise ValueError(
+                f"n_signatures={self.n_signatures:,} at signatures_per_slice="
+                f"{self.signatures_per_slice} makes {slices:,} slices; a run takes at most "
+                f"{MAX_SLICES:,} (each is registered on the server before the job starts, "
+                f"about 10,000 a second): raise signatures_per_slice to "
+                f"{-(-self.n_signatures // MAX_SLICES)} or more"
+            )
         return self
 
 

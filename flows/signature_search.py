@@ -30,18 +30,25 @@ from server.embedded import EmbeddedServer
 from tasks.execution import history
 from tasks.execution.client import ServerClient
 from tasks.execution.history import Journal
-from tasks.execution.rounds import JobContext, RunOutcome
+from tasks.execution.rounds import (
+    JobContext,
+    ListedSlices,
+    PlannedSlices,
+    RunOutcome,
+    SliceSource,
+)
 from tasks.host import runtime_info
 from tasks.io import read_jsonl
-from tasks.report.build import ReportInputs, failed_signatures, run_summary
+from tasks.report.build import ReportInputs, run_summary
 from tasks.report.summary import RunSummary
 from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import (
     SearchProtocol,
+    SignaturePlan,
     batch_seed,
     null_panel,
-    pack_slices,
     permutation_slices,
+    slice_signature_ids,
 )
 from tasks.science.tables import top_signature_list
 from tasks.science.work import work_function_source
@@ -173,7 +180,7 @@ RECORD_FILES = {
 def evaluate(ctx: JobContext, dataset: PreparedSummary, plan: RunPlan, perm_slices: list[dict]):
     """Run the main job and the permuted-label (null) job; return outcomes and records."""
     main, records = run_and_fetch(ctx, dataset, plan, plan.run_id, plan.slices, "main")
-    if len(main.failed) == len(plan.slices):
+    if len(main.failed) == len(plan.slices.numbers()):
         raise NothingComputed(
             "the main search returned no results: "
             + (main.job_failure or next(iter(main.failed.values()), "no slices"))
@@ -181,7 +188,8 @@ def evaluate(ctx: JobContext, dataset: PreparedSummary, plan: RunPlan, perm_slic
     if not perm_slices:
         return main, records, None, None
     perm_id = f"{plan.run_id}-perm"
-    perm, perm_records = run_and_fetch(ctx, dataset, plan, perm_id, perm_slices, "permutation")
+    by_number = ListedSlices({s["slice"]: s for s in perm_slices})
+    perm, perm_records = run_and_fetch(ctx, dataset, plan, perm_id, by_number, "permutation")
     return main, records, perm, perm_records
 
 
@@ -190,7 +198,7 @@ def run_and_fetch(
     dataset: PreparedSummary,
     plan: RunPlan,
     server_run: str,
-    slices: list[dict],
+    slices: SliceSource,
     kind: str,
 ) -> tuple[RunOutcome, pd.DataFrame]:
     """One server run's slices to the end, its intake closed, then all its records fetched.
@@ -199,7 +207,7 @@ def run_and_fetch(
     server agree on what was received.
     """
     job_name = f"{server_run}-main" if kind == "main" else server_run
-    check_server_task(ctx.client, server_run, dataset, ctx.token, [s["slice"] for s in slices])
+    check_server_task(ctx.client, server_run, dataset, ctx.token, list(slices.numbers()))
     outcome = run_slices_task(ctx, server_run, job_name, slices, kind, plan.journal)
     close_intake_task(ctx.client, server_run)
     path = plan.work_dir / RECORD_FILES[kind]
@@ -233,8 +241,8 @@ class RunPlan:
     protocol: SearchProtocol
     search_dir: Path
     batch: int
-    signatures: list
-    slices: list[dict]
+    signatures: SignaturePlan
+    slices: PlannedSlices
     split: tuple[list[int], list[int]] | None  # (discovery, validation) sample rows
     journal: Journal  # the run's history, kept in its folder across flow attempts
 
@@ -290,7 +298,7 @@ def validate(
     top = top_signature_list(
         search.signatures, search.records, params.classifiers, params.top_fraction
     )
-    slices = pack_slices(top, params.signatures_per_slice)
+    slices = PlannedSlices(top, params.signatures_per_slice)
     held_out = dataclasses.replace(ctx, config={**ctx.config, "validation_rows": plan.split[1]})
     # Named by what it validates: a resumed flow run may have another top list.
     digest = hashlib.sha256(json.dumps([s.id for s in top]).encode()).hexdigest()[:8]
@@ -398,7 +406,7 @@ def report_run(
         dataset=dataset,
         main=jobs.main,
         perm=jobs.perm,
-        n_slices=len(plan.slices),
+        n_slices=len(plan.slices.numbers()),
         seconds=times["seconds"],
         versions=versions["versions"],
     )
@@ -426,7 +434,9 @@ def report_inputs(
         records=search.records,
         permutation_records=search.permutation_records,
         classifiers=params.classifiers,
-        failed_signatures=frozenset(failed_signatures(plan.slices, jobs.main.failed)),
+        failed_signatures=frozenset(
+            slice_signature_ids(plan.signatures, plan.slices.per_slice, sorted(jobs.main.failed))
+        ),
         top_fraction=params.top_fraction,
         annotation_path=annotation_path(params),
         record_files=record_files(jobs),

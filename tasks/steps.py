@@ -23,7 +23,7 @@ from tasks.execution import history, rounds
 from tasks.execution.client import ServerClient
 from tasks.execution.history import Journal
 from tasks.execution.progress import terminal_progress
-from tasks.execution.rounds import JobContext, RunOutcome
+from tasks.execution.rounds import JobContext, PlannedSlices, RunOutcome, SliceSource
 from tasks.io import (
     append_jsonl,
     file_sha256,
@@ -43,7 +43,7 @@ from tasks.io import (
 )
 from tasks.report.build import ReportFiles, ReportInputs, build_report
 from tasks.science.dataset import DatasetError, PreparedSummary, PrepareOptions, prepare_dataset
-from tasks.science.plan import SearchProtocol, pack_slices, stratified_split
+from tasks.science.plan import SearchProtocol, SignaturePlan, stratified_split
 from tasks.science.tables import records_from_results, sort_records
 
 
@@ -110,10 +110,10 @@ def check_server_task(
 @task(name="plan-signatures")
 def plan_task(
     dataset_path: str, protocol: SearchProtocol, batch: int, signatures_per_slice: int
-) -> tuple[list, list[dict]]:
-    """The deterministic signature plan of a search's batch, and its slices."""
-    signatures = protocol.plan(read_probesets(Path(dataset_path)), batch)
-    return signatures, pack_slices(signatures, signatures_per_slice)
+) -> tuple[SignaturePlan, PlannedSlices]:
+    """The deterministic signature plan of a search's batch (held compactly), and its slices."""
+    signatures = protocol.plan_compact(read_probesets(Path(dataset_path)), batch)
+    return signatures, PlannedSlices(signatures, signatures_per_slice)
 
 
 @task(name="split-samples")
@@ -178,8 +178,10 @@ def pool_search_task(
     permuted = [p for _, p in pooled if p is not None]
     return SearchRecords(
         batches=(*earlier, batch),
-        signatures=[s for b in earlier for s in protocol.plan(probesets, b)]
-        + this_batch.signatures,
+        signatures=[
+            *(s for b in earlier for s in protocol.plan_compact(probesets, b)),
+            *this_batch.signatures,
+        ],
         records=sort_records(pd.concat([r for r, _ in pooled], ignore_index=True)),
         permutation_records=sort_records(pd.concat(permuted, ignore_index=True))
         if permuted
@@ -220,13 +222,12 @@ class SliceProgress(rounds.RunObserver):
 
 @task(name="run-slices", persist_result=False, cache_policy=NO_CACHE)
 def run_slices_task(
-    ctx: JobContext, run_id: str, job_name: str, slices: list[dict], kind: str, journal: Journal
+    ctx: JobContext, run_id: str, job_name: str, slices: SliceSource, kind: str, journal: Journal
 ) -> RunOutcome:
     """Deploy slices, poll the sink, redeploy failures; the outcome holds earlier attempts' rounds."""
-    by_number = {s["slice"]: s for s in slices}
-    progress = SliceProgress(job_name, kind, len(slices), journal, run_id)
+    progress = SliceProgress(job_name, kind, len(slices.numbers()), journal, run_id)
     logger = get_run_logger()
-    outcome = rounds.run_slices(ctx, run_id, job_name, by_number, observer=progress, logger=logger)
+    outcome = rounds.run_slices(ctx, run_id, job_name, slices, observer=progress, logger=logger)
     for number, reason in sorted(outcome.failed.items()):
         logger.error("%s: slice %d failed after all retries: %s", job_name, number, reason)
     earlier = history.earlier_rounds(read_jsonl(journal.path), run_id, journal.flow_attempt)

@@ -11,6 +11,7 @@ that run past the timeout; every wait is bounded.
 
 from __future__ import annotations
 
+import collections
 import json
 import multiprocessing as mp
 import os
@@ -138,18 +139,20 @@ def exception_result(exc: BaseException) -> dict:
     return {"errorCode": "EUNCAUGHT", "name": "PythonError", "message": text, "stack": text}
 
 
-def slice_arguments(spec: dict, element: int, allowed: tuple[str, ...]) -> tuple:
+def slice_arguments(spec: dict, datum: str, allowed: tuple[str, ...]) -> tuple:
     """(datum, dataset, config) of a slice as the worktime passes them: URLs fetched and decoded."""
-    datum, config = spec["slices"][element - 1], spec["config_json"]
+    config = spec["config_json"]
     if spec["remote_inputs"]:
         datum, config = fetch_argument(datum, allowed), fetch_argument(config, allowed)
     return datum, fetch_argument(spec["dataset_url"], allowed), config
 
 
-def _run_slice(work, spec: dict, element: int, allowed, counter: ProgressCounter) -> tuple:
+def _run_slice(
+    work, spec: dict, element: int, datum: str, allowed, counter: ProgressCounter
+) -> tuple:
     """Run one slice as a worker does; (outcome, envelope fields or None, reason)."""
     fields = {**spec["result_params"], "element": str(element), "contentType": "application/json"}
-    arguments = slice_arguments(spec, element, allowed)
+    arguments = slice_arguments(spec, datum, allowed)
     counter.calls = 0
     try:
         result = work(*arguments)
@@ -175,7 +178,7 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
         message = conn.recv()
         if message is None:
             return
-        element, spec, inject = message
+        element, spec, datum, inject = message
         started = time.perf_counter()
         try:
             if inject == "kill":
@@ -183,7 +186,7 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
             if inject == "hang":
                 time.sleep(10**6)
             run = _injected_failure if inject == "fail" else work
-            outcome, fields, reason = _run_slice(run, spec, element, allowed, counter)
+            outcome, fields, reason = _run_slice(run, spec, element, datum, allowed, counter)
             if fields is not None:
                 post_envelope(session, spec["result_url"], fields, allowed)
         except Exception:  # noqa: BLE001 - a fetch or post failed: the slice is lost
@@ -259,25 +262,26 @@ class LocalJob:
 
     def _run(self) -> None:
         spec = {
-            "slices": list(self.spec.slices),
             "dataset_url": self.spec.dataset_url,
             "config_json": self.spec.config_json,
             "result_url": self.spec.result_url,
             "result_params": self.spec.result_params,
             "remote_inputs": self.spec.remote_inputs,
         }
-        pending = list(range(1, len(self.spec.slices) + 1))
+        # Each worker is sent its element's datum only: a job's slices may be many.
+        pending = collections.deque(range(1, len(self.spec.slices) + 1))
         pool = [self._spawn() for _ in range(min(self.workers, len(pending)))]
         self._events.put(SliceEvent("accepted", message=self.job_id))
         try:
             while (pending or any(w.element for w in pool)) and not self._cancel.is_set():
                 for i, worker in enumerate(pool):
                     if worker.element is None and pending:
-                        element = pending.pop(0)
+                        element = pending.popleft()
                         try:
-                            worker.conn.send((element, spec, self._inject(element)))
+                            datum = self.spec.slices[element - 1]
+                            worker.conn.send((element, spec, datum, self._inject(element)))
                         except OSError:  # died while idle: replace it, the slice waits
-                            pending.insert(0, element)
+                            pending.appendleft(element)
                             _stop(worker)
                             pool[i] = self._spawn()
                             continue

@@ -6,11 +6,14 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from tasks.execution.client import ServerClient
 from tasks.execution.jobs import Backend, JobHandle, JobSpec, SliceEvent
+from tasks.science.plan import Signature, iter_slice_inputs, slice_count
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter  # a Prefect task passes its run logger
@@ -91,13 +94,60 @@ class RunObserver:
         """A round ended (its job is over)."""
 
 
+class SliceSource(Protocol):
+    """A run's slices: their numbers, and their data as JSON text, made when asked for."""
+
+    def numbers(self) -> Sequence[int]:
+        """Every slice number."""
+
+    def texts(self, numbers: Iterable[int] | None = None) -> Iterator[tuple[int, str]]:
+        """(number, datum text) of every slice, or of `numbers`, one at a time."""
+
+
+@dataclass(frozen=True)
+class PlannedSlices:
+    """A plan's signatures packed `per_slice` to a slice, never all held as slice data."""
+
+    signatures: Sequence[Signature]  # a compact SignaturePlan for a big search
+    per_slice: int
+
+    def numbers(self) -> range:
+        """1..n."""
+        return range(1, slice_count(len(self.signatures), self.per_slice) + 1)
+
+    def texts(self, numbers: Iterable[int] | None = None) -> Iterator[tuple[int, str]]:
+        """Slice data as registered, made one slice at a time."""
+        return iter_slice_inputs(self.signatures, self.per_slice, numbers)
+
+
+@dataclass(frozen=True)
+class ListedSlices:
+    """Slices given as data (a null's or a validation's: small, with fields of their own)."""
+
+    by_number: dict[int, dict]
+
+    def numbers(self) -> list[int]:
+        """Their numbers, sorted."""
+        return sorted(self.by_number)
+
+    def texts(self, numbers: Iterable[int] | None = None) -> Iterator[tuple[int, str]]:
+        """Each datum as sorted-key JSON."""
+        for n in self.numbers() if numbers is None else numbers:
+            yield n, json.dumps(self.by_number[n], sort_keys=True)
+
+
 def round_timeout(n_slices: int, parallelism: int, slice_timeout: float) -> float:
     """Time a round may take: every wave of slices at most `slice_timeout`, plus slack."""
     return slice_timeout * math.ceil(n_slices / max(1, parallelism)) + 30.0
 
 
 def job_spec(
-    ctx: JobContext, run_id: str, job_name: str, slices: dict, attempt: int, numbers: list[int]
+    ctx: JobContext,
+    run_id: str,
+    job_name: str,
+    slices: SliceSource,
+    attempt: int,
+    numbers: list[int],
 ) -> JobSpec:
     """The job of one round: the given plan slices as elements 1..n (their data or URLs)."""
     remote = ctx.backend.remote_inputs
@@ -105,7 +155,7 @@ def job_spec(
         inputs = tuple(ctx.client.slice_url(run_id, n, ctx.token) for n in numbers)
         config = ctx.client.config_url(run_id, ctx.token)
     else:
-        inputs = tuple(json.dumps(slices[n], sort_keys=True) for n in numbers)
+        inputs = tuple(text for _, text in slices.texts(numbers))
         config = json.dumps(ctx.config, sort_keys=True)
     return JobSpec(
         name=f"{job_name}#{attempt}",
@@ -121,17 +171,16 @@ def job_spec(
     )
 
 
-def register_inputs(ctx: JobContext, run_id: str, slices: dict[int, dict]) -> None:
-    """Put a run's config and every slice's datum on the server, for jobs that fetch them."""
-    data = {n: json.dumps(datum, sort_keys=True) for n, datum in slices.items()}
-    ctx.client.register_inputs(run_id, json.dumps(ctx.config, sort_keys=True), data)
+def register_inputs(ctx: JobContext, run_id: str, slices: SliceSource) -> None:
+    """Put a run's config and every slice's datum on the server, streamed, for jobs to fetch."""
+    ctx.client.register_inputs(run_id, json.dumps(ctx.config, sort_keys=True), slices.texts())
 
 
 def run_slices(
     ctx: JobContext,
     run_id: str,
     job_name: str,
-    slices: dict[int, dict],
+    slices: SliceSource | dict[int, dict],
     observer: RunObserver | None = None,
     poll_interval: float = 0.5,
     logger: Logger = log,
@@ -144,15 +193,19 @@ def run_slices(
     does not use up a retry.
     """
     outcome = RunOutcome(run_id)
+    if isinstance(slices, dict):
+        slices = ListedSlices(slices)
     if ctx.backend.remote_inputs:
         register_inputs(ctx, run_id, slices)
     status = ctx.client.status(run_id)
-    remaining = sorted(set(slices) - set(status["received"]))
+    remaining = sorted(set(slices.numbers()) - set(status["received"]))
     seen = status["received"] or status["errored"] or status["next_attempt"] > 1
     attempt = status["next_attempt"] if seen else 0
     if attempt:
         logger.warning(
-            "%s: resumed; %d slices have results already", job_name, len(slices) - len(remaining)
+            "%s: resumed; %d slices have results already",
+            job_name,
+            len(slices.numbers()) - len(remaining),
         )
     observer = observer or RunObserver()
     rounds = SliceRun(ctx, run_id, job_name, slices, observer, poll_interval, logger)
@@ -182,7 +235,7 @@ def run_slices(
     if outcome.attempts:
         outcome.failed = dict(outcome.attempts[-1].failed)
     else:
-        outcome.failed = {s: "deadline passed before deployment" for s in remaining}
+        outcome.failed = dict.fromkeys(remaining, "deadline passed before deployment")
     return outcome
 
 
@@ -193,7 +246,7 @@ class SliceRun:
     ctx: JobContext
     run_id: str
     job_name: str
-    slices: dict[int, dict]
+    slices: SliceSource
     observer: RunObserver
     poll_interval: float
     logger: Logger

@@ -21,14 +21,8 @@ __all__ = [
     "ReportFiles",
     "ReportInputs",
     "build_report",
-    "failed_signatures",
     "run_summary",
 ]
-
-
-def failed_signatures(slices: list[dict], failed: dict[int, str]) -> set[int]:
-    """Ids of the signatures in slices that failed."""
-    return {s["id"] for sl in slices if sl["slice"] in failed for s in sl["signatures"]}
 
 
 @dataclass(frozen=True)

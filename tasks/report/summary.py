@@ -64,7 +64,7 @@ def run_summary(
         "seed": params.seed,
         "signatures": f"{params.n_signatures} of length {params.min_len}-{params.max_len}",
         "permutations": f"{params.n_permutations} x {params.null_signatures or 'all'} signatures",
-        "run time": f"{seconds:.1f} s",
+        "run time": f"{seconds:.1f} s (every flow attempt)",
     }
     table = pd.DataFrame(sorted(versions.items()), columns=["package", "version"])
     return RunSummary(overview, parameter_table(params), table, round_table(jobs))
@@ -108,15 +108,19 @@ def round_table(jobs: dict[str, RunOutcome]) -> pd.DataFrame:
             "round": "first deployment" if a.attempt == 0 else f"retry {a.attempt}",
             "job id": a.job_id,
             "slices deployed": len(a.slices),
+            "started (UTC)": a.started_at or "-",
+            "seconds": a.seconds,
             "job ended": a.ended,
             "slices without a result": len(a.failed),
             "why": "; ".join(f"slice {k}: {v}" for k, v in sorted(a.failed.items())) or "-",
+            "outage": a.outage or "-",
         }
         for name, outcome in jobs.items()
         for a in outcome.attempts
     ]
-    columns = ["job", "round", "job id", "slices deployed", "job ended"]
-    return pd.DataFrame(rows, columns=[*columns, "slices without a result", "why"])
+    columns = ["job", "round", "job id", "slices deployed", "started (UTC)", "seconds"]
+    columns += ["job ended", "slices without a result", "why", "outage"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def parameter_table(params: BaseModel, prefix: str = "") -> pd.DataFrame:

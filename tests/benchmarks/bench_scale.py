@@ -1,4 +1,10 @@
-"""Benchmark: a search of 1,000,000 signatures planned, packed and registered on the server.
+"""Benchmark: a search of 1,000,000 signatures planned, packed, registered and deployed.
+
+Mode `flow` (the default) is the flow's own path: the compact plan as `plan_task` makes it,
+`rounds.run_slices` registering the slice data streamed and deploying the first round on a
+backend that stands in for the DCP scheduler (it records when the job was handed over and
+reports it done, without results); it prints the time to the first deployed slice and the
+peak memory. Modes `streamed` and `listed` time the registration alone.
 
 Run: `.venv/bin/python -m tests.benchmarks.bench_scale` (about 2 minutes on 2 loaded cores, 5 with `--listed`).
 Prints one JSON line per configuration: signatures_per_slice 20 (the `dcp` deployment's)
@@ -13,6 +19,7 @@ planning included; a slice can be deployed once its run and its batch are regist
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import shutil
@@ -21,12 +28,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from server.embedded import EmbeddedServer
 from tasks.execution.client import ServerClient
+from tasks.execution.jobs import SliceEvent
+from tasks.execution.rounds import JobContext, PlannedSlices, run_slices
 from tasks.io import read_probesets
 from tasks.science.plan import (
     iter_slice_inputs,
@@ -104,6 +114,80 @@ def measure(n: int, per_slice: int, mode: str, workdir: Path) -> dict:
     }
 
 
+@dataclass
+class HandedOver:
+    """The stand-in for the scheduler: notes when a job arrives, and ends it at once."""
+
+    started: float
+    deployed_s: list = field(default_factory=list)
+    slices: list = field(default_factory=list)
+    parallelism: int = 8
+    remote_inputs: bool = True
+
+    def deploy(self, spec):
+        self.deployed_s.append(round(time.perf_counter() - self.started, 2))
+        self.slices.append(len(spec.slices))
+        return StandInJob(spec.name)
+
+
+@dataclass
+class StandInJob:
+    job_id: str
+    _events: list = field(default_factory=lambda: [SliceEvent("done")])
+
+    def events(self, timeout):
+        events, self._events = self._events, []
+        return events
+
+    def done(self):
+        return not self._events
+
+    def cancel(self):
+        return None
+
+
+def measure_flow(n: int, per_slice: int, workdir: Path) -> dict:
+    """The flow's path to its first deployed slice: plan, register streamed, deploy."""
+    started = time.perf_counter()
+    probesets = read_probesets(GOLUB)
+    slices = PlannedSlices(plan_compact(probesets, n, 5, 9, seed=1), per_slice)
+    planned_s = round(time.perf_counter() - started, 2)
+    (workdir / "data").mkdir()
+    shutil.copyfile(GOLUB, workdir / "data" / "golub.tsv")
+    server = EmbeddedServer.for_data(workdir / "data", workdir / "db.sqlite3", ADMIN)
+    backend = HandedOver(started)
+    try:
+        client = ServerClient(server.url, ADMIN, timeout=120)
+        client.wait_ready(60)
+        client.register_run("run-bench", "golub", TOKEN, list(slices.numbers()))
+        sha256 = hashlib.sha256((workdir / "data" / "golub.tsv").read_bytes()).hexdigest()
+        ctx = JobContext(
+            backend=backend,
+            client=client,
+            token=TOKEN,
+            dataset_name="golub",
+            config={**CONFIG, "dataset_sha256": sha256},
+            work_source="",
+            max_retries=0,
+            slice_timeout=600,
+            deadline=time.monotonic() + 3600,
+        )
+        run_slices(ctx, "run-bench", "bench", slices, poll_interval=0.01)
+    finally:
+        server.stop()
+    return {
+        "benchmark": "scale",
+        "mode": "flow",
+        "signatures": n,
+        "signatures_per_slice": per_slice,
+        "slices": len(slices.numbers()),
+        "planned_s": planned_s,
+        "first_slice_deployed_s": backend.deployed_s[0],
+        "slices_in_first_job": backend.slices[0],
+        "peak_rss_mib": peak_mib(),
+    }
+
+
 def main() -> None:
     """Print one JSON line per configuration, each measured in a child process."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -114,10 +198,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-            result = measure(args.signatures, int(args.child[1]), args.child[0], Path(tmp))
+            mode, per_slice = args.child[0], int(args.child[1])
+            if mode == "flow":
+                result = measure_flow(args.signatures, per_slice, Path(tmp))
+            else:
+                result = measure(args.signatures, per_slice, mode, Path(tmp))
         print(json.dumps(result), flush=True)
         return
-    modes = ["streamed", "listed"] if args.listed else ["streamed"]
+    modes = ["flow", "streamed", "listed"] if args.listed else ["flow"]
     for per_slice in args.per_slice:
         for mode in modes:
             command = [sys.executable, "-m", "tests.benchmarks.bench_scale"]

@@ -7,7 +7,7 @@ import pytest
 
 from tasks.execution.client import Outage
 from tasks.execution.jobs import JobSpec, SliceEvent
-from tasks.execution.rounds import JobContext, job_spec, run_slices
+from tasks.execution.rounds import JobContext, ListedSlices, PlannedSlices, job_spec, run_slices
 
 
 class FakeServer:
@@ -35,9 +35,10 @@ class FakeServer:
     def register_attempt(self, run_id: str, attempt: int, slices: list[int]) -> None:
         self.attempts[attempt] = slices
 
-    def register_inputs(self, run_id: str, config_json: str, slices: dict[int, str]) -> None:
+    def register_inputs(self, run_id: str, config_json: str, slices) -> None:
+        pairs = dict(slices)  # (number, text) pairs, as ServerClient takes them
         self.inputs.append(
-            (run_id, json.loads(config_json), {k: json.loads(v) for k, v in slices.items()})
+            (run_id, json.loads(config_json), {k: json.loads(v) for k, v in pairs.items()})
         )
 
     def dataset_url(self, name: str, token: str) -> str:
@@ -189,7 +190,7 @@ def test_nothing_is_deployed_after_the_deadline():
 @pytest.mark.parametrize("attempt", [0, 3])
 def test_job_spec_maps_elements_to_plan_slices(attempt):
     ctx, _, _ = context(lambda a, n: "result")
-    spec = job_spec(ctx, "run", "run-main", SLICES, attempt, [3, 1])
+    spec = job_spec(ctx, "run", "run-main", ListedSlices(SLICES), attempt, [3, 1])
     assert spec.name == f"run-main#{attempt}" and spec.slice_numbers == (3, 1)
     assert [json.loads(s)["slice"] for s in spec.slices] == [3, 1]
     assert "token=t0k3n" in spec.dataset_url and spec.result_url.endswith(
@@ -284,3 +285,14 @@ def test_a_job_that_fails_as_a_whole_ends_its_round_with_that_reason():
     assert outcome.failed == {n: "job failed: the payment account has no funds" for n in SLICES}
     assert outcome.attempts[0].ended == "failed: the payment account has no funds"
     assert outcome.job_failure == "the payment account has no funds"
+
+
+def test_planned_slices_are_the_listed_slices_of_the_same_packing():
+    from tasks.science.plan import pack_slices, plan_compact
+
+    plan = plan_compact([f"p{i}" for i in range(40)], 23, 2, 5, seed=3)
+    planned = PlannedSlices(plan, 4)
+    listed = ListedSlices({s["slice"]: s for s in pack_slices(list(plan), 4)})
+    assert list(planned.numbers()) == listed.numbers() == list(range(1, 7))
+    assert list(planned.texts()) == list(listed.texts())
+    assert list(planned.texts([5, 2])) == list(listed.texts([5, 2]))
