@@ -11,7 +11,10 @@ def test_run_summary_from_typed_values(params, golub_summary, outcomes):
     assert overview["preparation"] == "11 'AML' and 27 'ALL'"  # the layout line is shown apart
     assert overview["job ids"] == "job-a, job-b, job-c"
     assert (overview["slices retried"], overview["permutation slices retried"]) == (1, 0)
-    assert overview["slices failed"] == "none" and overview["run time"] == "12.5 s (every flow attempt)"
+    assert (
+        overview["slices failed"] == "none"
+        and overview["run time"] == "12.5 s (every flow attempt)"
+    )
     assert summary.versions.to_dict(orient="records") == [{"package": "numpy", "version": "2.0"}]
 
 
