@@ -19,7 +19,7 @@ from prefect.exceptions import ParameterBindError
 from pydantic import ValidationError
 
 from flows.params import FAULTS_VARIABLE
-from flows.signature_search import SlicesFailed, signature_search
+from flows.signature_search import NothingComputed, SlicesFailed, signature_search
 from tasks.science.dataset import DatasetError
 
 from ..conftest import GOLUB
@@ -304,3 +304,15 @@ def test_retrying_a_failed_flow_run_redeploys_only_the_slices_without_a_result(
     with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
         runs = db.execute("SELECT run_id, finished_at FROM runs").fetchall()
     assert [r[0] for r in runs] == [run["run_id"]] and runs[0][1] is not None
+
+
+def test_a_main_search_without_results_stops_the_run_before_the_null(tmp_path, monkeypatch):
+    monkeypatch.setenv(FAULTS_VARIABLE, json.dumps({"fail": [1, 2, 3, 4, 5, 6]}))
+    with pytest.raises(NothingComputed, match="the main search returned no results: error: "):
+        signature_search(**params(tmp_path, max_slice_retries=0))
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
+        runs = dict(db.execute("SELECT run_id, finished_at FROM runs").fetchall())
+    assert len(runs) == 1 and not any(r.endswith("-perm") for r in runs)  # no null deployed
+    assert list(runs.values()) == [None]  # suspended, resumable
+    (unfinished,) = Path(tmp_path, "results").glob("*.incomplete")
+    assert "the main search returned no results" in (unfinished / "INCOMPLETE.txt").read_text()
