@@ -13,7 +13,13 @@ from tasks.science.dataset import DatasetError
 
 # The temporary Prefect server this starts has nobody to report to: without these it logs
 # "Failed to send telemetry" offline, and its telemetry service can hit "database is locked".
-QUIET_PREFECT = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+# A loaded machine starts Prefect's temporary server in more than its default 20 s (seen: a
+# run failing "Timed out while attempting to connect to ephemeral Prefect API server").
+QUIET_PREFECT = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+}
 
 
 def fail(message: str, code: int) -> int:
