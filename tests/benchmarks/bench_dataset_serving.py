@@ -22,36 +22,16 @@ from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 from pathlib import Path
 
-import numpy as np
-
 from server.embedded import free_loopback_port
 from tasks.execution.client import ServerClient
-from tasks.io import read_input, save_prepared
-from tasks.science.dataset import PrepareOptions, prepare_dataset
 
 from .. import server_process
 from ..conftest import GOLUB
+from .shapes import generated_input, prepared
 
 ADMIN = "benchmark-admin-token-0123456789"
 TOKEN = "benchmark-run-token-0123456789"
 WORKERS = 8
-
-
-def generated_input(path: Path, n_samples: int, n_probesets: int) -> Path:
-    """A two-class log2-scale matrix with 4 decimals, as an input file."""
-    rng = np.random.default_rng(0)
-    labels = ["case" if i % 2 else "control" for i in range(n_samples)]
-    x = np.round(rng.normal(8.0, 2.0, size=(n_samples, n_probesets)), 4)
-    header = "\t".join(["phenotype", *(f"g{i}_at" for i in range(n_probesets))])
-    rows = ["\t".join([lab, *map(repr, row)]) for lab, row in zip(labels, x.tolist())]
-    path.write_text("\n".join([header, *rows]) + "\n")
-    return path
-
-
-def prepare(source: Path, data_dir: Path, name: str) -> None:
-    """The prepared dataset and its sha256 sidecar, as the flow writes them."""
-    options = PrepareOptions()
-    save_prepared(prepare_dataset(read_input(source, options), options), data_dir, name)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -127,7 +107,7 @@ def main() -> None:
             for ready_first in (False, True):
                 workdir = tmp / f"{name}-{ready_first}"
                 (workdir / "data").mkdir(parents=True)
-                prepare(source, workdir / "data", name)
+                prepared(source, workdir / "data", name)
                 print(json.dumps(scenario(workdir, name, ready_first)), flush=True)
 
 
