@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from flows.cli import PROG, UsageError, check_inputs, parse_parameters
+from flows.cli import PROG, SetupError, UsageError, check_inputs, parse_parameters
 from flows.params import flow_arguments
 from tasks.science.dataset import DatasetError
 
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = parse_parameters(sys.argv[1:] if argv is None else argv)
         check_inputs(params)
+    except SetupError as exc:  # nothing --help would answer
+        return fail(str(exc), 2)
     except UsageError as exc:
         return fail(f"{exc}; see {PROG} --help", 2)
     except DatasetError as exc:

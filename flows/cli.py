@@ -59,6 +59,10 @@ class UsageError(ValueError):
     """A command-line mistake, said in one line."""
 
 
+class SetupError(UsageError):
+    """A problem of the machine's set-up (keystores, credentials), not of the options."""
+
+
 class StrictParser(argparse.ArgumentParser):
     """No abbreviated options; a mistake raises UsageError instead of printing usage."""
 
@@ -189,14 +193,14 @@ def check_dcp(params: SearchParameters) -> None:
         group = compute_group_from(block)
     except DcpError as exc:
         source = f"--dcp.compute-group-block {block}" if block else "DCP_COMPUTE_GROUP"
-        raise UsageError(f"{source}: {exc}") from None
+        raise SetupError(f"{source}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a missing block, Prefect's API away, ...
         first = " ".join(str(exc).split())[:200]
-        raise UsageError(
+        raise SetupError(
             f"--dcp.compute-group-block {block}: cannot load that Secret block ({first})"
         ) from None
     try:
         preflight(params.dcp, params.server_url or EMBEDDED_SERVER, group)
     except DcpError as exc:
         problems = [line.strip("- ") for line in str(exc).splitlines()]
-        raise UsageError(problems[0] + " " + "; ".join(problems[1:])) from None
+        raise SetupError(problems[0] + " " + "; ".join(problems[1:])) from None
