@@ -30,8 +30,14 @@ def export_job(spec: JobSpec, out: Path, offline_env: dict, work_function: str =
     return out
 
 
-def run_slice(job_file: Path, element: int, pyodide: Path, allowed_origin: str) -> dict:
-    """Run one slice through dcp-client's Pyodide worktime in Node; return its report."""
+def run_slice(
+    job_file: Path, element: int | str, pyodide: Path, allowed_origin: str, timeout: float = 300
+) -> dict:
+    """Run one slice through dcp-client's Pyodide worktime in Node; return its report.
+
+    `element` may be slice numbers joined by commas: they run one after the other in the
+    same sandbox, and the report lists them all under `slices`.
+    """
     env = {
         **os.environ,
         "DCP_CLIENT_DIR": str(dcp_client_dir()),
@@ -40,7 +46,7 @@ def run_slice(job_file: Path, element: int, pyodide: Path, allowed_origin: str) 
     }
     args = ["node", HERE / "run-slice.js", job_file, element, pyodide, allowed_origin]
     out = subprocess.run(
-        [str(a) for a in args], env=env, capture_output=True, text=True, timeout=300
+        [str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout
     )
     if out.returncode != 0:
         raise RuntimeError(f"run-slice.js failed: {out.stderr[-3000:]}")

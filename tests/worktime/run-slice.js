@@ -1,7 +1,10 @@
 /**
  * Run one slice of an exported job the way a DCP worker does, with dcp-client's own code.
  *
- *   node run-slice.js JOB_KVIN SLICE_NUMBER PYODIDE_DIR ALLOWED_ORIGIN
+ *   node run-slice.js JOB_KVIN SLICE_NUMBER[,SLICE_NUMBER...] PYODIDE_DIR ALLOWED_ORIGIN
+ *
+ * Several slice numbers run one after the other in the same sandbox, as a DCP worker reuses
+ * a sandbox for later slices of its job (`checkSandboxReUse`, sandbox2.js).
  *
  * What is dcp-client's own (from the dcp-client inside the installed `dcp` package):
  *  - the Pyodide worktime, libexec/sandbox/pyodide-worktime.js, evaluated unmodified: it
@@ -17,7 +20,9 @@
  * pyodide-core.js's loader, which fetches Pyodide and packages from DCP's package manager:
  * here Pyodide comes from npm `pyodide` (same release) and packages from official wheels.
  *
- * Prints one JSON line: progress events, the verdict, the result and the sink's receipt.
+ * Prints one JSON line: progress events, the verdict, the result and the sink's receipt, and
+ * the wall and CPU seconds of each phase (client init, argument fetch, Pyodide start,
+ * initSandbox) and of each slice.
  */
 'use strict';
 
@@ -155,48 +160,36 @@ function reportedError(error)
   return err;
 }
 
-async function main()
+/** Wall and CPU seconds since `since` (both from this process's clocks). */
+function clock(since)
 {
-  const progressEvents = [];
-  const protectedStorage = installSandboxGlobals(progressEvents);
-  await require(dcpClientDir).init();
-  const utils = require('dcp/utils');
-  const kvin = require('dcp/internal/kvin');
-  const jobValues = require('dcp/internal/job-values');
-  const sources = loadSources();
-  const { NoProgressError, UncaughtExceptionError } = sandboxErrors(sources);
-  const sendResultToRemote = resultSender(sources, utils, kvin);
-  const originManager = { isAllowed: (origin) => new URL(origin).origin === new URL(allowedOrigin).origin };
+  const cpu = process.cpuUsage();
+  const now = { wall: performance.now() / 1000, cpu: (cpu.user + cpu.system) / 1e6 };
+  return since ? { wall: now.wall - since.wall, cpu: now.cpu - since.cpu } : now;
+}
 
-  const job = kvin.deserialize(fs.readFileSync(jobFile, 'utf8'));
-  const sliceNumber = Number(sliceArg);
-  const worktimeSource = path.join(dcpClientDir, 'libexec/sandbox/pyodide-worktime.js');
-  new Function(fs.readFileSync(worktimeSource, 'utf8'))();
-  const worktime = protectedStorage.worktimes.registered.find((w) => w.name === job.worktime.name);
-
-  /* Job#exec asks for '^' + the version the client's own worktime registry has. */
-  const requested = `${job.worktime.name} ^${worktime.version}`;
-  const report = { sliceNumber, worktime: { requested }, progressEvents };
-  const started = Date.now();
+/** Run one slice in the initialised sandbox and post its result, as the worker does. */
+async function runOne(sliceNumber, ctx)
+{
+  const { worktime, job, utils, jobValues, kvin, originManager, progressEvents } = ctx;
+  progressEvents.length = 0;
+  const report = { sliceNumber, progressEvents: [] };
+  const started = clock();
   let verdict, result;
   try
   {
-    const workFunction = (await utils.fetchURIAndLength(job.workFunctionURI, false, 'fetchWorkFunctions')).data;
-    const args = await workerArguments(job.arguments, utils, jobValues, kvin, originManager);
-    report.argumentKinds = args.map((a) => (a instanceof String ? 'String object' : typeof a));
-    await worktime.initSandbox({ workFunction, arguments: args, worktime: job.worktime });
     const datum = await workerArguments([job.inputData[sliceNumber - 1]], utils, jobValues, kvin, originManager);
     try
     {
       result = await worktime.processSlice(datum[0]);
       verdict = progressEvents.length ? 'complete' : 'rejected';
-      if (!progressEvents.length) report.error = { ...new NoProgressError('Sandbox never emitted a progress event.') };
+      if (!progressEvents.length) report.error = { ...new ctx.NoProgressError('Sandbox never emitted a progress event.') };
     }
     catch (error)
     {
       /* Implementation of workFn-errors-as-results (sandbox2.js 'workError'). */
       const posted = kvin.unmarshal(kvin.marshal(reportedError(error)));
-      result = new UncaughtExceptionError(posted);
+      result = new ctx.UncaughtExceptionError(posted);
       verdict = 'workError';
     }
   }
@@ -205,8 +198,8 @@ async function main()
     verdict = 'sandboxError';
     report.error = { name: error.name, message: String(error.message).slice(0, 4000) };
   }
-  report.seconds = (Date.now() - started) / 1000;
-  report.worktime.pyodide = globalThis.pyodideVersion;
+  report.clock = clock(started);
+  report.progressEvents = progressEvents.slice();
   report.verdict = verdict;
   if (verdict === 'complete' || verdict === 'workError')
   {
@@ -220,7 +213,7 @@ async function main()
     };
     try
     {
-      report.receipt = await sendResultToRemote.call({ originManager }, slice);
+      report.receipt = await ctx.sendResultToRemote.call({ originManager }, slice);
     }
     catch (error)
     {
@@ -228,6 +221,67 @@ async function main()
       report.postError = String(error.message).slice(0, 1000);
     }
   }
+  return report;
+}
+
+async function main()
+{
+  const started = clock();
+  const progressEvents = [];
+  const protectedStorage = installSandboxGlobals(progressEvents);
+  await require(dcpClientDir).init();
+  const utils = require('dcp/utils');
+  const kvin = require('dcp/internal/kvin');
+  const jobValues = require('dcp/internal/job-values');
+  const sources = loadSources();
+  const { NoProgressError, UncaughtExceptionError } = sandboxErrors(sources);
+  const sendResultToRemote = resultSender(sources, utils, kvin);
+  const originManager = { isAllowed: (origin) => new URL(origin).origin === new URL(allowedOrigin).origin };
+
+  const job = kvin.deserialize(fs.readFileSync(jobFile, 'utf8'));
+  const sliceNumbers = String(sliceArg).split(',').map(Number);
+  const worktimeSource = path.join(dcpClientDir, 'libexec/sandbox/pyodide-worktime.js');
+  new Function(fs.readFileSync(worktimeSource, 'utf8'))();
+  const worktime = protectedStorage.worktimes.registered.find((w) => w.name === job.worktime.name);
+
+  /* Job#exec asks for '^' + the version the client's own worktime registry has. */
+  const requested = `${job.worktime.name} ^${worktime.version}`;
+  const phases = { clientInit: clock(started) };
+  const report = { worktime: { requested }, phases };
+  const ctx = { worktime, job, utils, jobValues, kvin, originManager, progressEvents,
+                NoProgressError, UncaughtExceptionError, sendResultToRemote };
+  let slices = [];
+  try
+  {
+    let mark = clock();
+    const workFunction = (await utils.fetchURIAndLength(job.workFunctionURI, false, 'fetchWorkFunctions')).data;
+    const args = await workerArguments(job.arguments, utils, jobValues, kvin, originManager);
+    phases.fetchArguments = clock(mark);
+    report.argumentKinds = args.map((a) => (a instanceof String ? 'String object' : typeof a));
+    mark = clock();
+    const pyodideInit = globalThis.pyodideInit;
+    globalThis.pyodideInit = async () => {
+      const first = !globalThis.pyodideVersion, pyodide = await pyodideInit();
+      if (first) phases.pyodideStart = clock(mark);
+      return pyodide;
+    };
+    await worktime.initSandbox({ workFunction, arguments: args, worktime: job.worktime });
+    phases.initSandbox = clock(mark);  /* Pyodide start, argv conversion, package load */
+    for (const sliceNumber of sliceNumbers)
+      slices.push(await runOne(sliceNumber, ctx));
+  }
+  catch (error)
+  {
+    slices = [{ sliceNumber: sliceNumbers[0], progressEvents: [], verdict: 'sandboxError',
+                error: { name: error.name, message: String(error.message).slice(0, 4000) } }];
+  }
+  report.worktime.pyodide = globalThis.pyodideVersion;
+  /* The first slice's report at the top level; with several slice numbers, all of them in
+     `slices`, run one after the other in the same sandbox (as DCP reuses a sandbox). */
+  const setup = ['fetchArguments', 'initSandbox'].reduce((sum, k) => sum + (phases[k] ? phases[k].wall : 0), 0);
+  Object.assign(report, slices[0], { seconds: setup + (slices[0].clock ? slices[0].clock.wall : 0) });
+  if (sliceNumbers.length > 1)
+    report.slices = slices;
   process.stdout.write(JSON.stringify(report) + '\n');
 }
 

@@ -95,10 +95,10 @@ class Worker:
         token = secrets.token_urlsafe(24)
         self.client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
         ctx = self.context(Unused(remote_inputs), token)
-        by_number = {s["slice"]: s for s in slices}
+        listed = rounds.ListedSlices({s["slice"]: s for s in slices})
         if remote_inputs:
-            rounds.register_inputs(ctx, run_id, by_number)
-        return rounds.job_spec(ctx, run_id, run_id, by_number, 0, sorted(by_number))
+            rounds.register_inputs(ctx, run_id, listed)
+        return rounds.job_spec(ctx, run_id, run_id, listed, 0, listed.numbers())
 
     def export(self, spec: JobSpec, work_function: str = "") -> Path:
         out = self.tmp / f"{spec.name.replace('#', '-')}.kvin"
