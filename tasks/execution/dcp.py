@@ -56,6 +56,12 @@ class DcpOptions(BaseModel):
     parallel_slices: int = Field(
         8, ge=1, description="slices expected to run at once on DCP (bounds each round's time)"
     )
+    target_slice_seconds: float = Field(
+        200.0,
+        gt=0,
+        description="compute seconds a slice is packed to fill on a worker (Pyodide), so that "
+        "a fresh sandbox's fixed cost stays under 10% of it (tasks/execution/sizing.py)",
+    )
     remote_inputs: bool = Field(
         True,
         description="slices and config are URLs on the server that workers fetch, so the "
