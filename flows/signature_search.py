@@ -7,10 +7,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import secrets
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,21 +38,27 @@ from tasks.execution.rounds import (
 )
 from tasks.host import runtime_info
 from tasks.io import read_jsonl
-from tasks.report.build import ReportInputs, run_summary
-from tasks.report.summary import RunSummary
+from tasks.policy import (
+    RECORD_FILES,
+    JobResults,
+    RunPlan,
+    SearchRecords,
+    dataset_stem,
+    null_slices,
+    report_inputs,
+    run_key,
+    run_record,
+    search_protocol,
+    tolerated,
+)
+from tasks.report.build import run_summary
 from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import (
-    SearchProtocol,
-    SignaturePlan,
     batch_seed,
-    null_panel,
-    permutation_slices,
-    slice_signature_ids,
 )
 from tasks.science.tables import top_signature_list
 from tasks.science.work import work_function_source
 from tasks.steps import (
-    SearchRecords,
     abandon_run,
     build_report_task,
     check_server_task,
@@ -88,22 +93,6 @@ def run_name() -> str:
     contrast = f"{params.get('case') or 'auto'}-vs-{params.get('control') or 'auto'}"
     started = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stem}-{contrast}-{params.get('n_signatures')}sig-{started}-{flow_run.id[:6]}"
-
-
-def dataset_stem(path: str) -> str:
-    """A plain name for an input file (`GSE1_series_matrix.txt.gz` -> `GSE1_series_matrix`)."""
-    name = Path(path).name
-    for suffix in (".gz", ".txt", ".tsv", ".csv"):
-        name = name.removesuffix(suffix)
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60] or "dataset"
-
-
-def annotation_path(params: SearchParameters) -> Path | None:
-    """The annotation file given, or `<input stem>.annotation.tsv` beside the input."""
-    if params.annotation_path:
-        return Path(params.annotation_path)
-    guess = Path(params.input_path).with_name(dataset_stem(params.input_path) + ".annotation.tsv")
-    return guess if guess.is_file() else None
 
 
 @contextlib.contextmanager
@@ -158,25 +147,6 @@ def job_context(
     )
 
 
-def null_slices(params: SearchParameters, signatures: list, seed: int) -> list[dict]:
-    """The permuted-label slices: the null panel once per permutation (none without a null)."""
-    if not params.n_permutations:
-        return []
-    panel = null_panel(signatures, params.null_signatures, seed)
-    # The labels' permutations come from the search's seed, not the batch's: every batch's
-    # permutation j shares its labels, so pooled batches form one null (exact with full panels).
-    return permutation_slices(
-        panel, params.n_permutations, params.seed, params.signatures_per_slice
-    )
-
-
-RECORD_FILES = {
-    "main": "records.tsv",
-    "permutation": "permutation_records.tsv",
-    "validation": "validation_records.tsv",
-}
-
-
 def evaluate(ctx: JobContext, dataset: PreparedSummary, plan: RunPlan, perm_slices: list[dict]):
     """Run the main job and the permuted-label (null) job; return outcomes and records."""
     main, records = run_and_fetch(ctx, dataset, plan, plan.run_id, plan.slices, "main")
@@ -214,61 +184,6 @@ def run_and_fetch(
     return outcome, fetch_records_task(ctx.client, server_run, dataset.sha256, path)
 
 
-def search_protocol(params: SearchParameters, dataset: PreparedSummary) -> SearchProtocol:
-    """What a run's batch shares with the other batches of its search."""
-    return SearchProtocol(
-        dataset_sha256=dataset.sha256,
-        case=dataset.case,
-        control=dataset.control,
-        classifiers=tuple(params.classifiers),
-        cv_folds=params.cv_folds,
-        seed=params.seed,
-        n_signatures=params.n_signatures,
-        min_len=params.min_len,
-        max_len=params.max_len,
-        n_permutations=params.n_permutations,
-        null_signatures=params.null_signatures,
-        validation_fraction=params.validation_fraction,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class RunPlan:
-    """What a run computes: its batch of the search, its slices, where its files go."""
-
-    run_id: str
-    run_dir: Path  # where the run's files are once it completes
-    protocol: SearchProtocol
-    search_dir: Path
-    batch: int
-    signatures: SignaturePlan
-    slices: PlannedSlices
-    split: tuple[list[int], list[int]] | None  # (discovery, validation) sample rows
-    journal: Journal  # the run's history, kept in its folder across flow attempts
-
-    @property
-    def work_dir(self) -> Path:
-        """Where the run's files are written until it completes (clearly marked unfinished)."""
-        return self.run_dir.with_name(self.run_dir.name + ".incomplete")
-
-
-@dataclasses.dataclass(frozen=True)
-class JobResults:
-    """What the run's jobs returned: outcomes, and the records the report is made from."""
-
-    main: RunOutcome
-    perm: RunOutcome | None
-    validation: RunOutcome | None
-    search: SearchRecords
-    validation_records: pd.DataFrame | None
-
-    @property
-    def run_ids(self) -> list[str]:
-        """The server runs of the jobs that ran."""
-        outcomes = (self.main, self.perm, self.validation)
-        return [outcome.run_id for outcome in outcomes if outcome is not None]
-
-
 def run_jobs(
     params: SearchParameters, ctx: JobContext, dataset: PreparedSummary, plan: RunPlan
 ) -> JobResults:
@@ -304,16 +219,6 @@ def validate(
     digest = hashlib.sha256(json.dumps([s.id for s in top]).encode()).hexdigest()[:8]
     job_id = f"{plan.run_id}-validation-{digest}"
     return run_and_fetch(held_out, dataset, plan, job_id, slices, "validation")
-
-
-def run_key(protocol: SearchProtocol, batch: int, signatures_per_slice: int) -> str:
-    """What names a run's server runs: its search, its batch and its slices, nothing else.
-
-    The same search asked for again finds its unfinished server run and resumes it; the
-    key is in workers' URLs (seen by the DCP scheduler), so it is a hash, not a file name.
-    """
-    text = json.dumps([protocol.key(), batch, signatures_per_slice])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def make_plan(params: SearchParameters, dataset: PreparedSummary, client: ServerClient) -> RunPlan:
@@ -387,11 +292,6 @@ def signature_search(**fields) -> dict:
     return finish(params, plan.run_id, plan.run_dir, report, sorted(jobs.main.failed))
 
 
-def tolerated(params: SearchParameters, failed: Collection[int]) -> bool:
-    """Whether the run ends Completed: its failed slices within the tolerance."""
-    return len(failed) <= params.failure_tolerance
-
-
 def report_run(
     params: SearchParameters,
     dataset: PreparedSummary,
@@ -414,70 +314,6 @@ def report_run(
     record = run_record(params, dataset, plan, jobs, versions) | {"times": times}
     save_run_record_task(str(plan.work_dir / "run.json"), record)
     return report
-
-
-def report_inputs(
-    params: SearchParameters,
-    dataset: PreparedSummary,
-    plan: RunPlan,
-    jobs: JobResults,
-    summary: RunSummary,
-) -> ReportInputs:
-    """What the report is made from: the run's summary, records and files."""
-    search = jobs.search
-    return ReportInputs(
-        summary=summary,
-        dataset_path=dataset.path,
-        case=dataset.case,
-        control=dataset.control,
-        signatures=search.signatures,
-        records=search.records,
-        permutation_records=search.permutation_records,
-        classifiers=params.classifiers,
-        failed_signatures=frozenset(
-            slice_signature_ids(plan.signatures, plan.slices.per_slice, sorted(jobs.main.failed))
-        ),
-        top_fraction=params.top_fraction,
-        annotation_path=annotation_path(params),
-        record_files=record_files(jobs),
-        validation_records=jobs.validation_records,
-        batches=search.batches,
-        discovery_rows=tuple(plan.split[0]) if plan.split else None,
-    )
-
-
-def run_record(
-    params: SearchParameters,
-    dataset: PreparedSummary,
-    plan: RunPlan,
-    jobs: JobResults,
-    versions: dict,
-) -> dict:
-    """run.json: the run's dataset, runtime, jobs (every round of every attempt), batch, parameters."""
-    return {
-        "run_id": plan.run_id,
-        "dataset": dataclasses.asdict(dataset),
-        "runtime": versions,
-        "main": jobs.main.as_record(),
-        "permutation": jobs.perm and jobs.perm.as_record(),
-        "validation": jobs.validation and jobs.validation.as_record(),
-        "search": {
-            "key": plan.protocol.key(),
-            "batch": plan.batch,
-            "batches_reported": jobs.search.batches,
-        },
-        "parameters": params.model_dump(),
-    }
-
-
-def record_files(jobs: JobResults) -> tuple[str, ...]:
-    """The records files a run wrote beside its report."""
-    names = {
-        "records.tsv": True,
-        "permutation_records.tsv": jobs.perm is not None,
-        "validation_records.tsv": jobs.validation is not None,
-    }
-    return tuple(name for name, written in names.items() if written)
 
 
 def finish(params: SearchParameters, run_id: str, run_dir: Path, report, failed: list[int]):

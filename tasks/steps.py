@@ -41,6 +41,7 @@ from tasks.io import (
     save_prepared,
     save_tsv,
 )
+from tasks.policy import SearchRecords
 from tasks.report.build import ReportFiles, ReportInputs, build_report
 from tasks.science.dataset import DatasetError, PreparedSummary, PrepareOptions, prepare_dataset
 from tasks.science.plan import SearchProtocol, SignaturePlan, stratified_split
@@ -141,16 +142,6 @@ def split_samples_task(
 def next_batch_task(search_dir: Path) -> int:
     """The number of the batch a run extending the search computes."""
     return max(read_batches(search_dir), default=0) + 1
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchRecords:
-    """Signatures and records of every batch a report covers."""
-
-    batches: tuple[int, ...]
-    signatures: list
-    records: pd.DataFrame
-    permutation_records: pd.DataFrame | None
 
 
 @task(name="pool-search", persist_result=False, cache_policy=NO_CACHE)

@@ -1,0 +1,212 @@
+"""Run policy: what a run computes, what it is called, what it records (plain functions).
+
+The flow (`flows/signature_search.py`) wires Prefect tasks around these; they open no files
+and start nothing, so they are tested in milliseconds (tests/tasks/test_policy.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Collection
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from tasks.execution.history import Journal
+from tasks.execution.rounds import PlannedSlices, RunOutcome
+from tasks.report.build import ReportInputs
+from tasks.report.summary import RunSummary
+from tasks.science.dataset import PreparedSummary
+from tasks.science.plan import (
+    SearchProtocol,
+    SignaturePlan,
+    null_panel,
+    permutation_slices,
+    slice_signature_ids,
+)
+
+if TYPE_CHECKING:
+    from flows.params import SearchParameters
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRecords:
+    """Signatures and records of every batch a report covers."""
+
+    batches: tuple[int, ...]
+    signatures: list
+    records: pd.DataFrame
+    permutation_records: pd.DataFrame | None
+
+
+def dataset_stem(path: str) -> str:
+    """A plain name for an input file (`GSE1_series_matrix.txt.gz` -> `GSE1_series_matrix`)."""
+    name = Path(path).name
+    for suffix in (".gz", ".txt", ".tsv", ".csv"):
+        name = name.removesuffix(suffix)
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60] or "dataset"
+
+
+def annotation_path(params: SearchParameters) -> Path | None:
+    """The annotation file given, or `<input stem>.annotation.tsv` beside the input."""
+    if params.annotation_path:
+        return Path(params.annotation_path)
+    guess = Path(params.input_path).with_name(dataset_stem(params.input_path) + ".annotation.tsv")
+    return guess if guess.is_file() else None
+
+
+def search_protocol(params: SearchParameters, dataset: PreparedSummary) -> SearchProtocol:
+    """What a run's batch shares with the other batches of its search."""
+    return SearchProtocol(
+        dataset_sha256=dataset.sha256,
+        case=dataset.case,
+        control=dataset.control,
+        classifiers=tuple(params.classifiers),
+        cv_folds=params.cv_folds,
+        seed=params.seed,
+        n_signatures=params.n_signatures,
+        min_len=params.min_len,
+        max_len=params.max_len,
+        n_permutations=params.n_permutations,
+        null_signatures=params.null_signatures,
+        validation_fraction=params.validation_fraction,
+    )
+
+
+def run_key(protocol: SearchProtocol, batch: int, signatures_per_slice: int) -> str:
+    """What names a run's server runs: its search, its batch and its slices, nothing else.
+
+    The same search asked for again finds its unfinished server run and resumes it; the
+    key is in workers' URLs (seen by the DCP scheduler), so it is a hash, not a file name.
+    """
+    text = json.dumps([protocol.key(), batch, signatures_per_slice])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def null_slices(params: SearchParameters, signatures: list, seed: int) -> list[dict]:
+    """The permuted-label slices: the null panel once per permutation (none without a null)."""
+    if not params.n_permutations:
+        return []
+    panel = null_panel(signatures, params.null_signatures, seed)
+    # The labels' permutations come from the search's seed, not the batch's: every batch's
+    # permutation j shares its labels, so pooled batches form one null (exact with full panels).
+    return permutation_slices(
+        panel, params.n_permutations, params.seed, params.signatures_per_slice
+    )
+
+
+RECORD_FILES = {
+    "main": "records.tsv",
+    "permutation": "permutation_records.tsv",
+    "validation": "validation_records.tsv",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a run computes: its batch of the search, its slices, where its files go."""
+
+    run_id: str
+    run_dir: Path  # where the run's files are once it completes
+    protocol: SearchProtocol
+    search_dir: Path
+    batch: int
+    signatures: SignaturePlan
+    slices: PlannedSlices
+    split: tuple[list[int], list[int]] | None  # (discovery, validation) sample rows
+    journal: Journal  # the run's history, kept in its folder across flow attempts
+
+    @property
+    def work_dir(self) -> Path:
+        """Where the run's files are written until it completes (clearly marked unfinished)."""
+        return self.run_dir.with_name(self.run_dir.name + ".incomplete")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResults:
+    """What the run's jobs returned: outcomes, and the records the report is made from."""
+
+    main: RunOutcome
+    perm: RunOutcome | None
+    validation: RunOutcome | None
+    search: SearchRecords
+    validation_records: pd.DataFrame | None
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The server runs of the jobs that ran."""
+        outcomes = (self.main, self.perm, self.validation)
+        return [outcome.run_id for outcome in outcomes if outcome is not None]
+
+
+def tolerated(params: SearchParameters, failed: Collection[int]) -> bool:
+    """Whether the run ends Completed: its failed slices within the tolerance."""
+    return len(failed) <= params.failure_tolerance
+
+
+def report_inputs(
+    params: SearchParameters,
+    dataset: PreparedSummary,
+    plan: RunPlan,
+    jobs: JobResults,
+    summary: RunSummary,
+) -> ReportInputs:
+    """What the report is made from: the run's summary, records and files."""
+    search = jobs.search
+    return ReportInputs(
+        summary=summary,
+        dataset_path=dataset.path,
+        case=dataset.case,
+        control=dataset.control,
+        signatures=search.signatures,
+        records=search.records,
+        permutation_records=search.permutation_records,
+        classifiers=params.classifiers,
+        failed_signatures=frozenset(
+            slice_signature_ids(plan.signatures, plan.slices.per_slice, sorted(jobs.main.failed))
+        ),
+        top_fraction=params.top_fraction,
+        annotation_path=annotation_path(params),
+        record_files=record_files(jobs),
+        validation_records=jobs.validation_records,
+        batches=search.batches,
+        discovery_rows=tuple(plan.split[0]) if plan.split else None,
+    )
+
+
+def run_record(
+    params: SearchParameters,
+    dataset: PreparedSummary,
+    plan: RunPlan,
+    jobs: JobResults,
+    versions: dict,
+) -> dict:
+    """run.json: the run's dataset, runtime, jobs (every round of every attempt), batch, parameters."""
+    return {
+        "run_id": plan.run_id,
+        "dataset": dataclasses.asdict(dataset),
+        "runtime": versions,
+        "main": jobs.main.as_record(),
+        "permutation": jobs.perm and jobs.perm.as_record(),
+        "validation": jobs.validation and jobs.validation.as_record(),
+        "search": {
+            "key": plan.protocol.key(),
+            "batch": plan.batch,
+            "batches_reported": jobs.search.batches,
+        },
+        "parameters": params.model_dump(),
+    }
+
+
+def record_files(jobs: JobResults) -> tuple[str, ...]:
+    """The records files a run wrote beside its report."""
+    names = {
+        "records.tsv": True,
+        "permutation_records.tsv": jobs.perm is not None,
+        "validation_records.tsv": jobs.validation is not None,
+    }
+    return tuple(name for name, written in names.items() if written)
