@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.io import read_input, save_prepared
-from tasks.science.dataset import PrepareOptions, PreparedSummary, prepare_dataset
+from tasks.science.dataset import PreparedSummary, PrepareOptions, prepare_dataset
 
 
 def generated_input(path: Path, n_samples: int, n_probesets: int, seed: int = 0) -> Path:
