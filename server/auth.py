@@ -5,33 +5,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import re
 from urllib.parse import urlencode
 
 from flask import abort, current_app, request
 from werkzeug.datastructures import MultiDict
 
-
-def _spelled(text: str) -> str:
-    """A pattern for `text` with any of its characters percent-encoded, in either case."""
-    return "".join(f"(?:{re.escape(c)}|%{ord(c.lower()):02x}|%{ord(c.upper()):02x})" for c in text)
-
-
-# `token=` also with its letters or `=` percent-encoded (`?%74oken=`).
-_TOKEN_IN_TEXT = re.compile(rf"({_spelled('token=')})[^&\s'\"]+", re.IGNORECASE)
+from tasks.redact import redact as redact  # re-exported: the request log and the sink use it
 
 
 def token_sha256(token: str) -> str:
     """The stored form of a run token (the token itself is never stored)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def redact(text: str, *secrets: str) -> str:
-    """Hide token values in URLs or query strings, and the given secrets anywhere in `text`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _TOKEN_IN_TEXT.sub(r"\1***", text)
 
 
 def redacted_query(args: MultiDict) -> str:
