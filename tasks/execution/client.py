@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from tasks.redact import redact as redact_tokens  # the name this module's callers use
+
 log = logging.getLogger(__name__)
 
 
@@ -24,12 +25,6 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 # Slices per registration request: about 1 MB at 10 signatures a slice, under the server's limit.
 INPUT_BATCH = 500
-TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s'\"]+", re.IGNORECASE)
-
-
-def redact_tokens(text: str) -> str:
-    """Text safe to log or store: run tokens in URLs replaced."""
-    return TOKEN_IN_TEXT.sub(r"\1<redacted>", text)
 
 
 def retrying_session(allowed_methods=Retry.DEFAULT_ALLOWED_METHODS) -> requests.Session:

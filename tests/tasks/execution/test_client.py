@@ -5,7 +5,7 @@ import requests
 
 from server import create_app
 from server.embedded import EmbeddedServer
-from tasks.execution.client import ServerClient
+from tasks.execution.client import ServerClient, redact_tokens
 
 ADMIN = "admin-token-for-client-tests-0123456789"
 RUN_TOKEN = "run-token-for-client-tests-0123456789"
@@ -47,6 +47,12 @@ def test_a_dataset_fetch_that_cannot_connect_says_so_without_the_token():
         client.served_sha256("dataset-x", secret)
     assert "dataset-x" in str(raised.value) and secret not in str(raised.value)
     assert secret not in repr(raised.value.__cause__) and raised.value.__suppress_context__
+
+
+@pytest.mark.parametrize("spelling", ["token=", "TOKEN=", "Token%3D", "%74oken=", "%54OKEN%3d"])
+def test_the_flow_hides_run_tokens_in_any_spelling_as_the_server_does(spelling):
+    text = f"GET http://h/datasets/demo?{spelling}{RUN_TOKEN}&x=1 failed"
+    assert redact_tokens(text) == f"GET http://h/datasets/demo?{spelling}***&x=1 failed"
 
 
 def test_inputs_stream_in_batches_as_they_come(client):

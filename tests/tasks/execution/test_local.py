@@ -114,7 +114,7 @@ def test_slices_of_a_finished_run_cannot_be_fetched(server):
     client.finish_run("finished-inputs")
     backend = LocalBackend(workers=1, allowed_origins=(client.base_url,), slice_timeout=60)
     [error] = [e for e in run_to_end(backend, spec) if e.kind == "error"]
-    assert "410" in error.message and "token=<redacted>" in error.message
+    assert "410" in error.message and "token=***" in error.message
 
 
 def test_injected_faults_are_reported_exactly(server):
@@ -247,5 +247,5 @@ def test_a_worker_that_cannot_fetch_reports_no_token(server):
     spec = dataclasses.replace(spec, dataset_url=spec.dataset_url + "x")  # a wrong token: 403
     backend = LocalBackend(workers=1, allowed_origins=(client.base_url,), slice_timeout=60)
     [error] = [e for e in run_to_end(backend, spec) if e.kind == "error"]
-    assert "403" in error.message and "token=<redacted>" in error.message
+    assert "403" in error.message and "token=***" in error.message
     assert secret not in error.message
