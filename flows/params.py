@@ -41,7 +41,13 @@ class SearchParameters(BaseModel):
     n_signatures: int = Field(300, ge=1, le=10_000_000, description="random signatures to evaluate")
     min_len: int = Field(5, ge=1, le=1000, description="shortest signature")
     max_len: int = Field(9, ge=1, le=1000, description="longest signature")
-    signatures_per_slice: int = Field(10, ge=1, le=10_000, description="signatures per slice")
+    signatures_per_slice: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="signatures per slice (local backend; DCP slices are sized by "
+        "dcp.target_slice_seconds)",
+    )
     classifiers: list[Classifier] = Field(
         list(CLASSIFIERS), min_length=1, description="classifiers fitted to every signature"
     )

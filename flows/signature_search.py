@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import os
 import secrets
 import time
@@ -49,7 +47,10 @@ from tasks.policy import (
     run_key,
     run_record,
     search_protocol,
+    slice_size,
     tolerated,
+    validation_run_id,
+    worker_config,
 )
 from tasks.report.build import run_summary
 from tasks.science.dataset import PreparedSummary
@@ -124,21 +125,12 @@ def job_context(
     discovery: list[int] | None,
 ) -> JobContext:
     """What the run's jobs share: backend, server, a fresh run token, config and limits."""
-    config = {
-        "case": dataset.case,
-        "cv_folds": params.cv_folds,
-        "seed": params.seed,
-        "classifiers": params.classifiers,
-        "dataset_sha256": dataset.sha256,
-    }
-    if discovery is not None:
-        config["rows"] = discovery  # the search sees the discovery samples only
     return JobContext(
         backend=make_backend(params, client.base_url),
         client=client,
         token=secrets.token_urlsafe(24),
         dataset_name=dataset.name,
-        config=config,
+        config=worker_config(params, dataset, discovery),
         work_source=work_function_source(),
         max_retries=params.max_slice_retries,
         slice_timeout=params.slice_timeout,
@@ -188,7 +180,8 @@ def run_jobs(
     params: SearchParameters, ctx: JobContext, dataset: PreparedSummary, plan: RunPlan
 ) -> JobResults:
     """The main and null jobs, the search's earlier batches, then held-out validation."""
-    perm_slices = null_slices(params, plan.signatures, batch_seed(params.seed, plan.batch))
+    seed = batch_seed(params.seed, plan.batch)
+    perm_slices = null_slices(params, plan.signatures, seed, plan.slices.per_slice)
     main, records, perm, perm_records = evaluate(ctx, dataset, plan, perm_slices)
     search = SearchRecords((plan.batch,), plan.signatures, records, perm_records)
     if params.extend_search:
@@ -213,11 +206,9 @@ def validate(
     top = top_signature_list(
         search.signatures, search.records, params.classifiers, params.top_fraction
     )
-    slices = PlannedSlices(top, params.signatures_per_slice)
+    slices = PlannedSlices(top, plan.slices.per_slice)
     held_out = dataclasses.replace(ctx, config={**ctx.config, "validation_rows": plan.split[1]})
-    # Named by what it validates: a resumed flow run may have another top list.
-    digest = hashlib.sha256(json.dumps([s.id for s in top]).encode()).hexdigest()[:8]
-    job_id = f"{plan.run_id}-validation-{digest}"
+    job_id = validation_run_id(plan.run_id, top)
     return run_and_fetch(held_out, dataset, plan, job_id, slices, "validation")
 
 
@@ -230,9 +221,6 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary, client: Server
     protocol = search_protocol(params, dataset)
     search_dir = Path(params.results_dir) / "searches" / protocol.key()
     batch = next_batch_task(search_dir) if params.extend_search else 1
-    signatures, slices = plan_task(str(dataset.path), protocol, batch, params.signatures_per_slice)
-    key = run_key(protocol, batch, params.signatures_per_slice)
-    run_id = find_server_run_task(client, f"run-{key}", params.fresh_run)
     split = (
         split_samples_task(
             str(dataset.path), params.validation_fraction, params.seed, params.cv_folds
@@ -240,6 +228,10 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary, client: Server
         if params.validation_fraction
         else None
     )
+    per_slice = slice_size(params, dataset, split)
+    signatures, slices = plan_task(str(dataset.path), protocol, batch, per_slice)
+    key = run_key(protocol, batch, per_slice)
+    run_id = find_server_run_task(client, f"run-{key}", params.fresh_run)
     run_dir = Path(params.results_dir) / f"{dataset_stem(params.input_path)}-{run_id}"
     work_dir = run_dir.with_name(run_dir.name + ".incomplete")
     return RunPlan(

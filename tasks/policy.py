@@ -10,12 +10,13 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from tasks.execution import sizing
 from tasks.execution.history import Journal
 from tasks.execution.rounds import PlannedSlices, RunOutcome
 from tasks.report.build import ReportInputs
@@ -23,6 +24,7 @@ from tasks.report.summary import RunSummary
 from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import (
     SearchProtocol,
+    Signature,
     SignaturePlan,
     null_panel,
     permutation_slices,
@@ -87,16 +89,56 @@ def run_key(protocol: SearchProtocol, batch: int, signatures_per_slice: int) -> 
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def null_slices(params: SearchParameters, signatures: list, seed: int) -> list[dict]:
+def worker_config(
+    params: SearchParameters, dataset: PreparedSummary, discovery: list[int] | None
+) -> dict:
+    """The config every slice of the run's search gets (the work function reads it)."""
+    config = {
+        "case": dataset.case,
+        "cv_folds": params.cv_folds,
+        "seed": params.seed,
+        "classifiers": params.classifiers,
+        "dataset_sha256": dataset.sha256,
+    }
+    if discovery is not None:
+        config["rows"] = discovery  # the search sees the discovery samples only
+    return config
+
+
+def slice_size(
+    params: SearchParameters,
+    dataset: PreparedSummary,
+    split: tuple[list[int], list[int]] | None,
+) -> int:
+    """Signatures per slice: on DCP, what fills `dcp.target_slice_seconds`; else the parameter.
+
+    A fresh DCP sandbox costs seconds before useful work, so DCP slices are sized to make it a
+    small share (tasks/execution/sizing.py); the records do not depend on the packing.
+    """
+    if params.backend != "dcp":
+        return params.signatures_per_slice
+    n_samples = len(split[0]) if split else sum(dataset.samples.values())
+    return sizing.signatures_per_slice(
+        params.dcp.target_slice_seconds, n_samples, params.classifiers, params.cv_folds
+    )
+
+
+def validation_run_id(run_id: str, top: Sequence[Signature]) -> str:
+    """The server run validating a top list, named by it: a resumed run may have another one."""
+    digest = hashlib.sha256(json.dumps([s.id for s in top]).encode()).hexdigest()[:8]
+    return f"{run_id}-validation-{digest}"
+
+
+def null_slices(
+    params: SearchParameters, signatures: Sequence[Signature], seed: int, per_slice: int
+) -> list[dict]:
     """The permuted-label slices: the null panel once per permutation (none without a null)."""
     if not params.n_permutations:
         return []
     panel = null_panel(signatures, params.null_signatures, seed)
     # The labels' permutations come from the search's seed, not the batch's: every batch's
     # permutation j shares its labels, so pooled batches form one null (exact with full panels).
-    return permutation_slices(
-        panel, params.n_permutations, params.seed, params.signatures_per_slice
-    )
+    return permutation_slices(panel, params.n_permutations, params.seed, per_slice)
 
 
 RECORD_FILES = {

@@ -1,0 +1,129 @@
+"""Run policy: plain functions, tested without Prefect, a server or a worker (milliseconds)."""
+
+from pathlib import Path
+
+import pytest
+
+from flows.params import SearchParameters
+from tasks.execution import sizing
+from tasks.execution.rounds import Attempt, RunOutcome
+from tasks.policy import (
+    JobResults,
+    SearchRecords,
+    dataset_stem,
+    null_slices,
+    record_files,
+    run_key,
+    search_protocol,
+    slice_size,
+    tolerated,
+    validation_run_id,
+    worker_config,
+)
+from tasks.science.dataset import PreparedSummary
+from tasks.science.plan import Signature, plan_signatures
+
+DATASET = PreparedSummary(
+    name="dataset-0123456789abcdef",
+    path=Path("var/data/dataset-0123456789abcdef.tsv"),
+    sha256="ab" * 32,
+    layout="seed",
+    case="AML",
+    control="ALL",
+    samples={"AML": 11, "ALL": 27},
+    sample_ids=[f"s{i}" for i in range(38)],
+    n_probesets=3051,
+    decisions=[],
+    warnings=[],
+)
+SIGNATURES = plan_signatures([f"p{i}" for i in range(50)], 12, 2, 4, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("path", "stem"),
+    [
+        ("input/golub_all_aml.tsv", "golub_all_aml"),
+        ("GSE57383_series_matrix.txt.gz", "GSE57383_series_matrix"),
+        ("/data/my study (v2).csv", "my_study__v2_"),
+        (".tsv", "dataset"),
+    ],
+)
+def test_dataset_stem_is_a_plain_name(path, stem):
+    assert dataset_stem(path) == stem
+
+
+def test_worker_config_names_the_dataset_and_the_discovery_rows_only_when_split():
+    params = SearchParameters(classifiers=["svm"], cv_folds=4, seed=9)
+    plain = worker_config(params, DATASET, None)
+    assert plain == {
+        "case": "AML",
+        "cv_folds": 4,
+        "seed": 9,
+        "classifiers": ["svm"],
+        "dataset_sha256": "ab" * 32,
+    }
+    assert worker_config(params, DATASET, [0, 2, 5]) == {**plain, "rows": [0, 2, 5]}
+
+
+def test_local_slices_take_the_parameter_and_dcp_slices_fill_their_target():
+    local = SearchParameters(signatures_per_slice=7)
+    assert slice_size(local, DATASET, None) == 7
+    dcp = SearchParameters(backend="dcp", signatures_per_slice=7)
+    expected = sizing.signatures_per_slice(200.0, 38, dcp.classifiers, dcp.cv_folds)
+    assert slice_size(dcp, DATASET, None) == expected > 7
+    # Sized on the samples the search sees: the discovery rows of a split.
+    split = (list(range(20)), list(range(20, 38)))
+    on_discovery = sizing.signatures_per_slice(200.0, 20, dcp.classifiers, dcp.cv_folds)
+    assert slice_size(dcp, DATASET, split) == on_discovery != expected
+    shorter = SearchParameters(backend="dcp", dcp={"target_slice_seconds": 20.0})
+    assert slice_size(shorter, DATASET, None) < expected
+
+
+def test_the_run_key_changes_with_what_the_run_computes_and_nothing_else():
+    protocol = search_protocol(SearchParameters(), DATASET)
+    key = run_key(protocol, 1, 10)
+    assert key == run_key(search_protocol(SearchParameters(workers=3), DATASET), 1, 10)
+    others = {
+        run_key(protocol, 2, 10),
+        run_key(protocol, 1, 20),
+        run_key(search_protocol(SearchParameters(seed=1), DATASET), 1, 10),
+        run_key(search_protocol(SearchParameters(n_signatures=301), DATASET), 1, 10),
+    }
+    assert key not in others and len(others) == 4
+    assert len(key) == 12 and int(key, 16) >= 0
+
+
+def test_a_validation_run_is_named_by_its_top_list():
+    top = SIGNATURES[:3]
+    assert validation_run_id("run-x", top) == validation_run_id("run-x", list(top))
+    assert validation_run_id("run-x", top) != validation_run_id("run-x", SIGNATURES[1:4])
+    assert validation_run_id("run-x", top).startswith("run-x-validation-")
+
+
+@pytest.mark.parametrize(("failed", "tolerance", "ok"), [(0, 0, True), (1, 0, False), (2, 2, True)])
+def test_tolerated_counts_failed_slices_against_the_tolerance(failed, tolerance, ok):
+    params = SearchParameters(failure_tolerance=tolerance)
+    assert tolerated(params, list(range(failed))) is ok
+
+
+def test_null_slices_repeat_the_panel_per_permutation_packed_as_asked():
+    params = SearchParameters(n_permutations=3, null_signatures=5)
+    slices = null_slices(params, SIGNATURES, seed=4, per_slice=2)
+    assert len(slices) == 3 * 3  # 5 panel signatures in 3 slices, per permutation
+    assert [s["slice"] for s in slices] == list(range(1, 10))
+    assert len({s["permutation_seed"] for s in slices}) == 3
+    panel = {p["id"] for s in slices[:3] for p in s["signatures"]}
+    assert len(panel) == 5 and panel <= {s.id for s in SIGNATURES}
+    assert null_slices(SearchParameters(n_permutations=0), SIGNATURES, 4, 2) == []
+
+
+def test_record_files_are_those_of_the_jobs_that_ran():
+    outcome = RunOutcome("run-x", [Attempt(0, "job", "done", [1], {})])
+    search = SearchRecords((1,), [Signature(0, ("a",))], None, None)
+    assert record_files(JobResults(outcome, None, None, search, None)) == ("records.tsv",)
+    both = JobResults(outcome, outcome, outcome, search, None)
+    assert record_files(both) == (
+        "records.tsv",
+        "permutation_records.tsv",
+        "validation_records.tsv",
+    )
