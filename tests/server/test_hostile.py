@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from server import create_app
-from server.auth import redact
+from tasks.redact import redact
 
 from .conftest import ADMIN, DATASET, RUN_TOKEN, register, result_content
 
@@ -99,6 +99,28 @@ def test_tokens_are_kept_out_of_stored_errors_and_encoded_logs(live_server, capl
     with caplog.at_level("INFO", logger="server.access"):
         requests.get(f"{live_server}/datasets/demo?%74oken={RUN_TOKEN}", timeout=5)
     assert RUN_TOKEN not in caplog.text
+
+
+def test_tokens_are_kept_out_of_worker_exceptions_posted_as_results(live_server):
+    # A work function that fails to fetch raises with the URL, so the token, in its message.
+    register(live_server)
+    url = f"{live_server}/datasets/demo?token={RUN_TOKEN}"
+    exception = {
+        "errorCode": "EUNCAUGHT",
+        "name": "PythonError",
+        "message": f"Traceback:\n  fetch({RUN_TOKEN!r})\nOSError: GET {url} failed\n",
+        "stack": "PythonError: Traceback ...",
+    }
+    posted = requests.post(
+        sink(live_server), data={"element": "2", "content": json.dumps(exception)}, timeout=5
+    )
+    assert posted.json()["recorded"] == "error"
+    status = requests.get(f"{live_server}/runs/run1/status", headers=AUTH, timeout=5).json()
+    [error] = status["errored"]
+    assert RUN_TOKEN not in error["error"]
+    assert error["error"].splitlines()[0] == (
+        f"PythonError [EUNCAUGHT]: OSError: GET {live_server}/datasets/demo?token=*** failed"
+    )
 
 
 def test_database_files_are_private(app, client):
