@@ -223,6 +223,49 @@ def test_rejected_outputs_are_skipped_as_below_skips_them(monkeypatch):
     assert used == rng.calls > len(bounds)
 
 
+def reference_split(labels, fraction, seed, rng=None) -> list[int]:
+    """stratified_split's held-out rows as first written: one SplitMix64 call at a time."""
+    rng = rng or SplitMix64(seed ^ 0x0DD_5EED)
+    validation = []
+    for label in sorted(set(labels)):
+        rows = [i for i, value in enumerate(labels) if value == label]
+        n_validation = round(fraction * len(rows))
+        for j in range(n_validation):
+            k = j + rng.below(len(rows) - j)
+            rows[j], rows[k] = rows[k], rows[j]
+        validation.extend(rows[:n_validation])
+    return sorted(validation)
+
+
+def reference_panel(n_signatures, n_null, seed, rng=None) -> list[int]:
+    """null_panel's signature positions as first written: one SplitMix64 call at a time."""
+    rng = rng or SplitMix64(seed ^ 0x5EED_0F_A11)
+    order = list(range(n_signatures))
+    for j in range(n_null):
+        k = j + rng.below(len(order) - j)
+        order[j], order[k] = order[k], order[j]
+    return sorted(order[:n_null])
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_the_split_and_the_null_panel_are_the_one_at_a_time_draws(monkeypatch, strict):
+    if strict:  # a third of the outputs or more rejected, by the bulk and the single draws
+        monkeypatch.setattr(
+            plan_module, "_rejection_limits", lambda bounds: np.full(len(bounds), 2**62, np.uint64)
+        )
+        monkeypatch.setattr(plan_module, "SplitMix64", StrictSplitMix64)
+    labels = ["ALL"] * 27 + ["AML"] * 11 + ["X"] * 5
+    signatures = plan_signatures(PROBESETS, 300, 2, 4, seed=1)
+    for seed in (0, 1, 42, 2**64 - 1, -7):
+        split_rng = StrictSplitMix64(seed ^ 0x0DD_5EED) if strict else None
+        assert stratified_split(labels, 0.3, seed)[1] == reference_split(
+            labels, 0.3, seed, split_rng
+        )
+        panel_rng = StrictSplitMix64(seed ^ 0x5EED_0F_A11) if strict else None
+        expected = [signatures[i] for i in reference_panel(300, 37, seed, panel_rng)]
+        assert null_panel(signatures, 37, seed) == expected
+
+
 def test_unbiased_limits_are_below_s():
     bounds = np.array([1, 2, 3, 7, 3051, 2**32 + 1, 2**63 + 5], dtype=np.uint64)
     expected = [2**64 - 1 - 2**64 % int(n) for n in bounds]
