@@ -21,14 +21,15 @@ class Journal:
     flow_attempt: str
 
 
+def _stamped(event: str, flow_attempt: str, **fields) -> dict:
+    """A history line with the time it was written."""
+    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return {"event": event, "flow_attempt": flow_attempt, **fields, "at": at}
+
+
 def attempt_started(flow_attempt: str, flow_run_id: str) -> dict:
     """The line that opens a flow attempt."""
-    return {
-        "event": "flow_attempt",
-        "flow_attempt": flow_attempt,
-        "flow_run_id": flow_run_id,
-        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
+    return _stamped("flow_attempt", flow_attempt, flow_run_id=flow_run_id)
 
 
 def round_ended(flow_attempt: str, run_id: str, kind: str, attempt: Attempt) -> dict:
@@ -44,12 +45,7 @@ def round_ended(flow_attempt: str, run_id: str, kind: str, attempt: Attempt) -> 
 
 def attempt_ended(flow_attempt: str, state: str) -> dict:
     """The line that closes a flow attempt ('completed', 'failed: ...')."""
-    return {
-        "event": "flow_ended",
-        "flow_attempt": flow_attempt,
-        "state": state,
-        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
+    return _stamped("flow_ended", flow_attempt, state=state)
 
 
 def earlier_rounds(history: list[dict], run_id: str, flow_attempt: str) -> list[Attempt]:

@@ -1,7 +1,5 @@
 """Run policy: plain functions, tested without Prefect, a server or a worker (milliseconds)."""
 
-from pathlib import Path
-
 import pytest
 
 from flows.params import SearchParameters
@@ -20,23 +18,14 @@ from tasks.policy import (
     validation_run_id,
     worker_config,
 )
-from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import Signature, plan_signatures
 
-DATASET = PreparedSummary(
-    name="dataset-0123456789abcdef",
-    path=Path("var/data/dataset-0123456789abcdef.tsv"),
-    sha256="ab" * 32,
-    layout="seed",
-    case="AML",
-    control="ALL",
-    samples={"AML": 11, "ALL": 27},
-    sample_ids=[f"s{i}" for i in range(38)],
-    n_probesets=3051,
-    decisions=[],
-    warnings=[],
-)
 SIGNATURES = plan_signatures([f"p{i}" for i in range(50)], 12, 2, 4, seed=1)
+
+
+@pytest.fixture
+def dataset(golub_summary):
+    return golub_summary
 
 
 @pytest.mark.parametrize(
@@ -52,42 +41,42 @@ def test_dataset_stem_is_a_plain_name(path, stem):
     assert dataset_stem(path) == stem
 
 
-def test_worker_config_names_the_dataset_and_the_discovery_rows_only_when_split():
+def test_worker_config_names_the_dataset_and_the_discovery_rows_only_when_split(dataset):
     params = SearchParameters(classifiers=["svm"], cv_folds=4, seed=9)
-    plain = worker_config(params, DATASET, None)
+    plain = worker_config(params, dataset, None)
     assert plain == {
         "case": "AML",
         "cv_folds": 4,
         "seed": 9,
         "classifiers": ["svm"],
-        "dataset_sha256": "ab" * 32,
+        "dataset_sha256": "0" * 64,
     }
-    assert worker_config(params, DATASET, [0, 2, 5]) == {**plain, "rows": [0, 2, 5]}
+    assert worker_config(params, dataset, [0, 2, 5]) == {**plain, "rows": [0, 2, 5]}
 
 
-def test_local_slices_take_the_parameter_and_dcp_slices_fill_their_target():
+def test_local_slices_take_the_parameter_and_dcp_slices_fill_their_target(dataset):
     local = SearchParameters(signatures_per_slice=7)
-    assert slice_size(local, DATASET, None) == 7
+    assert slice_size(local, dataset, None) == 7
     dcp = SearchParameters(backend="dcp", signatures_per_slice=7)
     expected = sizing.signatures_per_slice(200.0, 38, dcp.classifiers, dcp.cv_folds)
-    assert slice_size(dcp, DATASET, None) == expected > 7
+    assert slice_size(dcp, dataset, None) == expected > 7
     # Sized on the samples the search sees: the discovery rows of a split.
     split = (list(range(20)), list(range(20, 38)))
     on_discovery = sizing.signatures_per_slice(200.0, 20, dcp.classifiers, dcp.cv_folds)
-    assert slice_size(dcp, DATASET, split) == on_discovery != expected
+    assert slice_size(dcp, dataset, split) == on_discovery != expected
     shorter = SearchParameters(backend="dcp", dcp={"target_slice_seconds": 20.0})
-    assert slice_size(shorter, DATASET, None) < expected
+    assert slice_size(shorter, dataset, None) < expected
 
 
-def test_the_run_key_changes_with_what_the_run_computes_and_nothing_else():
-    protocol = search_protocol(SearchParameters(), DATASET)
+def test_the_run_key_changes_with_what_the_run_computes_and_nothing_else(dataset):
+    protocol = search_protocol(SearchParameters(), dataset)
     key = run_key(protocol, 1, 10)
-    assert key == run_key(search_protocol(SearchParameters(workers=3), DATASET), 1, 10)
+    assert key == run_key(search_protocol(SearchParameters(workers=3), dataset), 1, 10)
     others = {
         run_key(protocol, 2, 10),
         run_key(protocol, 1, 20),
-        run_key(search_protocol(SearchParameters(seed=1), DATASET), 1, 10),
-        run_key(search_protocol(SearchParameters(n_signatures=301), DATASET), 1, 10),
+        run_key(search_protocol(SearchParameters(seed=1), dataset), 1, 10),
+        run_key(search_protocol(SearchParameters(n_signatures=301), dataset), 1, 10),
     }
     assert key not in others and len(others) == 4
     assert len(key) == 12 and int(key, 16) >= 0

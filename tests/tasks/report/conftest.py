@@ -12,7 +12,6 @@ from flows.params import SearchParameters
 from tasks.execution.rounds import Attempt, RunOutcome
 from tasks.report.analysis import ReportInputs
 from tasks.report.summary import run_summary
-from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import plan_signatures
 
 from ...conftest import GOLUB
@@ -34,24 +33,6 @@ def synthetic_records(signature_ids: list[int], permutations: list[int], seed: i
         rows, columns=["permutation", "signature", "classifier", "auc", "accuracy"]
     )
     return frame.assign(error=np.nan)
-
-
-@pytest.fixture(scope="session")
-def golub_summary() -> PreparedSummary:
-    """The bundled dataset as preparation would describe it."""
-    return PreparedSummary(
-        name="golub",
-        path=GOLUB,
-        sha256="0" * 64,
-        layout="seed",
-        case="AML",
-        control="ALL",
-        samples={"ALL": 27, "AML": 11},
-        sample_ids=[f"s{i}" for i in range(38)],
-        n_probesets=3051,
-        decisions=["input layout: seed", "11 'AML' and 27 'ALL'"],
-        warnings=[],
-    )
 
 
 @pytest.fixture(scope="session")
