@@ -109,13 +109,10 @@ def _length_array(n_signatures: int, min_len: int, max_len: int) -> np.ndarray:
     return min_len + (np.arange(n_signatures, dtype=np.int64) * span) // n_signatures
 
 
-def _draw_chunk(pool: list[int], lengths: np.ndarray, seed: int, used: int) -> tuple[list, int]:
-    """Partial Fisher-Yates on the persistent `pool` (changed) for some signatures, in order.
-
-    O(length) per signature, all distinct: signature i is the values swapped into 0..len-1.
-    """
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    positions = np.arange(int(lengths.sum()), dtype=np.int64) - starts  # j within a signature
+def partial_shuffle(pool: list, positions: np.ndarray, seed: int, used: int) -> tuple[list, int]:
+    """Partial Fisher-Yates on `pool` (changed): the values drawn into `positions`, outputs used."""
+    # The one shuffle of plans, splits and null panels: each position j in turn gets a
+    # uniform draw of pool[j:]; positions restart for each of several draws on one pool.
     draws, used = uniform_below(seed, used, (len(pool) - positions).astype(np.uint64))
     picks = (positions + draws.astype(np.int64)).tolist()
     drawn = []
@@ -125,6 +122,13 @@ def _draw_chunk(pool: list[int], lengths: np.ndarray, seed: int, used: int) -> t
         pool[j] = value
         drawn.append(value)
     return drawn, used
+
+
+def _draw_chunk(pool: list[int], lengths: np.ndarray, seed: int, used: int) -> tuple[list, int]:
+    """Some signatures' draws from the persistent `pool`, in order: O(length) each, distinct."""
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    positions = np.arange(int(lengths.sum()), dtype=np.int64) - starts  # j within a signature
+    return partial_shuffle(pool, positions, seed, used)
 
 
 def plan_indices(
@@ -267,7 +271,7 @@ def stratified_split(
     """Row indices of a seeded split keeping each label's share: (discovery, validation)."""
     if not 0 < fraction < 1:
         raise ValueError(f"validation fraction must lie in (0, 1), got {fraction}")
-    rng = SplitMix64(seed ^ 0x0DD_5EED)
+    split_seed, used = seed ^ 0x0DD_5EED, 0
     validation = []
     for label in sorted(set(labels)):
         rows = [i for i, value in enumerate(labels) if value == label]
@@ -277,10 +281,8 @@ def stratified_split(
                 f"a validation fraction of {fraction} leaves label {label!r} "
                 f"({len(rows)} samples) without discovery or validation samples"
             )
-        for j in range(n_validation):
-            k = j + rng.below(len(rows) - j)
-            rows[j], rows[k] = rows[k], rows[j]
-        validation.extend(rows[:n_validation])
+        drawn, used = partial_shuffle(rows, np.arange(n_validation), split_seed, used)
+        validation.extend(drawn)
     held_out = set(validation)
     return [i for i in range(len(labels)) if i not in held_out], sorted(validation)
 
@@ -365,12 +367,10 @@ def null_panel(signatures: Sequence[Signature], n_null: int, seed: int) -> list[
     """The signatures re-evaluated on permuted labels: all, or a seeded subset of `n_null`."""
     if n_null <= 0 or n_null >= len(signatures):
         return list(signatures)
-    rng = SplitMix64(seed ^ 0x5EED_0F_A11)
-    order = list(range(len(signatures)))
-    for j in range(n_null):
-        k = j + rng.below(len(order) - j)
-        order[j], order[k] = order[k], order[j]
-    return [signatures[i] for i in sorted(order[:n_null])]
+    drawn, _ = partial_shuffle(
+        list(range(len(signatures))), np.arange(n_null), seed ^ 0x5EED_0F_A11, 0
+    )
+    return [signatures[i] for i in sorted(drawn)]
 
 
 def permutation_seeds(n_permutations: int, seed: int) -> list[int]:
