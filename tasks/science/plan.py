@@ -1,11 +1,14 @@
 """The signature plan: a pure, deterministic function from probesets and a seed to slices.
 
-The generator is a pure-Python SplitMix64 so that the same plan comes out on every
-machine, Python and numpy version (numpy's and Python's own generators promise no
-stream stability across versions). Its outputs are computed in bulk with numpy's wrapping
-uint64 arithmetic (exact on every version: SplitMix64 is counter-based), the swaps stay
-sequential, and a plan is held compactly (probeset indices, `SignaturePlan`), so a search of
-millions of signatures costs tens of MB; slices can be streamed (`iter_slice_inputs`).
+The generator is SplitMix64, so that the same plan comes out on every machine, Python and
+numpy version. numpy's legacy `RandomState` would too (its stream is frozen by numpy's
+policy, NEP 19; the work function's label permutations rely on that), unlike numpy's
+`Generator` methods and most of Python's `random`. SplitMix64 is chosen because it is
+counter-based: output k is a closed form of the seed and k, so outputs are computed in bulk
+with numpy's wrapping uint64 arithmetic (exact on every version) and any chunk on its own,
+and a dozen lines reproduce it anywhere. The swaps stay sequential, and a plan is held
+compactly (probeset indices, `SignaturePlan`), so a search of millions of signatures costs
+tens of MB; slices can be streamed (`iter_slice_inputs`).
 """
 
 from __future__ import annotations
