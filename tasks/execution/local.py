@@ -22,7 +22,7 @@ import time
 import traceback
 import types
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection, wait
 from urllib.parse import urlsplit
 
@@ -46,14 +46,13 @@ class FaultPlan:
 
     @classmethod
     def from_dict(cls, faults: dict | None) -> FaultPlan:
-        """Build from `{"fail": [k], "kill": [k], "hang": [k]}`."""
+        """Build from `{"fail": [k], "kill": [k], "hang": [k]}`; ValueError for other kinds."""
         faults = faults or {}
-        unknown = set(faults) - {"fail", "kill", "hang"}
+        kinds = [f.name for f in fields(cls)]  # the fault kinds' one definition
+        unknown = sorted(set(faults) - set(kinds))
         if unknown:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}")
-        return cls(
-            *(frozenset(int(k) for k in faults.get(n, ())) for n in ("fail", "kill", "hang"))
-        )
+            raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(kinds)}")
+        return cls(**{kind: frozenset(int(k) for k in faults.get(kind, ())) for kind in kinds})
 
 
 def origin_of(url: str) -> str:

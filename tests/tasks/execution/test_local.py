@@ -151,8 +151,9 @@ def test_origins_not_allowed_are_refused(server):
 
 
 def test_unknown_fault_kind_is_refused():
-    with pytest.raises(ValueError, match="unknown fault kinds"):
-        FaultPlan.from_dict({"explode": [1]})
+    known = r"unknown fault kinds \['explode'\]; known: fail, kill, hang$"
+    with pytest.raises(ValueError, match=known):
+        FaultPlan.from_dict({"explode": [1], "fail": [2]})
 
 
 @pytest.mark.parametrize(
