@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +121,15 @@ def _to_float(cells: pd.DataFrame, path: Path) -> pd.DataFrame:
     return numeric
 
 
+def class_size_problem(labels: Iterable[str], classes: Iterable[str], cv_folds: int) -> str | None:
+    """Why `labels` cannot fill `cv_folds` stratified folds (a class too small), or None."""
+    counts = Counter(labels)
+    for label in classes:
+        if counts[label] < cv_folds:
+            return f"class '{label}' has {counts[label]} samples, fewer than cv_folds={cv_folds}"
+    return None
+
+
 def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset:
     """Validate a raw input and reduce it to a two-class float matrix (inputs unchanged)."""
     path = raw.path
@@ -137,12 +147,9 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
         )
     labels = [lab for lab, k in zip(raw.labels, keep) if k]
     counts = Counter(labels)
-    for label in (case, control):
-        if counts[label] < options.cv_folds:
-            raise DatasetError(
-                f"{path}: class '{label}' has {counts[label]} samples, "
-                f"fewer than cv_folds={options.cv_folds}"
-            )
+    problem = class_size_problem(labels, (case, control), options.cv_folds)
+    if problem:
+        raise DatasetError(f"{path}: {problem}")
     matrix = _to_float(raw.cells.loc[keep], path)
     missing = matrix.isna().any(axis=0)
     if missing.any():
