@@ -104,16 +104,11 @@ def moderated_t(
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """BH-adjusted p-values, as R's p.adjust(method = "BH")."""
+    """BH-adjusted p-values, as R's p.adjust(method = "BH"): NaN kept, and not counted."""
     p = np.asarray(p, dtype=np.float64)
-    n = len(p)
-    if n == 0:
-        return p.copy()
-    order = np.argsort(p)[::-1]
-    ranked = p[order] * n / np.arange(n, 0, -1)
-    adjusted = np.minimum(1.0, np.minimum.accumulate(ranked))
-    out = np.empty(n)
-    out[order] = adjusted
+    out = np.full(p.shape, np.nan)
+    known = ~np.isnan(p)
+    out[known] = stats.false_discovery_control(p[known], method="bh")
     return out
 
 

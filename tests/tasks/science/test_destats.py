@@ -48,3 +48,33 @@ def test_benjamini_hochberg_matches_r():
     # p.adjust(c(0.01, 0.04, 0.03, 0.2, 0.5), "BH") in R
     got = benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.2, 0.5]))
     np.testing.assert_allclose(got, [0.05, 0.0666667, 0.0666667, 0.25, 0.5], rtol=1e-5)
+
+
+def bh_as_first_written(p: np.ndarray) -> np.ndarray:
+    """The hand-written BH this module had before scipy's false_discovery_control."""
+    n = len(p)
+    order = np.argsort(p)[::-1]
+    adjusted = np.minimum(1.0, np.minimum.accumulate(p[order] * n / np.arange(n, 0, -1)))
+    out = np.empty(n)
+    out[order] = adjusted
+    return out
+
+
+def test_benjamini_hochberg_gives_the_hand_written_values():
+    rng = np.random.default_rng(3)
+    for p in (
+        rng.uniform(size=2000),
+        rng.uniform(size=500) ** 6,  # many small p
+        np.round(rng.uniform(size=300), 2),  # ties
+        np.array([0.0, 1.0, 1.0, 0.5, 0.0]),
+        np.array([0.3]),
+    ):
+        # The same algorithm; m / i is multiplied in one step, so rounding may differ by an ulp.
+        np.testing.assert_allclose(benjamini_hochberg(p), bh_as_first_written(p), rtol=1e-15)
+    assert benjamini_hochberg(np.array([])).shape == (0,)
+
+
+def test_benjamini_hochberg_keeps_missing_p_values_out_as_r_does():
+    # p.adjust(c(0.01, NA, 0.04, 0.03), "BH") in R: NA stays, n counts the 3 others.
+    got = benjamini_hochberg(np.array([0.01, np.nan, 0.04, 0.03]))
+    np.testing.assert_allclose(got, [0.03, np.nan, 0.04, 0.04], rtol=1e-12)
