@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from tasks.report.summary import RunSummary
 from tasks.science.destats import differential_expression
@@ -154,8 +155,9 @@ def heatmap_data(
     data = (
         matrix[[p for _, p in rows]].to_numpy().T[:, order] if rows else np.zeros((0, len(order)))
     )
-    sd = data.std(axis=1, keepdims=True)
-    z = (data - data.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1)
+    z = np.zeros_like(data)  # a probeset constant over these samples stays at 0
+    varies = np.ptp(data, axis=1) > 0
+    z[varies] = stats.zscore(data[varies], axis=1)
     return HeatmapData(
         z=z,
         row_labels=[with_symbol(p, symbols) for _, p in rows],

@@ -30,6 +30,20 @@ def test_heatmap_boundary_on_the_bundled_dataset(report_inputs):
     assert data.boundary == 11 and data.sample_labels[10:12] == ["AML", "ALL"]
 
 
+def test_heatmap_z_scores_are_the_hand_written_ones_and_zero_for_a_constant_row():
+    rng = np.random.default_rng(1)
+    matrix = pd.DataFrame(rng.lognormal(5, 2, size=(38, 6)), columns=list("abcdef"))
+    matrix["f"] = 7.25  # constant over these samples
+    labels = ["x", "y"] * 19
+    data = heatmap_data(matrix, labels, "x", "y", top_frame((1, "a,b,c"), (2, "d,e,f")), {})
+    order = np.argsort([0 if lab == "x" else 1 for lab in labels], kind="stable")
+    rows = matrix[list("abcdef")].to_numpy().T[:, order]
+    sd = rows.std(axis=1, keepdims=True)
+    as_first_written = (rows - rows.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1)
+    assert_allclose(data.z, as_first_written, rtol=1e-12, atol=1e-12)
+    assert (data.z[5] == 0).all()
+
+
 def test_heatmap_rows_grouped_by_signature_in_rank_order():
     matrix = pd.DataFrame(np.random.default_rng(0).normal(size=(4, 4)), columns=list("abcd"))
     top = top_frame((7, "a,b"), (2, "b,c,d"))
