@@ -100,7 +100,9 @@ def add_option(group, option: str, dest: str, field: FieldInfo) -> None:
     """An option that stores the raw text; the model converts and checks it."""
     kind = bare_type(field.annotation)
     default = field.get_default(call_default_factory=True)
-    options = {"dest": dest, "default": argparse.SUPPRESS, "help": field.description}
+    # argparse formats help with %: a description's "10%" would break --help.
+    text = (field.description or "").replace("%", "%%")
+    options = {"dest": dest, "default": argparse.SUPPRESS, "help": text}
     if kind is bool:
         if default:
             options["help"] += " (default: on)"
