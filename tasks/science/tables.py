@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from tasks.science.destats import benjamini_hochberg
 from tasks.science.plan import Signature
@@ -269,22 +269,35 @@ def pooled_sd(groups: list[np.ndarray]) -> float:
 
 
 def selection_threshold(null: pd.DataFrame, n_searched: int, alpha: float = 0.05) -> float:
-    """The mean AUC the best signature needs for a selection-adjusted p of `alpha` (or NaN)."""
-    n_perm = null["permutation"].nunique()
-    if n_perm == 0 or 1 / (n_perm + 1) > alpha:
+    """The smallest mean AUC whose selection-adjusted p is at most `alpha` (NaN if none is)."""
+    groups = [g.to_numpy() for _, g in null.groupby("permutation")["mean_auc"]]
+    if not groups or 1 / (len(groups) + 1) > alpha:
         return float("nan")
+    if all(len(g) >= n_searched for g in groups):
+        return _exact_threshold(np.array([g.max() for g in groups]), alpha)
 
-    def reaches(value: float) -> bool:
-        return bool(selection_adjusted_p(np.array([value]), null, n_searched)[0] <= alpha)
+    def excess(value: float) -> float:
+        return float(selection_adjusted_p(np.array([value]), null, n_searched)[0] - alpha)
 
-    if not reaches(1.0):
+    if not excess(1.0) < 0:  # unreachable, or no spread to fit (NaN)
         return float("nan")
-    # The smallest such value: p falls as the value rises, and may sit at alpha on a stretch.
-    low, high = 0.0, 1.0
-    while high - low > 1e-6:
-        middle = (low + high) / 2
-        low, high = (low, middle) if reaches(middle) else (middle, high)
-    return high
+    if excess(0.0) <= 0:
+        return 0.0
+    # The normal fit's p falls continuously as the value rises: one root in (0, 1).
+    return float(optimize.brentq(excess, 0.0, 1.0, xtol=1e-12))
+
+
+def _exact_threshold(maxima: np.ndarray, alpha: float) -> float:
+    """`selection_threshold` for the max-statistic null: just above the (k+1)-th best maximum."""
+    # p(v) = (1 + #{maxima >= v}) / (n + 1) is at most alpha for up to k exceedances, so for
+    # every v above the (k+1)-th largest maximum (which itself has k + 1).
+    n = len(maxima)
+    exceedances = np.arange(n + 1)
+    k = int(exceedances[(1 + exceedances) / (n + 1) <= alpha].max())
+    if k == n:
+        return 0.0
+    value = np.nextafter(np.sort(maxima)[::-1][k], np.inf)
+    return float(value) if value <= 1.0 else float("nan")
 
 
 def random_signature_baseline(table: pd.DataFrame, null: pd.DataFrame) -> dict:

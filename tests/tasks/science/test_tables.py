@@ -205,3 +205,50 @@ def test_the_threshold_is_the_smallest_value_that_reaches_alpha_on_a_stretch():
     maxima = np.linspace(0.5, 0.65, 19)
     null = null_frame([[m, 0.3] for m in maxima])
     np.testing.assert_allclose(selection_threshold(null, n_searched=2), 0.65, atol=2e-6)
+
+
+def threshold_by_bisection(null, n_searched, alpha=0.05):
+    """selection_threshold as first written: bisection of [0, 1] to a width of 1e-6."""
+    n_perm = null["permutation"].nunique()
+    if n_perm == 0 or 1 / (n_perm + 1) > alpha:
+        return float("nan")
+
+    def reaches(value):
+        return bool(selection_adjusted_p(np.array([value]), null, n_searched)[0] <= alpha)
+
+    if not reaches(1.0):
+        return float("nan")
+    low, high = 0.0, 1.0
+    while high - low > 1e-6:
+        middle = (low + high) / 2
+        low, high = (low, middle) if reaches(middle) else (middle, high)
+    return high
+
+
+@pytest.mark.parametrize(
+    ("n_permutations", "panel", "n_searched", "alpha", "centre"),
+    [
+        (39, 5, 5, 0.05, 0.5),  # the panel is every signature: the exact null
+        (19, 4, 4, 0.05, 0.6),  # ... at the smallest attainable p
+        (99, 8, 8, 0.1, 0.5),
+        (39, 5, 300, 0.05, 0.5),  # a panel subset: the normal fit
+        (40, 20, 1000, 0.05, 0.55),
+        (19, 3, 50, 0.1, 0.4),
+    ],
+)
+def test_selection_threshold_agrees_with_the_bisection_it_replaces(
+    n_permutations, panel, n_searched, alpha, centre
+):
+    rng = np.random.default_rng(n_permutations * panel)
+    null = null_frame(np.round(rng.normal(centre, 0.05, (n_permutations, panel)), 6))
+    new, old = (
+        selection_threshold(null, n_searched, alpha),
+        threshold_by_bisection(null, n_searched, alpha),
+    )
+    # The bisection stops on a grid of 2**-20 at the first point that reaches alpha; the
+    # new value is the smallest float that does (exact null) or the root to 1e-12 (fit).
+    assert 0.5 < new < 1 and -1e-11 <= old - new <= 2**-20 + 1e-11
+    p = selection_adjusted_p(np.array([new]), null, n_searched)[0]
+    assert p <= alpha * (1 + 1e-9)
+    below = selection_adjusted_p(np.array([new - 1e-9]), null, n_searched)[0]
+    assert below > alpha * (1 - 1e-6)
