@@ -7,6 +7,7 @@ from tasks.io import save_tsv
 from tasks.science.plan import Signature
 from tasks.science.tables import (
     gene_evidence,
+    null_means,
     null_summary,
     pooled_sd,
     random_signature_baseline,
@@ -252,3 +253,25 @@ def test_selection_threshold_agrees_with_the_bisection_it_replaces(
     assert p <= alpha * (1 + 1e-9)
     below = selection_adjusted_p(np.array([new - 1e-9]), null, n_searched)[0]
     assert below > alpha * (1 - 1e-6)
+
+
+def test_the_mean_auc_is_the_mean_over_three_classifiers_not_another_average():
+    # Three classifiers that disagree: mean .7, median .6 for signature 0.
+    aucs = {0: (0.9, 0.6, 0.6), 1: (0.8, 0.75, 0.4)}
+    names = ["forest", "logistic", "svm"]
+    records = records_from_results(
+        [
+            {
+                "records": [
+                    {"signature": s, "classifier": c, "auc": a, "accuracy": 0.5}
+                    for s, values in aucs.items()
+                    for c, a in zip(names, values)
+                ]
+            }
+        ]
+    )
+    table = signature_table(SIGNATURES[:2], records, names, set())
+    assert list(table["signature"]) == [0, 1]  # by mean; the medians (.6, .75) rank 1 first
+    np.testing.assert_allclose(table["mean_auc"], [0.7, 0.65], rtol=1e-12)
+    permuted = records.assign(permutation=7)
+    np.testing.assert_allclose(null_means(permuted)["mean_auc"], [0.7, 0.65], rtol=1e-12)
