@@ -2,7 +2,16 @@ import numpy as np
 import pandas as pd
 from numpy.testing import assert_allclose
 
-from tasks.report.analysis import gene_symbol, heatmap_data, with_symbols
+from tasks.report.analysis import (
+    gene_symbol,
+    heatmap_data,
+    null_evidence,
+    with_selection_p,
+    with_symbols,
+)
+from tasks.science.tables import null_means, selection_adjusted_p, signature_table, top_signatures
+
+from .conftest import CLASSIFIERS, synthetic_records
 
 
 def top_frame(*signatures: tuple[int, str]) -> pd.DataFrame:
@@ -61,3 +70,21 @@ def test_gene_symbols_from_descriptions():
     assert gene_symbol("GB DEF = N-acetylglucosaminyltransferase V") == ""
     assert gene_symbol("Protein D123") == ""
     assert with_symbols("p1,p2", {"p2": "ABC1"}) == "p1, p2 (ABC1)"
+
+
+def test_the_null_counts_only_ranked_signatures_as_searched(report_inputs):
+    # Two signatures whose slice failed: 38 of 40 searched, and the null says so.
+    ids = [s.id for s in report_inputs.signatures]
+    failed = {ids[5], ids[6]}
+    records = report_inputs.records[~report_inputs.records["signature"].isin(failed)]
+    table = signature_table(report_inputs.signatures, records, CLASSIFIERS, failed)
+    top = top_signatures(table, 0.1)
+    ranked = [i for i in ids if i not in failed]
+    for panel, exact in ((ids[:3], False), (ranked, True)):  # the fit; every searched one
+        permuted = synthetic_records(panel, [11, 12, 13, 14, 15], seed=2)
+        null = null_evidence(table, permuted, top)
+        assert null.n_searched == 38 and null.exact is exact
+        expected = selection_adjusted_p(top["mean_auc"].to_numpy(), null_means(permuted), 38)
+        assert_allclose(null.top["selection_adjusted_p"], expected, rtol=1e-12)
+        shown = with_selection_p(table, null)["selection_adjusted_p"]
+        assert shown.notna().sum() == 38 and shown[table["signature"].isin(failed)].isna().all()
