@@ -1,17 +1,32 @@
 import json
-import time
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
+from tasks.io import save_tsv
+from tasks.report.analysis import with_selection_p
 from tasks.report.build import build_report
-from tasks.science.tables import signature_table
+from tasks.science.tables import (
+    null_means,
+    selection_adjusted_p,
+    signature_table,
+    validation_table,
+)
+
+
+def science_signature_table(inputs) -> pd.DataFrame:
+    """The signature table as the science functions make it, with its selection-adjusted p."""
+    table = signature_table(
+        inputs.signatures, inputs.records, inputs.classifiers, inputs.failed_signatures
+    )
+    searched = int(table["mean_auc"].notna().sum())
+    null = SimpleNamespace(means=null_means(inputs.permutation_records), n_searched=searched)
+    return with_selection_p(table, null)
 
 
 def test_build_writes_every_file_and_links_every_tsv(tmp_path, report_inputs):
-    started = time.perf_counter()
     files = build_report(tmp_path, report_inputs)
-    assert time.perf_counter() - started < 60
     names = {p.name for p in tmp_path.iterdir()}
     expected = {"signatures.tsv", "genes.tsv", "null.tsv", "validation.tsv", "report.html"}
     assert expected | {"report.json", "plots"} <= names
@@ -25,15 +40,10 @@ def test_build_writes_every_file_and_links_every_tsv(tmp_path, report_inputs):
 
 
 def test_tables_are_the_science_tables(tmp_path, report_inputs):
-    build_report(tmp_path, report_inputs)
-    written = pd.read_csv(tmp_path / "signatures.tsv", sep="\t")
-    expected = signature_table(
-        report_inputs.signatures,
-        report_inputs.records,
-        report_inputs.classifiers,
-        report_inputs.failed_signatures,
-    )
-    assert list(written["signature"]) == list(expected["signature"])
+    build_report(tmp_path / "report", report_inputs)
+    save_tsv(science_signature_table(report_inputs), tmp_path / "expected.tsv")
+    written = (tmp_path / "report" / "signatures.tsv").read_bytes()
+    assert written == (tmp_path / "expected.tsv").read_bytes()
 
 
 def test_report_json_and_symbols_beside_probesets(tmp_path, report_inputs):
@@ -51,7 +61,12 @@ def test_report_gives_the_selection_adjusted_p_with_its_floor(tmp_path, report_i
     record = json.loads((tmp_path / "report.json").read_text())
     # Five permutations: no p below 1/6, printed beside it.
     np.testing.assert_allclose(record["selection_adjusted_p_min"], 1 / 6, rtol=1e-12)
-    assert 1 / 6 <= record["selection_adjusted_p"] <= 1
+    best = science_signature_table(report_inputs).iloc[0]
+    expected = selection_adjusted_p(
+        np.array([best["mean_auc"]]), null_means(report_inputs.permutation_records), 40
+    )
+    np.testing.assert_allclose(record["selection_adjusted_p"], expected[0], rtol=1e-12)
+    assert record["selection_adjusted_p"] == best["selection_adjusted_p"]
     evidence = record["top_signature_evidence"]
     assert evidence[0]["rank"] == 1
     assert evidence[0]["selection_adjusted_p"] == record["selection_adjusted_p"]
@@ -67,8 +82,19 @@ def test_report_gives_the_selection_adjusted_p_with_its_floor(tmp_path, report_i
 def test_report_lists_validated_signatures_in_discovery_order(tmp_path, report_inputs):
     build_report(tmp_path, report_inputs)
     record = json.loads((tmp_path / "report.json").read_text())
-    ranks = [row["discovery_rank"] for row in record["validation"]]
-    assert len(ranks) == 4 and ranks == sorted(ranks)
-    assert all(0 <= row["validation_mean_auc"] <= 1 for row in record["validation"])
+    table = science_signature_table(report_inputs)
+    validated = table[table["signature"].isin(report_inputs.validation_records["signature"])]
+    by_id = {s.id: s for s in report_inputs.signatures}
+    expected = validation_table(
+        [by_id[i] for i in validated["signature"]],
+        table,
+        report_inputs.validation_records,
+        report_inputs.classifiers,
+    )
+    shown = pd.DataFrame(record["validation"])
+    assert list(shown["signature"]) == list(expected["signature"])
+    assert list(shown["discovery_rank"]) == sorted(shown["discovery_rank"])
+    for column in ("discovery_mean_auc", "validation_mean_auc", "validation_auc_svm"):
+        np.testing.assert_allclose(shown[column], expected[column], rtol=1e-12)
     power = record["gene_power"]
     assert power["needed"] >= 2 and power["tested"] > 100
