@@ -9,6 +9,7 @@ import sys
 
 from flows.cli import PROG, SetupError, UsageError, check_inputs, parse_parameters
 from flows.params import flow_arguments
+from tasks.redact import redact_http_logs
 from tasks.science.dataset import DatasetError
 
 # The temporary Prefect server this starts has nobody to report to: without these it logs
@@ -70,6 +71,7 @@ def failure_advice(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Check the options and inputs, run the flow once, and print where the report is."""
+    redact_http_logs()  # worker URLs carry run tokens; urllib3 logs them at DEBUG
     try:
         params = parse_parameters(sys.argv[1:] if argv is None else argv)
         check_inputs(params)

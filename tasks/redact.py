@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 
@@ -20,3 +21,19 @@ def redact(text: str, *secrets: str) -> str:
         if secret:
             text = text.replace(secret, "***")
     return _TOKEN_IN_TEXT.sub(r"\1***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that hides token values in a record's formatted message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Format the message once, redacted; keep the record."""
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+def redact_http_logs() -> None:
+    """Hide run tokens in urllib3's DEBUG lines (full request URLs): call where a program starts."""
+    logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())

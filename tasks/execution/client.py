@@ -19,10 +19,6 @@ from tasks.redact import redact as redact_tokens  # the name this module's calle
 log = logging.getLogger(__name__)
 
 
-# urllib3 logs full URLs at DEBUG, and worker URLs carry run tokens.
-logging.getLogger("urllib3").setLevel(logging.WARNING)
-
-
 # Slices per registration request: about 1 MB at 10 signatures a slice, under the server's limit.
 INPUT_BATCH = 500
 
