@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), 2)
     except (SlicesFailed, NothingComputed) as exc:
         return fail(str(exc), 1)
-    except Exception as exc:  # noqa: BLE001 - said in one line; the traceback is in the run's log
+    except Exception as exc:  # said in one line; the traceback is in the run's log
         return fail(failure_advice(exc), 1)
     print(f"Report: {result['report']}")
     return 0

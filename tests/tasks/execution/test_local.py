@@ -211,7 +211,7 @@ class FlakySink(http.server.BaseHTTPRequestHandler):
 
     calls: list[str] = []
 
-    def do_POST(self):  # noqa: N802 - the stdlib's handler name
+    def do_POST(self):  # named by the stdlib
         self.calls.append(self.path)
         self.rfile.read(int(self.headers["Content-Length"]))
         flaky = self.path == "/flaky" and len(self.calls) <= 2
