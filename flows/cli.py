@@ -196,7 +196,7 @@ def check_dcp(params: SearchParameters) -> None:
     except DcpError as exc:
         source = f"--dcp.compute-group-block {block}" if block else "DCP_COMPUTE_GROUP"
         raise SetupError(f"{source}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a missing block, Prefect's API away, ...
+    except Exception as exc:  # a missing block, Prefect's API away, ...
         first = " ".join(str(exc).split())[:200]
         raise SetupError(
             f"--dcp.compute-group-block {block}: cannot load that Secret block ({first})"

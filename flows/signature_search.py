@@ -52,6 +52,7 @@ from tasks.policy import (
     validation_run_id,
     worker_config,
 )
+from tasks.redact import redact_http_logs
 from tasks.report.build import run_summary
 from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import (
@@ -258,6 +259,7 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary, client: Server
 @takes_fields_of(SearchParameters, hidden=TEST_ONLY)
 def signature_search(**fields) -> dict:
     """Search random gene signatures for ones that tell the phenotypes apart."""
+    redact_http_logs()  # a deployment starts here, not at `python -m flows`
     params = SearchParameters(**fields, faults=injected_faults())
     deadline = time.monotonic() + params.deadline_minutes * 60
     dataset = prepare_dataset_step(

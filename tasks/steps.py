@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -43,7 +42,13 @@ from tasks.io import (
 )
 from tasks.policy import SearchRecords
 from tasks.report.build import ReportFiles, ReportInputs, build_report
-from tasks.science.dataset import DatasetError, PreparedSummary, PrepareOptions, prepare_dataset
+from tasks.science.dataset import (
+    DatasetError,
+    PreparedSummary,
+    PrepareOptions,
+    class_size_problem,
+    prepare_dataset,
+)
 from tasks.science.plan import SearchProtocol, SignaturePlan, stratified_split
 from tasks.science.tables import records_from_results, sort_records
 
@@ -127,14 +132,12 @@ def split_samples_task(
         discovery, held_out = stratified_split(labels, fraction, seed)
     except ValueError as exc:
         raise DatasetError(f"{dataset_path}: {exc} (parameter validation_fraction)") from None
-    counts = Counter(labels[i] for i in discovery)
-    for label in sorted(set(labels)):
-        if counts[label] < cv_folds:
-            raise DatasetError(
-                f"{dataset_path}: validation_fraction={fraction} leaves {counts[label]} "
-                f"{label} samples for discovery, fewer than cv_folds={cv_folds}; "
-                "lower one of them"
-            )
+    problem = class_size_problem([labels[i] for i in discovery], sorted(set(labels)), cv_folds)
+    if problem:
+        raise DatasetError(
+            f"{dataset_path}: validation_fraction={fraction} leaves for discovery {problem}; "
+            "lower one of them"
+        )
     return discovery, held_out
 
 
@@ -315,7 +318,7 @@ def abandon_run(client: ServerClient, work_dir: Path, journal: Journal, exc: Bas
         try:
             impatient.suspend_run(run_id)
             suspended.append(run_id)
-        except Exception as err:  # noqa: BLE001 - said, and the next attempt revokes it
+        except Exception as err:  # said; the next attempt revokes it
             logger.error("could not suspend server run %s: %s", run_id, err)
     if suspended:
         logger.warning("server runs %s suspended (tokens revoked, results kept)", sorted(suspended))

@@ -303,7 +303,7 @@ async def end_job(cancel, reason: str, session: ClientSession, cancel_timeout: f
     try:
         await asyncio.wait_for(cancel(reason), cancel_timeout)
         session.emit("cancelled", message=f"{session.job_id}: {reason}")
-    except Exception as exc:  # noqa: BLE001 - reported; the parent cancels by id
+    except Exception as exc:  # reported; the parent cancels by id
         session.emit("cancel_failed", message=f"{session.job_id}: {type(exc).__name__}: {exc}")
 
 
@@ -377,7 +377,7 @@ def _keystore(wallet, path: str, label: str):
     full = Path(path).expanduser()
     try:
         return wallet.get(str(full)).js_ref
-    except Exception as exc:  # noqa: BLE001 - the SDK raises JS errors of many kinds
+    except Exception as exc:  # the SDK raises JS errors of many kinds
         first = " ".join(str(exc).split())[:200]
         raise DcpError(
             f"the {label} keystore {full} could not be loaded ({first}): "

@@ -188,7 +188,7 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
             outcome, fields, reason = _run_slice(run, spec, element, datum, allowed, counter)
             if fields is not None:
                 post_envelope(session, spec["result_url"], fields, allowed)
-        except Exception:  # noqa: BLE001 - a fetch or post failed: the slice is lost
+        except Exception:  # a fetch or post failed: the slice is lost
             outcome, reason = "error", traceback.format_exc(1)
         conn.send((outcome, element, time.perf_counter() - started, redact_tokens(reason)))
 
