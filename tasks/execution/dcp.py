@@ -57,7 +57,7 @@ class DcpOptions(BaseModel):
         8, ge=1, description="slices expected to run at once on DCP (bounds each round's time)"
     )
     target_slice_seconds: float = Field(
-        200.0,
+        250.0,
         gt=0,
         description="compute seconds a slice is packed to fill on a worker (Pyodide), so that "
         "a fresh sandbox's fixed cost stays under 10% of it (tasks/execution/sizing.py)",

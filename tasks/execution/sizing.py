@@ -32,7 +32,7 @@ SANDBOX_SECONDS = 11.2
 # Verifying (sha256) and parsing the dataset, per value (samples x probesets).
 PARSE_SECONDS_PER_VALUE = 0.3e-6
 # Compute seconds a slice aims at: the fixed cost under 10% of a slice on a fresh sandbox.
-DEFAULT_TARGET_SLICE_SECONDS = 200.0
+DEFAULT_TARGET_SLICE_SECONDS = 250.0
 MAX_SIGNATURES_PER_SLICE = 10_000  # the flow's own bound on signatures_per_slice
 
 

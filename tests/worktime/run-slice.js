@@ -284,7 +284,8 @@ async function main()
   Object.assign(report, slices[0], { seconds: setup + (slices[0].clock ? slices[0].clock.wall : 0) });
   if (sliceNumbers.length > 1)
     report.slices = slices;
-  process.stdout.write(JSON.stringify(report) + '\n');
+  /* A pipe is written asynchronously: exit only once the whole line is out. */
+  await new Promise((resolve) => process.stdout.write(JSON.stringify(report) + '\n', resolve));
 }
 
 main().then(() => process.exit(0), (error) => {
