@@ -80,10 +80,17 @@ def measure(root: Path, name: str, summary, per_slice: int, server, client) -> d
     return shares(report)
 
 
+def packings(sized: int, after_only: bool) -> list[tuple[str, int]]:
+    """(label, signatures a slice): the old defaults, then the sized one."""
+    after = [("after", sized)]
+    return after if after_only else [("before", 10), ("before", 20), *after]
+
+
 def main() -> None:
     """Print the useful share before (10, 20 a slice) and after (sized) for each dataset."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["golub", "200x20000"])
+    parser.add_argument("--after-only", action="store_true", help="only the sized packing")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -109,7 +116,7 @@ def main() -> None:
                 sized = sizing.signatures_per_slice(
                     sizing.DEFAULT_TARGET_SLICE_SECONDS, n, list(CLASSIFIERS), FOLDS
                 )
-                for label, per_slice in (("before", 10), ("before", 20), ("after", sized)):
+                for label, per_slice in packings(sized, args.after_only):
                     started = time.perf_counter()
                     s = measure(root, name, summary, per_slice, server, client)
                     print(f"{name:11s} {label:14s} {per_slice:9d} {s['start']:6.1f} "
