@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from flows.cli import PROG, SetupError, UsageError, check_inputs, parse_parameters
 from flows.params import flow_arguments
@@ -100,8 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), 1)
     except Exception as exc:  # said in one line; the traceback is in the run's log
         return fail(failure_advice(exc), 1)
+    print_verdict(Path(result["report"]))
     print(f"Report: {result['report']}")
     return 0
+
+
+def print_verdict(report_html: Path) -> None:
+    """The run's answer, from the report.json beside the report (skipped if unreadable)."""
+    from tasks.report.verdict import verdict_lines
+
+    try:
+        record = json.loads(report_html.with_name("report.json").read_text())
+    except (OSError, ValueError):
+        return
+    print("\n".join(verdict_lines(record)))
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -124,7 +125,10 @@ def test_a_run_from_the_command_line_prints_the_report_without_telemetry_noise(t
     command = [sys.executable, "-m", "flows", *argv]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("Report: ") and Path(done.stdout.split()[-1]).is_file()
+    last = done.stdout.splitlines()[-1]  # users and tests parse the last line
+    assert last.startswith("Report: ") and Path(last.removeprefix("Report: ")).is_file()
+    assert done.stdout.startswith("Verdict (AML (case) vs ALL (control)):")
+    assert "selection-adjusted p: not computed" in done.stdout  # --n-permutations 0
     assert "telemetry" not in done.stderr.lower() and "Traceback" not in done.stderr
 
 
@@ -172,3 +176,22 @@ def test_malformed_compute_group_credentials_end_in_one_line(tmp_path, capsys, m
     assert out == "" and len(err.splitlines()) == 1
     assert "DCP_COMPUTE_GROUP: compute group credentials must look like" in err
     assert "no-colon-here" not in err  # a secret is never echoed
+
+
+def test_the_verdict_is_read_from_report_json_beside_the_report(tmp_path, capsys):
+    from flows.__main__ import print_verdict
+
+    record = {
+        "summary": {"contrast": "AML (case) vs ALL (control)"},
+        "top_signatures": [{"signature": 3, "mean_auc": 0.97, "probesets": "a_at (CST3), b_at"}],
+        "selection_adjusted_p": 0.0244,
+        "selection_adjusted_p_min": 0.0244,
+        "null": {"n_permutations": 40},
+    }
+    (tmp_path / "report.json").write_text(json.dumps(record))
+    print_verdict(tmp_path / "report.html")
+    out = capsys.readouterr().out
+    assert "best signature #3 (2 genes): CST3, b_at" in out
+    assert "selection-adjusted p 0.0244 (smallest attainable 0.0244 with 40 permutations)" in out
+    print_verdict(tmp_path / "elsewhere" / "report.html")  # no report.json: nothing, no error
+    assert capsys.readouterr().out == ""
