@@ -24,6 +24,7 @@ import types
 import uuid
 from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from urllib.parse import urlsplit
 
 from tasks.execution.client import redact_tokens, retrying_session
@@ -124,7 +125,7 @@ class ProgressCounter:
     def install(self) -> None:
         """Register as `sys.modules['dcp']`, as the worktime registers its JS module."""
         module = types.ModuleType("dcp")
-        module.progress = self.progress
+        module.__dict__["progress"] = self.progress  # a module made at run time
         sys.modules["dcp"] = module
 
 
@@ -188,8 +189,9 @@ def _worker_main(conn: Connection, allowed: tuple[str, ...], work_source: str) -
             outcome, fields, reason = _run_slice(run, spec, element, datum, allowed, counter)
             if fields is not None:
                 post_envelope(session, spec["result_url"], fields, allowed)
-        except Exception:  # a fetch or post failed: the slice is lost
-            outcome, reason = "error", traceback.format_exc(1)
+        except Exception as exc:  # a fetch or post failed: the slice is lost
+            # One line (the exception, not its traceback): it is the slice's reason in the log.
+            outcome, reason = "error", "".join(traceback.format_exception_only(exc)).strip()
         conn.send((outcome, element, time.perf_counter() - started, redact_tokens(reason)))
 
 
@@ -201,7 +203,7 @@ def _injected_failure(datum, *args):
 
 @dataclass
 class _Worker:
-    process: mp.Process
+    process: BaseProcess  # made by a spawn context: not an mp.Process
     conn: Connection
     element: int | None = None
     started: float = 0.0
