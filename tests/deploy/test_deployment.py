@@ -117,7 +117,7 @@ def test_a_run_s_parameters_merge_with_the_deployment_s(deployed):
     parameters = api(deployed, "GET", f"/flow_runs/{flow_run_id}")["parameters"]
     api(deployed, "DELETE", f"/flow_runs/{flow_run_id}")  # no worker may pick it up
     assert parameters["n_signatures"] == 12
-    assert parameters["backend"] == "dcp" and parameters["dcp"]["target_slice_seconds"] == 200
+    assert parameters["backend"] == "dcp" and parameters["dcp"]["target_slice_seconds"] == 250
     assert parameters["server_url"] == "http://192.0.2.10:5001"
     assert parameters["dcp"]["compute_group_block"] == "dcp-compute-group"
 

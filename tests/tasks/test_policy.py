@@ -58,11 +58,12 @@ def test_local_slices_take_the_parameter_and_dcp_slices_fill_their_target(datase
     local = SearchParameters(signatures_per_slice=7)
     assert slice_size(local, dataset, None) == 7
     dcp = SearchParameters(backend="dcp", signatures_per_slice=7)
-    expected = sizing.signatures_per_slice(200.0, 38, dcp.classifiers, dcp.cv_folds)
+    target = sizing.DEFAULT_TARGET_SLICE_SECONDS
+    expected = sizing.signatures_per_slice(target, 38, dcp.classifiers, dcp.cv_folds)
     assert slice_size(dcp, dataset, None) == expected > 7
     # Sized on the samples the search sees: the discovery rows of a split.
     split = (list(range(20)), list(range(20, 38)))
-    on_discovery = sizing.signatures_per_slice(200.0, 20, dcp.classifiers, dcp.cv_folds)
+    on_discovery = sizing.signatures_per_slice(target, 20, dcp.classifiers, dcp.cv_folds)
     assert slice_size(dcp, dataset, split) == on_discovery != expected
     shorter = SearchParameters(backend="dcp", dcp={"target_slice_seconds": 20.0})
     assert slice_size(shorter, dataset, None) < expected
