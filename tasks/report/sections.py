@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tasks.report import verdict
 from tasks.report.analysis import (
     Analysis,
     GenePower,
@@ -63,6 +64,58 @@ def _plots(content: Content, *names: str) -> tuple[Plot, ...]:
     )
 
 
+def verdict_section(content: Content) -> Section:
+    """What was found, how sure, at what cost: the first screen of the report."""
+    analysis, overview = content.analysis, content.summary.overview
+    ranked = analysis.top.dropna(subset=["mean_auc"])
+    if ranked.empty:
+        return Section("verdict", "Verdict", intro="No signature has a result: nothing to rank.")
+    best = ranked.iloc[0]
+    genes = [analysis.symbols.get(p, p) for p in str(best["probesets"]).split(",") if p]
+    auc = float(best["mean_auc"])
+    n_classifiers = len(content.classifiers)
+    items = {
+        "best signature": f"#{int(best['signature'])}, {len(genes)} genes: {', '.join(genes)}",
+        "its mean AUC": f"{auc:.4f} (cross-validated, mean of {n_classifiers} classifiers); "
+        f"median of all signatures {analysis.outcome['median mean AUC']}",
+    }
+    null = analysis.null
+    if null is None:
+        items["selection-adjusted p"] = "not computed (no permutation job)"
+        lead = f"The best of {len(analysis.signatures)} random signatures reaches a mean AUC of "
+        lead += f"{auc:.3f}; without a permutation job there is no test against selection."
+    else:
+        p = float(null.top["selection_adjusted_p"].iloc[0])
+        n = len(null.per_permutation)
+        needed = f"{null.threshold:.3f}" if np.isfinite(null.threshold) else "unreachable"
+        items["selection-adjusted p"] = (
+            f"{p:.3g} (smallest attainable {null.min_p:.3g} with {n} permutations; "
+            f"mean AUC needed for p = 0.05: {needed})"
+        )
+        items["random-signature baseline"] = verdict.baseline_verdict(null.baseline)
+        lead = (
+            f"The best of {null.n_searched} random signatures reaches a mean AUC of {auc:.3f}, "
+            f"selection-adjusted p {p:.3g} (smallest attainable {null.min_p:.3g}): it "
+            + verdict.selection_verdict(p, null.min_p, n)
+            + "."
+        )
+    if analysis.validation is not None and len(analysis.validation):
+        first = analysis.validation.iloc[0]
+        items["held-out validation"] = (
+            f"mean AUC {float(first['validation_mean_auc']):.4f} on the held-out samples "
+            f"against {float(first['discovery_mean_auc']):.4f} cross-validated on discovery"
+        )
+    items["contrast"] = f"{overview.get('contrast', '')}; samples {overview.get('samples', '')}"
+    items["cost"] = (
+        f"{analysis.outcome['signatures evaluated']} signatures x {n_classifiers} classifiers"
+        f" x {overview.get('cv folds', '?')} folds"
+        + (f", {overview['permutations']} on permuted labels" if null is not None else "")
+        + f"; {overview.get('run time', '?')} on the {overview.get('backend', '?')} backend, "
+        f"{overview.get('slices', '?')} slices, {overview.get('slices retried', 0)} retried"
+    )
+    return Section("verdict", "Verdict", intro=lead, items=items)
+
+
 def run_section(content: Content) -> Section:
     """What ran on what, and the headline numbers."""
     items = {**content.summary.overview, **content.analysis.outcome}
@@ -78,10 +131,27 @@ def signatures_section(content: Content) -> Section:
     n_top = len(content.analysis.top)
     shown = f", the first {len(rows)} shown" if len(rows) < n_top else ""
     share = f"{content.top_fraction * 100:g}%"
-    intro = f"The top {share} of ranked signatures by mean AUC: {n_top}{shown}."
+    intro = f"The top {share} of ranked signatures by mean AUC: {n_top}{shown}. "
+    intro += rank_p_meaning(content.analysis.null)
     table = table_view("signatures", "Top signatures", rows, "signatures.tsv")
     plots = _plots(content, "auc_by_classifier", "auc_by_length", "heatmap")
     return Section("signatures", "Top signatures", intro=intro, tables=(table,), plots=plots)
+
+
+def rank_p_meaning(null: NullEvidence | None) -> str:
+    """What the selection-adjusted p on every row means, and what it does not."""
+    if null is None:
+        return ""
+    return (
+        f"selection_adjusted_p, on every row: the chance that the best of {null.n_searched} "
+        "random signatures on permuted labels reaches that row's mean AUC (smallest attainable "
+        f"{null.min_p:.3g}). Only rank 1's answers the search's question, does the best "
+        "signature beat selection? Below rank 1 the p compares a signature with the best of "
+        f"{null.n_searched}, so it is conservative for it, and every row tests the same null "
+        "(the labels carry no information): several rows below 0.05 are one finding, not that "
+        "many significant signatures; whether a signature's own genes matter is what the "
+        "random-signature baseline and the per-gene evidence speak to."
+    )
 
 
 def null_section(content: Content) -> Section:
@@ -96,7 +166,9 @@ def null_section(content: Content) -> Section:
     return Section(
         "null",
         "Signal or selection?",
-        intro=selection_verdict(null, float(best["mean_auc"]), float(best["selection_adjusted_p"])),
+        intro=selection_verdict(null, float(best["mean_auc"]), float(best["selection_adjusted_p"]))
+        + " "
+        + rank_p_meaning(null),
         items=null_facts(null),
         tables=(table,),
         plots=_plots(content, "random_baseline"),
@@ -261,15 +333,17 @@ def versions_section(content: Content) -> Section:
     return Section("versions", "Versions", tables=(table,))
 
 
+# The answer first; how the run went (job ids, sha256, rounds, parameters) at the end.
 SECTIONS: tuple[Callable[[Content], Section], ...] = (
-    run_section,
+    verdict_section,
     signatures_section,
     null_section,
     validation_section,
     genes_section,
-    retries_section,
     downloads_section,
     methods_section,
+    run_section,
+    retries_section,
     parameters_section,
     versions_section,
 )

@@ -27,19 +27,22 @@ def selection_line(record: dict, best_auc: float) -> str:
         return "  selection-adjusted p: not computed (no permutation job; --n-permutations 0)"
     n = (record.get("null") or {}).get("n_permutations")
     perms = f" with {n} permutations" if n else ""
-    if p <= 0.05:
-        verdict = "beats what selecting the best of many random signatures gives"
-    elif floor > 0.05 and p <= floor * 1.1:  # at (or within a hair of) its floor
-        verdict = (
-            f"as small as {n or 'these'} permutations allow: too few to tell signal from "
-            "selection; p <= 0.05 needs --n-permutations 19 or more"
-        )
-    else:
-        verdict = "does not beat what selecting the best of many random signatures gives"
     return (
         f"  mean AUC {best_auc:.4f}, selection-adjusted p {p:.3g} "
-        f"(smallest attainable {floor:.3g}{perms})\n  -> {verdict}"
+        f"(smallest attainable {floor:.3g}{perms})\n  -> {selection_verdict(p, floor, n)}"
     )
+
+
+def selection_verdict(p: float, floor: float, n_permutations: int | None) -> str:
+    """What a selection-adjusted p says, given the smallest p its permutations can give."""
+    if p <= 0.05:
+        return "beats what selecting the best of many random signatures gives"
+    if floor > 0.05 and p <= floor * 1.1:  # at (or within a hair of) its floor
+        return (
+            f"as small as {n_permutations or 'these'} permutations allow: too few to tell "
+            "signal from selection; p <= 0.05 needs --n-permutations 19 or more"
+        )
+    return "does not beat what selecting the best of many random signatures gives"
 
 
 def baseline_line(record: dict) -> str:
@@ -47,6 +50,11 @@ def baseline_line(record: dict) -> str:
     base = record.get("random_signature_baseline")
     if not base:
         return "  random-signature baseline: not computed (no permutation job)"
+    return f"  random-signature baseline: {baseline_verdict(base)}"
+
+
+def baseline_verdict(base: dict) -> str:
+    """report.json's `random_signature_baseline` in a sentence, its numbers in brackets."""
     random, permuted = base["random_median_auc"], base["permuted_median_auc"]
     share = base["share_above_permuted_q95"]
     numbers = (
@@ -68,7 +76,7 @@ def baseline_line(record: dict) -> str:
         what = "random signatures separate the phenotypes better than chance, a minority well"
     else:
         what = "random signatures do not separate the phenotypes better than chance"
-    return f"  random-signature baseline: {what} ({numbers}, p {base['mean_auc_p']:.3g})"
+    return f"{what} ({numbers}, p {base['mean_auc_p']:.3g})"
 
 
 def verdict_lines(report_record: dict) -> list[str]:

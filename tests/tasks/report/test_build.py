@@ -7,6 +7,7 @@ import pandas as pd
 from tasks.io import save_tsv
 from tasks.report.analysis import with_selection_p
 from tasks.report.build import build_report
+from tasks.report.verdict import gene_names
 from tasks.science.tables import (
     null_means,
     selection_adjusted_p,
@@ -98,3 +99,20 @@ def test_report_lists_validated_signatures_in_discovery_order(tmp_path, report_i
         np.testing.assert_allclose(shown[column], expected[column], rtol=1e-12)
     power = record["gene_power"]
     assert power["needed"] >= 2 and power["tested"] > 100
+
+
+def test_the_report_opens_with_the_verdict_and_ends_with_the_run_details(tmp_path, report_inputs):
+    files = build_report(tmp_path, report_inputs)
+    html = files.html.read_text()
+    sections = [part.split('"', 1)[0] for part in html.split('<section id="')[1:]]
+    assert sections[0] == "verdict"
+    assert sections[-4:] == ["summary", "retries", "parameters", "versions"]
+    verdict = html.split('<section id="verdict">', 1)[1].split("</section>", 1)[0]
+    assert "selection-adjusted p" in verdict and "smallest attainable 0.167" in verdict
+    assert "random-signature baseline" in verdict and "cost" in verdict
+    assert "sha256" not in verdict and "job-a" not in verdict  # operational details at the end
+    genes = gene_names(files.top_signatures[0]["probesets"])  # by symbol where there is one
+    assert f"{len(genes)} genes: {', '.join(genes)}" in verdict
+    # Where the per-rank p-values are shown, what they mean and do not mean.
+    assert html.count("several rows below 0.05 are one finding") == 2
+    assert files.markdown.index("## Verdict") < files.markdown.index("## Run summary")
