@@ -6,12 +6,13 @@ import argparse
 import os
 import types
 from pathlib import Path
-from typing import Literal, NoReturn, Union, get_args, get_origin
+from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from flows.params import SearchParameters, preparation_options
+from tasks.execution.dcp import DcpOptions
 from tasks.io import read_input
 from tasks.science.dataset import DatasetError, PrepareOptions, prepare_dataset
 
@@ -52,7 +53,7 @@ GROUPS = {
     ),
     "files": ("results_dir", "data_dir", "database"),
 }
-METAVARS = {int: "N", float: "X", str: "TEXT"}
+METAVARS: dict[object, str] = {int: "N", float: "X", str: "TEXT"}  # by bare type
 
 
 class UsageError(ValueError):
@@ -84,9 +85,8 @@ def build_parser() -> StrictParser:
         group = parser.add_argument_group(f"{title} options")
         for name in names:
             add_option(group, FLAGS.get(name, flag(name)), name, fields[name])
-    dcp = fields["dcp"].annotation
     group = parser.add_argument_group("dcp options", "for --backend dcp")
-    for name, field in dcp.model_fields.items():
+    for name, field in DcpOptions.model_fields.items():  # the `dcp` field's model
         add_option(group, flag(f"dcp.{name}"), f"dcp.{name}", field)
     return parser
 
@@ -102,7 +102,7 @@ def add_option(group, option: str, dest: str, field: FieldInfo) -> None:
     default = field.get_default(call_default_factory=True)
     # argparse formats help with %: a description's "10%" would break --help.
     text = (field.description or "").replace("%", "%%")
-    options = {"dest": dest, "default": argparse.SUPPRESS, "help": text}
+    options: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": text}
     if kind is bool:
         if default:
             options["help"] += " (default: on)"

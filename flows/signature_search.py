@@ -208,6 +208,7 @@ def validate(
         search.signatures, search.records, params.classifiers, params.top_fraction
     )
     slices = PlannedSlices(top, plan.slices.per_slice)
+    assert plan.split is not None, "validation runs only with a sample split"
     held_out = dataclasses.replace(ctx, config={**ctx.config, "validation_rows": plan.split[1]})
     job_id = validation_run_id(plan.run_id, top)
     return run_and_fetch(held_out, dataset, plan, job_id, slices, "validation")

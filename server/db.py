@@ -175,7 +175,7 @@ class GroupWriter:
         return [item for item in items if item[1].set_running_or_notify_cancel()]
 
     def _commit(self, batch: list) -> None:
-        outcomes = []
+        outcomes: list[tuple[object, Exception | None]] = []  # (value, error) of each write
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             for write, _ in batch:
@@ -193,11 +193,11 @@ class GroupWriter:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             outcomes = [(None, exc)] * len(batch)
-        for (_, future), (value, exc) in zip(batch, outcomes):
-            if exc is None:
+        for (_, future), (value, error) in zip(batch, outcomes):
+            if error is None:
                 future.set_result(value)
             else:
-                future.set_exception(exc)
+                future.set_exception(error)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -293,6 +293,7 @@ def register_run(run_id: str, dataset: str, token_sha256: str, expected: list[in
 
     write(insert_or_rotate)
     stored = get_run(run_id)
+    assert stored is not None, "written or already there just now; runs are never deleted"
     return (stored["dataset"], stored["token_sha256"], stored["expected"]) == row[1:4]
 
 

@@ -30,7 +30,8 @@ def normalize_content(content: str, content_type: str) -> tuple[str, object]:
     try:
         value = json_value(content)
         if isinstance(value, str):
-            value, content = json_value(value), value
+            content = value
+            value = json_value(content)
     except ValueError as exc:
         abort(400, description=f"content {exc}")
     _check_unicode(value)

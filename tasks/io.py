@@ -20,6 +20,7 @@ import tempfile
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -345,7 +346,9 @@ def read_prepared(path: Path) -> tuple[list[str], pd.DataFrame]:
     """Load a prepared dataset (original layout) as labels and a samples x probesets frame."""
     # Exact round trip of the written floats: pandas 3 parses so by default and deprecates the
     # option; pandas 2 needs it.
-    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    exact: dict[str, Any] = (
+        {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    )
     frame = pd.read_csv(path, sep="\t", **exact)
     labels = frame.pop("phenotype").astype(str).tolist()
     return labels, frame.astype(np.float64)

@@ -40,7 +40,7 @@ class SearchRecords:
     """Signatures and records of every batch a report covers."""
 
     batches: tuple[int, ...]
-    signatures: list
+    signatures: Sequence[Signature]  # a batch's SignaturePlan, or a list over batches
     records: pd.DataFrame
     permutation_records: pd.DataFrame | None
 

@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
+from uuid import UUID
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -190,9 +191,12 @@ class SliceProgress(rounds.RunObserver):
     def __init__(self, job_name: str, kind: str, total: int, journal: Journal, run_id: str):
         self.job_name, self.kind, self.done = job_name, kind, -1
         self.journal, self.run_id = journal, run_id
-        self.artifact = create_progress_artifact(
+        artifact = create_progress_artifact(
             0.0, key=_artifact_key(f"{kind}-slices"), description=self.describe(0, total)
         )
+        # Prefect's async_dispatch types it `UUID | Coroutine`; called from sync code, a UUID.
+        assert isinstance(artifact, UUID), "progress artifact created from async code"
+        self.artifact = artifact
 
     def describe(self, done: int, total: int) -> str:
         """What the progress artifact says: `main job: 12/30 slices`."""
@@ -236,7 +240,7 @@ def run_slices_task(
     cache_policy=NO_CACHE,
 )
 def fetch_records_task(
-    client: ServerClient, run_id: str, dataset_sha256: str, path: str
+    client: ServerClient, run_id: str, dataset_sha256: str, path: Path
 ) -> pd.DataFrame:
     """Every stored result of a run as records (also written to `path`); refuse other datasets'."""
     contents = []
@@ -246,7 +250,7 @@ def fetch_records_task(
             raise RuntimeError(f"slice {item['slice']} was computed on another dataset")
         contents.append(content)
     frame = records_from_results(contents)
-    save_tsv(frame, Path(path))
+    save_tsv(frame, path)
     return frame
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal, overload
 from urllib.parse import quote
 
 import requests
@@ -79,7 +80,16 @@ class ServerClient:
         self._session = retrying_session(allowed_methods=None)
         self._session.headers["Authorization"] = f"Bearer {self.admin_token}"
 
-    def _call(self, method: str, path: str, missing_ok: bool = False, **kwargs) -> dict | None:
+    @overload
+    def _call(
+        self, method: str, path: str, missing_ok: Literal[False] = False, **kwargs: Any
+    ) -> dict: ...
+
+    @overload
+    def _call(self, method: str, path: str, missing_ok: bool, **kwargs: Any) -> dict | None: ...
+
+    def _call(self, method: str, path: str, missing_ok: bool = False, **kwargs: Any) -> dict | None:
+        """The JSON answer; None for a 404 with `missing_ok`, RuntimeError for other errors."""
         response = self.ride_out(lambda: self._answer(method, path, **kwargs))
         if missing_ok and response.status_code == 404:
             return None

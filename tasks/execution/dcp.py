@@ -87,7 +87,10 @@ def compute_group_from(block_name: str) -> ComputeGroup | None:
     if block_name:
         from prefect.blocks.system import Secret
 
-        value = Secret.load(block_name).get()
+        block = Secret.load(block_name)
+        # Prefect's async_dispatch types it `Secret | Coroutine`; called from sync code, a block.
+        assert isinstance(block, Secret), "compute group loaded from async code"
+        value = block.get()
     if not value:
         return None
     key, sep, secret = str(value).partition(":")

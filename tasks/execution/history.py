@@ -78,7 +78,7 @@ def _seconds(iso: str) -> float:
 
 def run_times(history: list[dict], now: float) -> dict:
     """The run's time over its flow attempts: their sum, the span, and each attempt's."""
-    spans: dict[str, list[float]] = {}
+    spans: dict[str | None, list[float]] = {}  # [start, end] by flow attempt id
     for line in history:
         key = line.get("flow_attempt")
         if line.get("event") == "flow_attempt":
@@ -92,11 +92,12 @@ def run_times(history: list[dict], now: float) -> dict:
     if spans:
         last = list(spans)[-1]
         spans[last][1] = max(spans[last][1], now)  # the attempt running now
-    attempts = [{"flow_attempt": k, "seconds": round(b - a, 3)} for k, (a, b) in spans.items()]
+    seconds = {k: round(b - a, 3) for k, (a, b) in spans.items()}
+    attempts = [{"flow_attempt": k, "seconds": s} for k, s in seconds.items()]
     starts = [a for a, _ in spans.values()] or [now]
     ends = [b for _, b in spans.values()] or [now]
     return {
-        "seconds": round(sum(a["seconds"] for a in attempts), 3),
+        "seconds": round(sum(seconds.values()), 3),
         "span_seconds": round(max(ends) - min(starts), 3),
         "flow_attempts": attempts,
     }

@@ -57,8 +57,12 @@ class Backend(Protocol):
     server, instead of the data: the DCP scheduler then never sees them.
     """
 
-    parallelism: int
-    remote_inputs: bool
+    # Read-only: a backend may give them as properties (computed from its options).
+    @property
+    def parallelism(self) -> int: ...
+
+    @property
+    def remote_inputs(self) -> bool: ...
 
     def deploy(self, spec: JobSpec) -> JobHandle:
         """Start a job and return its handle."""

@@ -351,7 +351,8 @@ class RoundWatch:
 
     def note(self, event: SliceEvent) -> None:
         """Log a backend event; keep slice failure reasons and how the job ended."""
-        slice_no, job_id = self.elements.get(event.element), self.handle.job_id
+        job_id = self.handle.job_id
+        slice_no = None if event.element is None else self.elements.get(event.element)
         if event.kind in ("error", "lost") and slice_no is not None:
             self.reasons[slice_no] = f"{event.kind}: {event.message}".strip()
             self.logger.warning("slice %s %s: %s", slice_no, event.kind, event.message)

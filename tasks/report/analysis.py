@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,10 @@ class ReportInputs:
     dataset_path: Path
     case: str
     control: str
-    signatures: list[Signature]
+    signatures: Sequence[Signature]
     records: pd.DataFrame
     permutation_records: pd.DataFrame | None
-    classifiers: list[str]
+    classifiers: Sequence[str]
     failed_signatures: frozenset[int]
     top_fraction: float
     annotation_path: Path | None
@@ -201,7 +202,7 @@ def with_selection_p(table: pd.DataFrame, null: NullEvidence | None) -> pd.DataF
         values[ranked] = selection_adjusted_p(
             out.loc[ranked, "mean_auc"].to_numpy(), null.means, null.n_searched
         )
-    out.insert(out.columns.get_loc("probesets"), "selection_adjusted_p", values)
+    out.insert(list(out.columns).index("probesets"), "selection_adjusted_p", values)
     return out
 
 
@@ -272,7 +273,7 @@ def analyse(
     )
 
 
-def top_signature_rows(analysis: Analysis, classifiers: list[str]) -> pd.DataFrame:
+def top_signature_rows(analysis: Analysis, classifiers: Sequence[str]) -> pd.DataFrame:
     """The best signatures as the report lists them, gene symbols beside probesets."""
     auc = [f"auc_{c}" for c in classifiers]
     columns = ["rank", "signature", "length", "mean_auc", *auc, "selection_adjusted_p"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def figures(analysis: Analysis, classifiers: list[str]) -> dict[str, Figure]:
+def figures(analysis: Analysis, classifiers: Sequence[str]) -> dict[str, Figure]:
     """Every plot of the report by file stem, in the order the report shows them."""
     heat = analysis.heatmap
     drawn = {
@@ -37,7 +38,7 @@ def figures(analysis: Analysis, classifiers: list[str]) -> dict[str, Figure]:
     return drawn
 
 
-def plot_auc_by_classifier(signatures: pd.DataFrame, classifiers: list[str]) -> Figure:
+def plot_auc_by_classifier(signatures: pd.DataFrame, classifiers: Sequence[str]) -> Figure:
     """AUC distribution per classifier."""
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 from dataclasses import KW_ONLY, dataclass
+from typing import TYPE_CHECKING, cast
 
 import jinja2
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pandas._typing import Scalar
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ def cell_text(value: object) -> str | Link:
     """A cell as shown: floats to 4 significant digits, missing values empty."""
     if isinstance(value, Link):
         return value
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
+    # A cell is a scalar (pandas-stubs' isna takes scalars, not any object).
+    if value is None or (not isinstance(value, str) and pd.isna(cast("Scalar", value))):
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"

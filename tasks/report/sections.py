@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +48,7 @@ class Content:
 
     analysis: Analysis
     summary: RunSummary
-    classifiers: list[str]
+    classifiers: Sequence[str]
     top_fraction: float
     pngs: dict[str, bytes]  # plot file stem -> PNG
     files: list[str]  # TSV files beside the report, by name

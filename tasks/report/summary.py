@@ -42,7 +42,7 @@ def run_summary(
 ) -> RunSummary:
     """The summary of a run: its dataset, jobs, retries, parameters and package versions."""
     jobs = {"main": main} | ({"permutation": perm} if perm else {})
-    overview = {
+    overview: dict[str, str | int] = {
         "run id": main.run_id,
         "dataset": params.input_path,
         "dataset sha256": dataset.sha256,

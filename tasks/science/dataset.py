@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -166,7 +167,8 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
         if options.log2_transform:
             if float(matrix.to_numpy().min()) <= 0:
                 raise DatasetError(f"{path}: cannot log2-transform values <= 0")
-            matrix = np.log2(matrix)
+            # A ufunc on a DataFrame gives a DataFrame (pandas-stubs type it as an ndarray).
+            matrix = cast(pd.DataFrame, np.log2(matrix))
             decisions.append(f"log2-transformed (max value {high:g} looked like raw intensities)")
         else:
             warnings.append(

@@ -151,7 +151,7 @@ def plan_indices(
 
 
 @dataclass(frozen=True, eq=False)
-class SignaturePlan(Sequence):
+class SignaturePlan(Sequence[Signature]):
     """A plan held compactly: a read-only sequence of `Signature`, built on access."""
 
     probesets: tuple[str, ...]
@@ -306,7 +306,7 @@ def slice_signature_ids(
 ) -> set[int]:
     """Ids of the signatures packed into the given slices (numbered from 1), without packing."""
     _check_per_slice(signatures_per_slice)
-    ids = set()
+    ids: set[int] = set()
     for number in slice_numbers:
         start = (number - 1) * signatures_per_slice
         chunk = signatures[start : start + signatures_per_slice] if number >= 1 else []
@@ -385,7 +385,7 @@ def permutation_slices(
     panel: Sequence[Signature], n_permutations: int, seed: int, signatures_per_slice: int
 ) -> list[dict]:
     """The null panel packed into slices once per label permutation, numbered from 1."""
-    slices = []
+    slices: list[dict] = []
     for permutation_seed in permutation_seeds(n_permutations, seed):
         for chunk in pack_slices(panel, signatures_per_slice):
             slices.append({**chunk, "slice": len(slices) + 1, "permutation_seed": permutation_seed})

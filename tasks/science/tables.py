@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 import pandas as pd
@@ -52,10 +53,10 @@ def sort_records(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def signature_table(
-    signatures: list[Signature],
+    signatures: Sequence[Signature],
     records: pd.DataFrame,
-    classifiers: list[str],
-    failed_signatures: set[int],
+    classifiers: Sequence[str],
+    failed_signatures: AbstractSet[int],
 ) -> pd.DataFrame:
     """One row per planned signature: AUC/accuracy per classifier, mean AUC, rank, status."""
     ids = np.array([s.id for s in signatures], dtype=np.int64)
@@ -107,7 +108,10 @@ def top_signatures(table: pd.DataFrame, fraction: float) -> pd.DataFrame:
 
 
 def top_signature_list(
-    signatures: list[Signature], records: pd.DataFrame, classifiers: list[str], fraction: float
+    signatures: Sequence[Signature],
+    records: pd.DataFrame,
+    classifiers: Sequence[str],
+    fraction: float,
 ) -> list[Signature]:
     """The report's top signatures (by the signature table's ranking), as planned."""
     table = signature_table(signatures, records, classifiers, set())
@@ -116,7 +120,10 @@ def top_signature_list(
 
 
 def validation_table(
-    top: list[Signature], discovery: pd.DataFrame, validation: pd.DataFrame, classifiers: list[str]
+    top: list[Signature],
+    discovery: pd.DataFrame,
+    validation: pd.DataFrame,
+    classifiers: Sequence[str],
 ) -> pd.DataFrame:
     """Top signatures' discovery (cross-validated) and held-out AUCs, in discovery rank order."""
     held_out = signature_table(top, validation, classifiers, set()).set_index("signature")
