@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import types
 from pathlib import Path
@@ -71,8 +72,21 @@ class StrictParser(argparse.ArgumentParser):
         super().__init__(prog=PROG, usage="%(prog)s [options]", allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        """Raise instead of printing the usage block and exiting."""
-        raise UsageError(message)
+        """Raise instead of printing the usage block and exiting; name the nearest option."""
+        raise UsageError(message + self.nearest_option(message))
+
+    def nearest_option(self, message: str) -> str:
+        """'; did you mean --n-signatures?' for a misspelt option in `message`, else ''."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        for word in message.removeprefix("unrecognized arguments:").split():
+            if word.startswith("--"):
+                given = word.split("=", 1)[0]
+                close = difflib.get_close_matches(given, options, n=1, cutoff=0.6)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
 
 
 def build_parser() -> StrictParser:

@@ -193,6 +193,21 @@ def _geo_fields(lines: list[str], key: str) -> list[list[str]]:
     return [[v.strip().strip('"') for v in r.split("\t")[1:]] for r in rows]
 
 
+def _geo_field_choices(meta: list[str]) -> str:
+    """The `!Sample_characteristics_ch1` fields a file has, and how to choose one."""
+    fields = []
+    for row in _geo_fields(meta, "!Sample_characteristics_ch1"):
+        names = {v.split(":", 1)[0].strip() for v in row if ":" in v}
+        if len(names) == 1 and all(":" in v for v in row):
+            name = names.pop()
+            values = sorted({v.split(":", 1)[1].strip() for v in row})
+            shown = ", ".join(values[:4]) + (", ..." if len(values) > 4 else "")
+            fields.append(f"'{name}' ({len(values)} values: {shown})")
+    if not fields:
+        return "the file has no !Sample_characteristics_ch1 fields to choose from"
+    return "choose one with --phenotype-field; characteristics fields: " + "; ".join(fields)
+
+
 def read_geo_series_matrix(text: str, path: Path, phenotype_field: str | None) -> RawDataset:
     """Read a GEO series matrix: `!Sample_` metadata and the table between its markers."""
     lines = text.splitlines()
@@ -213,7 +228,12 @@ def read_geo_series_matrix(text: str, path: Path, phenotype_field: str | None) -
             if row and all(v.lower().startswith(prefix) for v in row):
                 labels = [v.split(":", 1)[1].strip() for v in row]
     if not labels:
-        raise DatasetError(f"{path}: no phenotype field {where}")
+        raise DatasetError(f"{path}: no phenotype field {where}; {_geo_field_choices(meta)}")
+    if not phenotype_field and len(set(labels)) < 2:
+        raise DatasetError(
+            f"{path}: {where} gives one label {sorted(set(labels))} for every sample; "
+            + _geo_field_choices(meta)
+        )
     header, body = _read_table("\n".join(lines[begin + 1 : end]), path, "\t", begin + 2)
     header = [h.strip('"') for h in header]
     samples = header[1:]
@@ -234,8 +254,9 @@ def read_matrix_with_sheet(
     """Read probesets x samples (CSV/TSV) and take phenotypes from a sample sheet."""
     if sheet_path is None:
         raise DatasetError(
-            f"{path}: looks like an expression matrix (no 'phenotype' column); "
-            "give a sample sheet (sample id -> phenotype)"
+            f"{path}: looks like an expression matrix (probesets as rows, no 'phenotype' "
+            "column); give its sample sheet with --sample-sheet FILE (first column the sample "
+            "ids of the matrix's header, a 'phenotype' column or one named by --phenotype-field)"
         )
     header, body = _read_table(text, path, sniff_delimiter(text.split("\n", 1)[0]))
     samples = header[1:]

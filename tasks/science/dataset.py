@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,6 +15,14 @@ import pandas as pd
 RAW_INTENSITY_MAX = 100.0
 # Linear intensities reach ~1e6; beyond this, variances overflow and every t is NaN.
 MAX_ABS_VALUE = 1e12
+
+
+# The input layouts in words, as the README names them (the log's "input layout: ...").
+LAYOUT_WORDS = {
+    "seed": "the tutorial's layout (samples as rows, a phenotype column)",
+    "geo": "a GEO series matrix",
+    "matrix": "an expression matrix (probesets as rows) with a sample sheet",
+}
 
 
 class DatasetError(ValueError):
@@ -75,6 +84,15 @@ class PreparedDataset:
     warnings: list[str] = field(default_factory=list)
 
 
+def nearest_label(label: str, present: list[str]) -> str:
+    """'; labels are case-sensitive: did you mean AML?' (or the nearest spelling), else ''."""
+    same = [k for k in present if k.casefold() == label.casefold()]
+    if same:
+        return f"; labels are case-sensitive: did you mean {same[0]}?"
+    close = difflib.get_close_matches(label, present, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def choose_contrast(labels: list[str], case: str | None, control: str | None, path: Path):
     """Pick (case, control); with two labels and none chosen, the minority is the case."""
     counts = Counter(labels)
@@ -83,7 +101,10 @@ def choose_contrast(labels: list[str], case: str | None, control: str | None, pa
     present = sorted(counts)
     for name, label in (("case", case), ("control", control)):
         if label is not None and label not in counts:
-            raise DatasetError(f"{path}: {name} label '{label}' not found; labels: {present}")
+            raise DatasetError(
+                f"{path}: {name} label '{label}' not found; labels: {present}"
+                + nearest_label(label, present)
+            )
     if case is None and control is None:
         if len(present) != 2:
             raise DatasetError(f"{path}: {len(present)} labels {present}; choose case and control")
@@ -138,7 +159,7 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
         raise DatasetError(f"{path}: no samples")
     check_unique(raw.sample_ids, "sample", path)
     case, control, contrast_note = choose_contrast(raw.labels, options.case, options.control, path)
-    decisions = [f"input layout: {raw.layout}", contrast_note]
+    decisions = [f"input layout: {LAYOUT_WORDS.get(raw.layout, raw.layout)}", contrast_note]
     warnings: list[str] = []
     keep = [lab in (case, control) for lab in raw.labels]
     dropped = Counter(lab for lab, k in zip(raw.labels, keep) if not k)

@@ -195,3 +195,25 @@ def test_the_verdict_is_read_from_report_json_beside_the_report(tmp_path, capsys
     assert "selection-adjusted p 0.0244 (smallest attainable 0.0244 with 40 permutations)" in out
     print_verdict(tmp_path / "elsewhere" / "report.html")  # no report.json: nothing, no error
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--n-signatres", "40"], "unrecognized arguments: --n-signatres 40; did you mean --n-signatures?"),
+        (["--phenotype_field", "x"], "did you mean --phenotype-field?"),
+        (["--case", "aml"], "labels are case-sensitive: did you mean AML?"),
+        (["--control", "ALLL"], "control label 'ALLL' not found; labels: ['ALL', 'AML']; did you mean ALL?"),
+    ],
+)  # fmt: skip
+def test_a_misspelt_flag_or_label_gets_the_nearest_match(tmp_path, capsys, argv, said):
+    files = ["--results-dir", str(tmp_path / "r"), "--data-dir", str(tmp_path / "d")]
+    assert main(["--input", str(GOLUB), *argv, *files]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and said in err, err
+
+
+def test_an_unknown_flag_with_nothing_near_gets_no_guess():
+    with pytest.raises(UsageError) as info:
+        parse_parameters(["--zzz"])
+    assert "did you mean" not in str(info.value)

@@ -171,3 +171,40 @@ def test_class_size_problem_names_the_first_class_too_small_for_the_folds():
     assert class_size_problem(labels, ["a", "b"], 3) == too_few
     assert class_size_problem(iter(labels), ["c", "b"], 3).startswith("class 'c' has 0 samples")
     assert class_size_problem(labels, ["a", "b"], 2) is None
+
+
+def test_a_geo_matrix_without_a_phenotype_field_lists_its_characteristics(tmp_path):
+    source = "!Sample_source_name_ch1\t" + "\t".join('"bone marrow"' for _ in range(6)) + "\n"
+    text = geo_text().replace(
+        "!Sample_characteristics_ch1", source + "!Sample_characteristics_ch1", 1
+    )
+    with pytest.raises(DatasetError) as info:
+        prepare(write(tmp_path, "GSE1_series_matrix.txt", text))
+    said = str(info.value)
+    assert "one label ['bone marrow'] for every sample" in said
+    assert "choose one with --phenotype-field" in said
+    assert "'tissue' (1 values: skin); 'disease state' (2 values: Ps, PsA)" in said
+
+
+def test_a_wrong_geo_field_gets_the_same_list(tmp_path):
+    with pytest.raises(DatasetError) as info:
+        prepare(write(tmp_path, "g.txt", geo_text()), phenotype_field="genotype")
+    assert "--phenotype-field; characteristics fields: 'tissue'" in str(info.value)
+    assert "'disease state' (2 values: Ps, PsA)" in str(info.value)
+
+
+def test_a_csv_matrix_without_a_sample_sheet_names_the_option(tmp_path):
+    with pytest.raises(DatasetError, match="give its sample sheet with --sample-sheet FILE"):
+        prepare(write(tmp_path, "m.csv", "id,S1,S2\ng1,1.0,2.0\n"))
+
+
+def test_a_label_in_the_wrong_case_gets_a_hint(tmp_path):
+    with pytest.raises(DatasetError, match="labels are case-sensitive: did you mean A\\?"):
+        prepare(write(tmp_path, "d.tsv", SEED), case="a", control="B")
+
+
+def test_the_layout_is_said_in_words(tmp_path):
+    prepared = prepare(write(tmp_path, "d.tsv", SEED), case="A", control="B")
+    assert prepared.decisions[0] == (
+        "input layout: the tutorial's layout (samples as rows, a phenotype column)"
+    )
