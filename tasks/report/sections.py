@@ -143,7 +143,7 @@ def rank_p_meaning(null: NullEvidence | None) -> str:
     if null is None:
         return ""
     return (
-        f"selection_adjusted_p, on every row: the chance that the best of {null.n_searched} "
+        f"The selection_adjusted_p of every row is the chance that the best of {null.n_searched} "
         "random signatures on permuted labels reaches that row's mean AUC (smallest attainable "
         f"{null.min_p:.3g}). Only rank 1's answers the search's question, does the best "
         "signature beat selection? Below rank 1 the p compares a signature with the best of "

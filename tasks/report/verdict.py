@@ -29,7 +29,7 @@ def selection_line(record: dict, best_auc: float) -> str:
     perms = f" with {n} permutations" if n else ""
     return (
         f"  mean AUC {best_auc:.4f}, selection-adjusted p {p:.3g} "
-        f"(smallest attainable {floor:.3g}{perms})\n  -> {selection_verdict(p, floor, n)}"
+        f"(smallest attainable {floor:.3g}{perms})\n  -> it {selection_verdict(p, floor, n)}"
     )
 
 
@@ -39,8 +39,8 @@ def selection_verdict(p: float, floor: float, n_permutations: int | None) -> str
         return "beats what selecting the best of many random signatures gives"
     if floor > 0.05 and p <= floor * 1.1:  # at (or within a hair of) its floor
         return (
-            f"as small as {n_permutations or 'these'} permutations allow: too few to tell "
-            "signal from selection; p <= 0.05 needs --n-permutations 19 or more"
+            f"cannot be told from selection with {n_permutations or 'so few'} permutations: its "
+            "p is the smallest they allow (p <= 0.05 needs --n-permutations 19 or more)"
         )
     return "does not beat what selecting the best of many random signatures gives"
 

@@ -60,14 +60,14 @@ def test_a_p_above_005_that_cannot_reach_it_says_so():
     record |= {"selection_adjusted_p": 1 / 6, "selection_adjusted_p_min": 1 / 6}
     record["null"]["n_permutations"] = 5
     text = "\n".join(verdict_lines(record))
-    assert "as small as 5 permutations allow: too few to tell signal from selection" in text
-    assert "--n-permutations 19 or more" in text
+    assert "-> it cannot be told from selection with 5 permutations" in text
+    assert "its p is the smallest they allow (p <= 0.05 needs --n-permutations 19 or more)" in text
 
 
 def test_a_p_above_005_above_its_floor_does_not_beat_selection():
     record = copy.deepcopy(RECORD) | {"selection_adjusted_p": 0.31}
     text = "\n".join(verdict_lines(record))
-    assert "-> does not beat what selecting the best of many random signatures gives" in text
+    assert "-> it does not beat what selecting the best of many random signatures gives" in text
 
 
 def test_without_a_null_the_verdict_says_it_was_not_computed():
