@@ -202,7 +202,8 @@ def _geo_field_choices(meta: list[str]) -> str:
             name = names.pop()
             values = sorted({v.split(":", 1)[1].strip() for v in row})
             shown = ", ".join(values[:4]) + (", ..." if len(values) > 4 else "")
-            fields.append(f"'{name}' ({len(values)} values: {shown})")
+            count = f"{len(values)} value{'' if len(values) == 1 else 's'}"
+            fields.append(f"'{name}' ({count}: {shown})")
     if not fields:
         return "the file has no !Sample_characteristics_ch1 fields to choose from"
     return "choose one with --phenotype-field; characteristics fields: " + "; ".join(fields)

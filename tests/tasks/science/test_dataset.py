@@ -183,7 +183,7 @@ def test_a_geo_matrix_without_a_phenotype_field_lists_its_characteristics(tmp_pa
     said = str(info.value)
     assert "one label ['bone marrow'] for every sample" in said
     assert "choose one with --phenotype-field" in said
-    assert "'tissue' (1 values: skin); 'disease state' (2 values: Ps, PsA)" in said
+    assert "'tissue' (1 value: skin); 'disease state' (2 values: Ps, PsA)" in said
 
 
 def test_a_wrong_geo_field_gets_the_same_list(tmp_path):
