@@ -254,3 +254,12 @@ def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker)
     assert sorted(first) == [1, 2]
     assert all("ValueError: dataset sha256" in reason for reason in first.values()), first
     assert worker.client.status("retried")["complete"]
+
+
+def test_a_slice_of_many_records_posts_its_result_through_the_workers_own_code(worker):
+    # 20 signatures x 6 classifiers: a result POST of 120 records, as DCP slices carry.
+    spec = worker.spec("many", golub_slices(20, 20))
+    report = worker.run(worker.export(spec), 1)
+    assert report["verdict"] == "complete", report
+    assert report["receipt"]["recorded"] == "stored", report
+    assert len(json.loads(report["result"])["records"]) == 20 * len(CLASSIFIERS)
