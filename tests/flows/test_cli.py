@@ -104,7 +104,7 @@ def test_an_abbreviated_option_exits_2_with_one_line():
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [
         "python -m flows: error: unrecognized arguments: --n-signature 100; "
-        "see python -m flows --help"
+        "did you mean --n-signatures?; see python -m flows --help"
     ]
 
 
