@@ -66,7 +66,11 @@ def failure_advice(exc: BaseException) -> str:
     from tasks.steps import failure_line
 
     line = failure_line(exc)
-    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+    # requests' errors are OSErrors too, but they are the network's, not the disk's.
+    import requests
+
+    network = isinstance(exc, ConnectionError | requests.RequestException)
+    if isinstance(exc, OSError) and not network:
         return f"{line}; fix that (disk space, permissions, the folder) and run the same command again: it resumes"
     return f"{line}; the run's results so far are kept: run the same command again to resume it"
 

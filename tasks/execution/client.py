@@ -47,6 +47,13 @@ class ServerUnreachable(ConnectionError):
     """The server did not answer (or answered 503) for as long as the client may wait."""
 
 
+# What a server that went away mid-request raises: refused or reset connections, timeouts,
+# and a body cut off while it was read (seen: IncompleteRead when the server was killed).
+TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
 # An outage is waited out with pauses doubling from 1 s up to this.
 MAX_OUTAGE_PAUSE = 30.0
 Logger = logging.Logger | logging.LoggerAdapter
@@ -105,7 +112,7 @@ class ServerClient:
             response = self._session.request(
                 method, self.base_url + path, timeout=self.timeout, **kwargs
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except TRANSPORT_ERRORS as exc:
             return None, f"{type(exc).__name__} on {method} {path}"
         if response.status_code == 503:
             return None, f"HTTP 503 on {method} {path}: {response.text[:200]}"

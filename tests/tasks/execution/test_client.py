@@ -1,5 +1,9 @@
 """ServerClient against the real server on loopback."""
 
+import socket
+import threading
+import time
+
 import pytest
 import requests
 
@@ -104,3 +108,31 @@ def test_exactly_full_batches_send_no_empty_request(client, monkeypatch):
     pairs = iter([(n, str(n)) for n in range(1, 5)])
     assert list(client.register_input_batches("run5", "{}", pairs, batch=2)) == [2, 4]
     assert len(calls) == 2
+
+
+def test_a_server_that_goes_away_mid_answer_is_waited_for_like_one_that_is_down():
+    # The first answer is cut off after its headers (as when the server is killed while it
+    # writes), the second is whole: the client waits it out and records the outage.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    whole = b'{"expected": 1, "received": [1]}'
+
+    def serve() -> None:
+        for answer in (b"x" * 10, whole):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            length = len(whole) if answer is whole else 1000
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+            conn.sendall(head.encode() + answer)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = ServerClient(
+        f"http://127.0.0.1:{port}", "a" * 32, ride_out_until=time.monotonic() + 120
+    )
+    client._session.mount("http://", requests.adapters.HTTPAdapter(max_retries=0))
+    assert client.status("run-x") == {"expected": 1, "received": [1]}
+    assert len(client.outages) == 1 and "ChunkedEncodingError" in client.outages[0].problem
+    thread.join(timeout=30)
+    listener.close()
