@@ -19,11 +19,13 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m flows --n-signatures 300 --workers 2
 
+# pytest on two processes, a test file each at a time (module fixtures stay whole): the
+# suite's whole runs mostly wait on subprocesses and sockets.
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The work function under the exact package versions DCP workers run.
 .venv-pyodide/.installed: Makefile

@@ -26,11 +26,11 @@ from ..conftest import GOLUB, ROOT
 # Whole runs on a loaded machine: bounded generously, against a hang only.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-# About 15 s of slices on one worker: long enough to break something while they run.
+# About 10 s of slices on one worker: long enough to break something while they run.
 ARGV = [
-    "--n-signatures", "60", "--signatures-per-slice", "2", "--min-len", "3", "--max-len", "6",
-    "--classifiers", "logistic,decision_tree", "--cv-folds", "3", "--n-permutations", "2",
-    "--null-signatures", "3", "--workers", "1", "--seed", "7", "--retry-backoff", "0.2",
+    "--n-signatures", "40", "--signatures-per-slice", "2", "--min-len", "3", "--max-len", "6",
+    "--classifiers", "logistic,decision_tree", "--cv-folds", "3", "--n-permutations", "0",
+    "--workers", "1", "--seed", "7", "--retry-backoff", "0.2",
     "--max-slice-retries", "1", "--input", str(GOLUB),
 ]  # fmt: skip
 OUTAGE_SECONDS = 15  # longer than the ~7 s the client's own HTTP retries ride out
@@ -199,7 +199,7 @@ def test_a_killed_flow_is_resumed_by_the_same_command_without_recomputing(tmp_pa
     assert tables(run_dir) == reference
     run = json.loads((run_dir / "run.json").read_text())
     deployed = [s for a in run["main"]["attempts"] for s in a["slices"]]
-    assert len(deployed) <= 30 - kept + 1  # only what had no result (one may have landed late)
+    assert len(deployed) <= 20 - kept + 1  # only what had no result (one may have landed late)
     assert len(run["times"]["flow_attempts"]) == 2
 
 

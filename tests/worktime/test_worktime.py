@@ -165,12 +165,13 @@ def test_with_remote_inputs_the_job_the_sdk_builds_names_no_probeset_label_or_da
 
 
 def test_a_slice_runs_as_on_cpython_and_reaches_the_sink_once_even_when_re_executed(worker):
-    slices = golub_slices(3, 3)
+    # 10 signatures x 6 classifiers: a result POST of 60 records through the worker's code.
+    slices = golub_slices(10, 10)
     spec = worker.spec("golub", slices)
     job = worker.export(spec)
     first, again = worker.run(job, 1), worker.run(job, 1)
     assert first["verdict"] == again["verdict"] == "complete", first
-    assert first["progressEvents"][-1] == 1 and len(first["progressEvents"]) >= 3 + 1
+    assert first["progressEvents"][-1] == 1 and len(first["progressEvents"]) >= 10 + 1
     assert first["receipt"]["recorded"] == "stored"
     assert again["receipt"]["recorded"] == "duplicate"  # other timings, same records
     # The worker fetched its datum, the config and the dataset from the server.
@@ -184,7 +185,7 @@ def test_a_slice_runs_as_on_cpython_and_reaches_the_sink_once_even_when_re_execu
     # The flow's own record fetch and aggregation accept what arrived.
     contents = [item["content"] for item in worker.client.iter_results("golub")]
     frame = records_from_results(contents)
-    assert len(frame) == 3 * len(CLASSIFIERS) and frame["auc"].notna().all()
+    assert len(frame) == 10 * len(CLASSIFIERS) and frame["auc"].notna().all()
 
 
 def test_a_slice_that_never_reports_progress_is_rejected_and_stores_nothing(worker):
@@ -254,12 +255,3 @@ def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker)
     assert sorted(first) == [1, 2]
     assert all("ValueError: dataset sha256" in reason for reason in first.values()), first
     assert worker.client.status("retried")["complete"]
-
-
-def test_a_slice_of_many_records_posts_its_result_through_the_workers_own_code(worker):
-    # 20 signatures x 6 classifiers: a result POST of 120 records, as DCP slices carry.
-    spec = worker.spec("many", golub_slices(20, 20))
-    report = worker.run(worker.export(spec), 1)
-    assert report["verdict"] == "complete", report
-    assert report["receipt"]["recorded"] == "stored", report
-    assert len(json.loads(report["result"])["records"]) == 20 * len(CLASSIFIERS)
