@@ -16,7 +16,7 @@ from tasks.execution.local import FaultPlan
 
 # The names, as choices in the form and on the command line. Spelled out: a type checker
 # cannot read a Literal made from a tuple; tests/flows/test_params.py checks they are
-# tasks.science.work.CLASSIFIERS, the names the work function knows.
+# tasks.science.worker.CLASSIFIERS, the names the work function knows.
 Classifier = Literal["logistic", "logistic_l1", "bagging", "random_forest", "svm", "decision_tree"]
 FAULTS_VARIABLE = "SIGSEARCH_TEST_FAULTS"  # the test hook's only way in: never a parameter
 TEST_ONLY = frozenset({"faults"})

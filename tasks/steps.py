@@ -47,7 +47,6 @@ from tasks.science.dataset import (
     DatasetError,
     PreparedSummary,
     PrepareOptions,
-    class_size_problem,
     prepare_dataset,
 )
 from tasks.science.plan import SearchProtocol, SignaturePlan, stratified_split
@@ -128,6 +127,8 @@ def split_samples_task(
     dataset_path: str, fraction: float, seed: int, cv_folds: int
 ) -> tuple[list[int], list[int]]:
     """Discovery and held-out sample rows of the prepared dataset, stratified and seeded."""
+    from tasks.science.worker import class_size_problem  # the worker's rule, loaded when used
+
     labels, _ = read_prepared(Path(dataset_path))
     try:
         discovery, held_out = stratified_split(labels, fraction, seed)

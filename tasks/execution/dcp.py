@@ -195,14 +195,12 @@ def build_job(dcp, spec: JobSpec, opts: DcpOptions, group: ComputeGroup | None):
     """Create the real job with `compute_for`, as the original example did (SDK initialised)."""
     import pythonmonkey as pm
 
-    from tasks.science import work
-
     make_url = pm.eval("(href) => new URL(href)")
     if spec.remote_inputs:  # DCP's remote input set: each worker fetches its slice's URL
         inputs, config = dcp.compute.RemoteDataSet(list(spec.slices)), make_url(spec.config_json)
     else:
         inputs, config = list(spec.slices), spec.config_json
-    job = dcp.compute_for(inputs, work.evaluate_slice, [make_url(spec.dataset_url), config])
+    job = dcp.compute_for(inputs, spec.work_source, [make_url(spec.dataset_url), config])
     job.public = {
         "name": opts.job_name,
         "description": spec.name,

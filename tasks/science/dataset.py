@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -143,17 +142,11 @@ def _to_float(cells: pd.DataFrame, path: Path) -> pd.DataFrame:
     return numeric
 
 
-def class_size_problem(labels: Iterable[str], classes: Iterable[str], cv_folds: int) -> str | None:
-    """Why `labels` cannot fill `cv_folds` stratified folds (a class too small), or None."""
-    counts = Counter(labels)
-    for label in classes:
-        if counts[label] < cv_folds:
-            return f"class '{label}' has {counts[label]} samples, fewer than cv_folds={cv_folds}"
-    return None
-
-
 def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset:
     """Validate a raw input and reduce it to a two-class float matrix (inputs unchanged)."""
+    # The worker's own rule, imported here: reading a dataset need not load scikit-learn.
+    from tasks.science.worker import class_size_problem
+
     path = raw.path
     if not raw.labels:
         raise DatasetError(f"{path}: no samples")

@@ -28,7 +28,7 @@ from tasks.execution import sizing
 from tasks.execution.client import ServerClient
 from tasks.execution.jobs import JobSpec
 from tasks.science.plan import pack_slices, plan_signatures
-from tasks.science.work import CLASSIFIERS
+from tasks.science.worker import CLASSIFIERS
 
 from ..conftest import GOLUB
 from ..dcp_offline import offline_sdk_env

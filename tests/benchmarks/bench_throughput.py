@@ -34,7 +34,8 @@ from tasks.execution.local import LocalBackend
 from tasks.io import read_input, save_prepared
 from tasks.science.dataset import PreparedSummary, PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
-from tasks.science.work import CLASSIFIERS, load_work_function
+from tasks.science.work import load_work_function
+from tasks.science.worker import CLASSIFIERS
 
 from ..conftest import GOLUB, ROOT
 from .bench_work import original_work
@@ -43,10 +44,12 @@ SEED = 42  # the flow's default seed
 
 
 def work_source_of(path: Path) -> str:
-    """The source of `evaluate_slice` in a work.py file, as workers are shipped it."""
+    """The text a work.py file ships to workers (an older one's `evaluate_slice` source)."""
     spec = importlib.util.spec_from_file_location("bench_work_source", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if hasattr(module, "work_function_source"):
+        return module.work_function_source()
     return inspect.getsource(module.evaluate_slice)
 
 

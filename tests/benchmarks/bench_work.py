@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from tasks.science.plan import pack_slices, plan_signatures
-from tasks.science.work import evaluate_slice
+from tasks.science.worker import evaluate_slice
 
 from ..conftest import GOLUB
 

@@ -21,7 +21,7 @@ from tasks.execution.jobs import JobSpec
 from tasks.io import read_input, save_prepared
 from tasks.science.dataset import PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
-from tasks.science.work import CLASSIFIERS, evaluate_slice
+from tasks.science.worker import CLASSIFIERS, evaluate_slice
 
 from ..conftest import GOLUB
 from ..dcp_offline import offline_sdk_env

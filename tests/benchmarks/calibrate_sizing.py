@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.science.plan import pack_slices, plan_signatures
-from tasks.science.work import CLASSIFIERS
+from tasks.science.worker import CLASSIFIERS
 
 from ..conftest import GOLUB, ROOT
 from ..worktime.pyodide_dist import pyodide_dir
@@ -63,7 +63,7 @@ def main() -> None:
                          "config": config, "classifiers": list(CLASSIFIERS)})  # fmt: skip
         (root / "jobs.json").write_text(json.dumps(jobs))
         (root / "script.py").write_text(SCRIPT)
-        work = ROOT / "tasks" / "science" / "work.py"
+        work = ROOT / "tasks" / "science" / "worker.py"
         node = ["node", ROOT / "tests" / "worktime" / "run-python.js", pyodide_dir()]
         args = [*node, root / "script.py", work, root / "jobs.json"]
         out = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from flows.params import TEST_ONLY, SearchParameters, flow_arguments, injected_faults
 from flows.signature_search import signature_search
-from tasks.science.work import CLASSIFIERS
+from tasks.science.worker import CLASSIFIERS
 
 SCHEMA = parameter_schema(signature_search).model_dump_for_openapi()
 MARKUP = re.compile(r"[<>|*`\[\]\\#]")  # what the UI's Markdown would render or swallow

@@ -1,7 +1,7 @@
 """Build a job with the real DCP SDK, offline, and export what DCP would hand a worker.
 
 Usage: python -m tests.worktime.export_job SPEC_JSON OUT_FILE
-(with SIGSEARCH_EXPORT_WORK_FUNCTION set to a function's source, that function is shipped)
+(with SIGSEARCH_EXPORT_WORK_FUNCTION set to a function's text, that text is shipped)
 
 The job is built exactly as the `dcp` backend builds it (`build_job`), then the SDK's own
 `Job._before_exec()` turns it into what `exec()` submits: the BiFrost2 wrapper work
@@ -12,8 +12,6 @@ client, scheduler and worker.
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import json
 import os
 import sys
@@ -33,18 +31,6 @@ EXPORT = """(job, kvin) => kvin.serialize({
 })"""
 
 
-def use_work_function(source: str, directory: Path) -> None:
-    """Ship another work function (a probe): the SDK needs it in a file to read its source."""
-    from tasks.science import work
-
-    path = directory / "exported_work_function.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("exported_work_function", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    work.evaluate_slice = next(f for f in vars(module).values() if inspect.isfunction(f))
-
-
 def export_job(spec: dict, out: Path) -> None:
     """Build the job from a JobSpec dict and write its worker-facing record."""
     import dcp
@@ -54,7 +40,7 @@ def export_job(spec: dict, out: Path) -> None:
     from tasks.execution.jobs import JobSpec
 
     if os.environ.get("SIGSEARCH_EXPORT_WORK_FUNCTION"):
-        use_work_function(os.environ["SIGSEARCH_EXPORT_WORK_FUNCTION"], out.parent)
+        spec = {**spec, "work_source": os.environ["SIGSEARCH_EXPORT_WORK_FUNCTION"]}
     dcp.init()
     job = build_job(dcp, JobSpec(**spec), DcpOptions(job_name="worktime conformance"), None)
     job._before_exec()

@@ -26,7 +26,8 @@ from tasks.io import read_input, save_prepared
 from tasks.science.dataset import PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
 from tasks.science.tables import records_from_results
-from tasks.science.work import evaluate_slice
+from tasks.science.work import work_function_source
+from tasks.science.worker import CLASSIFIERS, evaluate_slice
 
 from ..conftest import GOLUB
 from ..dcp_offline import offline_sdk_env
@@ -34,7 +35,6 @@ from .harness import export_job, run_slice
 from .pyodide_dist import pyodide_dir
 
 pytestmark = pytest.mark.worktime
-CLASSIFIERS = ["logistic", "logistic_l1", "bagging", "random_forest", "svm", "decision_tree"]
 PROBE = """def probe(datum, dataset, config):
     import json
     import dcp
@@ -83,7 +83,7 @@ class Worker:
             token=token,
             dataset_name="golub",
             config={**defaults, "dataset_sha256": self.summary.sha256, **config},
-            work_source="",
+            work_source=work_function_source(),
             max_retries=1,
             slice_timeout=300,
             deadline=time.monotonic() + 900,

@@ -69,7 +69,7 @@ def test_built_job_carries_what_the_local_backend_runs(offline_env):
     spec = {
         "name": "run-main#0",
         "slices": ['{"slice": 1}', '{"slice": 2}'],
-        "work_source": "",
+        "work_source": work_function_source(),
         "dataset_url": "http://10.1.2.3:5001/datasets/golub?token=t0k3n",
         "config_json": '{"case": "AML"}',
         "result_url": "http://10.1.2.3:5001/dcp-results/run?token=t0k3n",
@@ -92,7 +92,7 @@ def test_built_job_with_remote_inputs_has_a_remote_input_set_and_a_config_url(of
     spec = {
         "name": "run-main#0",
         "slices": urls,
-        "work_source": "",
+        "work_source": work_function_source(),
         "dataset_url": "http://10.1.2.3:5001/datasets/golub?token=t0k3n",
         "config_json": "http://10.1.2.3:5001/inputs/run/config?token=t0k3n",
         "result_url": "http://10.1.2.3:5001/dcp-results/run?token=t0k3n",

@@ -4,7 +4,7 @@ import pytest
 
 from tasks.execution import sizing
 from tasks.execution.dcp import DcpOptions
-from tasks.science.work import CLASSIFIERS
+from tasks.science.worker import CLASSIFIERS
 
 ALL = list(CLASSIFIERS)
 

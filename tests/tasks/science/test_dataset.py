@@ -7,7 +7,6 @@ from tasks.io import detect_layout, read_input, save_prepared
 from tasks.science.dataset import (
     DatasetError,
     PrepareOptions,
-    class_size_problem,
     prepare_dataset,
 )
 
@@ -163,14 +162,6 @@ def test_a_gzip_with_flipped_bytes_is_named(tmp_path):
     with pytest.raises(DatasetError, match="corrupt gzip data") as info:
         prepare(path)
     assert str(path) in str(info.value)
-
-
-def test_class_size_problem_names_the_first_class_too_small_for_the_folds():
-    labels = ["a"] * 5 + ["b"] * 2
-    too_few = "class 'b' has 2 samples, fewer than cv_folds=3"
-    assert class_size_problem(labels, ["a", "b"], 3) == too_few
-    assert class_size_problem(iter(labels), ["c", "b"], 3).startswith("class 'c' has 0 samples")
-    assert class_size_problem(labels, ["a", "b"], 2) is None
 
 
 def test_a_geo_matrix_without_a_phenotype_field_lists_its_characteristics(tmp_path):
