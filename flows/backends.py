@@ -6,9 +6,9 @@ import os
 
 from prefect import get_run_logger
 
-from flows.params import FAULTS_VARIABLE, SearchParameters
 from tasks.execution.jobs import Backend
 from tasks.execution.local import FaultPlan, LocalBackend
+from tasks.parameters import FAULTS_VARIABLE, SearchParameters
 
 
 def make_backend(params: SearchParameters, server_url: str) -> Backend:

@@ -12,9 +12,9 @@ from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from flows.params import SearchParameters, preparation_options
 from tasks.execution.dcp import DcpOptions
 from tasks.io import read_input
+from tasks.parameters import SearchParameters, preparation_options
 from tasks.science.dataset import DatasetError, PrepareOptions, prepare_dataset
 
 PROG = "python -m flows"

@@ -16,13 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.backends import make_backend
-from flows.params import (
-    TEST_ONLY,
-    SearchParameters,
-    injected_faults,
-    preparation_options,
-    takes_fields_of,
-)
+from flows.params import injected_faults, takes_fields_of
 from server.embedded import EmbeddedServer
 from tasks.execution import history
 from tasks.execution.client import ServerClient
@@ -36,6 +30,7 @@ from tasks.execution.rounds import (
 )
 from tasks.host import runtime_info
 from tasks.io import read_jsonl
+from tasks.parameters import TEST_ONLY, SearchParameters, preparation_options
 from tasks.policy import (
     RECORD_FILES,
     JobResults,

@@ -32,7 +32,7 @@ from tasks.science.plan import (
 )
 
 if TYPE_CHECKING:
-    from flows.params import SearchParameters
+    from tasks.parameters import SearchParameters
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ from tasks.execution.rounds import RunOutcome
 from tasks.science.dataset import PreparedSummary
 
 if TYPE_CHECKING:
-    from flows.params import SearchParameters
+    from tasks.parameters import SearchParameters
 
 LAYOUTS = {
     "seed": "samples as rows, a phenotype column (the original example's layout)",

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flows.params import SearchParameters
 from tasks.io import read_records, save_tsv
+from tasks.parameters import SearchParameters
 from tasks.report.build import ReportInputs, build_report
 from tasks.report.summary import RunSummary, parameter_table
 from tasks.science.destats import moderated_t

@@ -147,7 +147,8 @@ def flow_timeline(n_signatures: int, root: Path) -> list[tuple[str, float]]:
     """Run the whole flow in this process on 2 workers; seconds per phase, in order."""
     started = time.perf_counter()
     import flows.signature_search as module
-    from flows.params import SearchParameters, flow_arguments
+    from flows.params import flow_arguments
+    from tasks.parameters import SearchParameters
 
     phases = [("import Prefect and the flow", time.perf_counter() - started)]
     marks: list = []

@@ -8,8 +8,8 @@ import pytest
 
 from flows.__main__ import main
 from flows.cli import UsageError, parse_parameters
-from flows.params import TEST_ONLY, SearchParameters
 from tasks.execution.dcp import DcpOptions
+from tasks.parameters import TEST_ONLY, SearchParameters
 
 from ..conftest import GOLUB, ROOT
 

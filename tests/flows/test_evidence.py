@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.params import SearchParameters, flow_arguments
+from flows.params import flow_arguments
 from flows.signature_search import signature_search
+from tasks.parameters import SearchParameters
 
 from ..conftest import GOLUB
 

@@ -18,8 +18,8 @@ from prefect.client.schemas.filters import (
 from prefect.exceptions import ParameterBindError
 from pydantic import ValidationError
 
-from flows.params import FAULTS_VARIABLE
 from flows.signature_search import NothingComputed, SlicesFailed, signature_search
+from tasks.parameters import FAULTS_VARIABLE
 from tasks.science.dataset import DatasetError
 
 from ..conftest import GOLUB

@@ -5,10 +5,10 @@ import re
 
 import pytest
 from prefect.utilities.callables import parameter_schema
-from pydantic import ValidationError
 
-from flows.params import TEST_ONLY, SearchParameters, flow_arguments, injected_faults
+from flows.params import flow_arguments, injected_faults
 from flows.signature_search import signature_search
+from tasks.parameters import TEST_ONLY, SearchParameters
 from tasks.science.worker import CLASSIFIERS
 
 SCHEMA = parameter_schema(signature_search).model_dump_for_openapi()
@@ -62,21 +62,3 @@ def test_faults_come_from_the_test_hook_only(monkeypatch, value, faults):
     else:
         monkeypatch.setenv("SIGSEARCH_TEST_FAULTS", value)
     assert injected_faults() == faults
-
-
-def test_a_null_panel_of_one_signature_is_refused():
-    with pytest.raises(ValidationError, match="at least 2"):
-        SearchParameters(null_signatures=1)
-    assert SearchParameters(null_signatures=0).null_signatures == 0
-
-
-@pytest.mark.parametrize(
-    ("n", "per_slice", "ok"),
-    [(500_000, 1, True), (1_000_000, 1, False), (1_000_000, 2, True), (10_000_000, 20, True)],
-)
-def test_a_run_of_more_slices_than_can_be_registered_is_refused(n, per_slice, ok):
-    if ok:
-        SearchParameters(n_signatures=n, signatures_per_slice=per_slice)
-        return
-    with pytest.raises(ValidationError, match="1,000,000 slices; a run takes at most 500,000"):
-        SearchParameters(n_signatures=n, signatures_per_slice=per_slice)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from flows.params import SearchParameters
 from tasks.execution import sizing
 from tasks.execution.rounds import Attempt, RunOutcome
+from tasks.parameters import SearchParameters
 from tasks.policy import (
     JobResults,
     SearchRecords,

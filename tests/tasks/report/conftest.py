@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.params import SearchParameters
 from tasks.execution.rounds import Attempt, RunOutcome
+from tasks.parameters import SearchParameters
 from tasks.report.analysis import ReportInputs
 from tasks.report.summary import run_summary
 from tasks.science.plan import plan_signatures
