@@ -35,7 +35,7 @@ class Registration(BaseModel):
         return value
 
 
-class Attempt(BaseModel):
+class RetryJob(BaseModel):
     """A retry job: its attempt number and the plan slices its elements 1..n stand for."""
 
     model_config = ConfigDict(strict=True)
@@ -104,7 +104,7 @@ def register():
 def register_attempt(run_id: str):
     """Declare which plan slices a retry job's elements 1..n stand for."""
     refuse_if_finished(run_or_404(run_id))
-    body = parse_body(Attempt)
+    body = parse_body(RetryJob)
     if not db.register_attempt(run_id, body.attempt, body.slices):
         abort(409, description="attempt already registered with different slices")
     return jsonify(ok=True), 201

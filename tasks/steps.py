@@ -213,7 +213,7 @@ class SliceProgress(rounds.RunObserver):
         get_run_logger().info("%s: %d/%d slices done", self.job_name, done, total)
         terminal_progress(self.job_name, done, total)
 
-    def round_ended(self, attempt: rounds.Attempt) -> None:
+    def round_ended(self, attempt: rounds.Round) -> None:
         """Append the round to the run's history."""
         line = history.round_ended(self.journal.flow_attempt, self.run_id, self.kind, attempt)
         append_jsonl(line, self.journal.path)

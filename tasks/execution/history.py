@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.execution.rounds import Attempt, RunOutcome
+from tasks.execution.rounds import Round, RunOutcome
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def attempt_started(flow_attempt: str, flow_run_id: str) -> dict:
     return _stamped("flow_attempt", flow_attempt, flow_run_id=flow_run_id)
 
 
-def round_ended(flow_attempt: str, run_id: str, kind: str, attempt: Attempt) -> dict:
+def round_ended(flow_attempt: str, run_id: str, kind: str, attempt: Round) -> dict:
     """The line of one round of one job."""
     return {
         "event": "round",
@@ -48,7 +48,7 @@ def attempt_ended(flow_attempt: str, state: str) -> dict:
     return _stamped("flow_ended", flow_attempt, state=state)
 
 
-def earlier_rounds(history: list[dict], run_id: str, flow_attempt: str) -> list[Attempt]:
+def earlier_rounds(history: list[dict], run_id: str, flow_attempt: str) -> list[Round]:
     """The rounds of a server run that earlier flow attempts played, in order."""
     rounds = []
     for line in history:
@@ -58,15 +58,15 @@ def earlier_rounds(history: list[dict], run_id: str, flow_attempt: str) -> list[
             continue
         fields = dict(line["round"])
         fields["failed"] = {int(k): v for k, v in fields["failed"].items()}
-        rounds.append(Attempt(**fields))
+        rounds.append(Round(**fields))
     return rounds
 
 
-def with_earlier_rounds(outcome: RunOutcome, earlier: list[Attempt]) -> RunOutcome:
+def with_earlier_rounds(outcome: RunOutcome, earlier: list[Round]) -> RunOutcome:
     """This attempt's outcome, its rounds preceded by the earlier attempts' ones."""
     return RunOutcome(
         outcome.run_id,
-        attempts=[*earlier, *outcome.attempts],
+        rounds=[*earlier, *outcome.rounds],
         failed=dict(outcome.failed),
         conflicts=list(outcome.conflicts),
     )

@@ -37,7 +37,7 @@ class JobContext:
 
 
 @dataclass(frozen=True)
-class Attempt:
+class Round:
     """One round: the job that ran it, how it ended, why slices failed, and when it ran.
 
     A round the server's outage interrupted (`outage` says what it was) does not count
@@ -60,24 +60,24 @@ class RunOutcome:
     """What happened to a run's slices over all rounds."""
 
     run_id: str
-    attempts: list[Attempt] = field(default_factory=list)
+    rounds: list[Round] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # slice -> last reason
     conflicts: list[dict] = field(default_factory=list)  # re-executions that disagreed
 
     @property
     def job_ids(self) -> list[str]:
         """Every job deployed, in order."""
-        return [a.job_id for a in self.attempts]
+        return [a.job_id for a in self.rounds]
 
     @property
     def job_failure(self) -> str:
         """Why the last round's job failed as a whole ('' if it did not)."""
-        return self.attempts[-1].job_failure if self.attempts else ""
+        return self.rounds[-1].job_failure if self.rounds else ""
 
     @property
     def slices_retried(self) -> int:
         """Slice deployments after the first round."""
-        return sum(len(a.slices) for a in self.attempts[1:])
+        return sum(len(a.slices) for a in self.rounds[1:])
 
     def as_record(self) -> dict:
         """JSON-ready, for run.json and the report's summary."""
@@ -90,7 +90,7 @@ class RunObserver:
     def progress(self, done: int, total: int) -> None:
         """Slices with a result so far."""
 
-    def round_ended(self, attempt: Attempt) -> None:
+    def round_ended(self, attempt: Round) -> None:
         """A round ended (its job is over)."""
 
 
@@ -218,7 +218,7 @@ def run_slices(
             if time.monotonic() >= ctx.deadline:
                 break
         record = rounds.play_round(attempt, remaining)
-        outcome.attempts.append(record)
+        outcome.rounds.append(record)
         observer.round_ended(record)
         remaining, attempt = sorted(record.failed), attempt + 1
         if record.outage:
@@ -232,8 +232,8 @@ def run_slices(
             counted += 1
         pause = not record.outage
     outcome.conflicts = ctx.client.status(run_id).get("conflicts", [])
-    if outcome.attempts:
-        outcome.failed = dict(outcome.attempts[-1].failed)
+    if outcome.rounds:
+        outcome.failed = dict(outcome.rounds[-1].failed)
     else:
         outcome.failed = dict.fromkeys(remaining, "deadline passed before deployment")
     return outcome
@@ -251,7 +251,7 @@ class SliceRun:
     poll_interval: float
     logger: Logger
 
-    def play_round(self, attempt: int, remaining: list[int]) -> Attempt:
+    def play_round(self, attempt: int, remaining: list[int]) -> Round:
         """Deploy one round's job, follow it to its end, and say what it left undone and why."""
         ctx, client = self.ctx, self.ctx.client
         if attempt:
@@ -278,7 +278,7 @@ class SliceRun:
             sha256 = ctx.config["dataset_sha256"]
             problem = client.wait_until_serving(ctx.dataset_name, ctx.token, sha256)
             outages += [problem] if problem else []
-        return Attempt(
+        return Round(
             attempt=attempt,
             job_id=handle.job_id,
             ended=ended,

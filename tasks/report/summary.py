@@ -116,7 +116,7 @@ def round_table(jobs: dict[str, RunOutcome]) -> pd.DataFrame:
             "outage": a.outage or "-",
         }
         for name, outcome in jobs.items()
-        for a in outcome.attempts
+        for a in outcome.rounds
     ]
     columns = ["job", "round", "job id", "slices deployed", "started (UTC)", "seconds"]
     columns += ["job ended", "slices without a result", "why", "outage"]

@@ -171,10 +171,10 @@ def test_the_flow_rides_out_outages_of_its_dataset_and_of_its_server(tmp_path, r
     run_dir = Path(out.split()[-1]).parent
     assert tables(run_dir) == reference
     run = json.loads((run_dir / "run.json").read_text())
-    outages = [a["outage"] for a in run["main"]["attempts"] if a["outage"]]
+    outages = [a["outage"] for a in run["main"]["rounds"] if a["outage"]]
     assert any("served with sha256" in o or "/ready" in o for o in outages), outages
     assert any("ConnectionError" in o for o in outages), outages
-    counted = [a for a in run["main"]["attempts"] if not a["outage"]]
+    counted = [a for a in run["main"]["rounds"] if not a["outage"]]
     assert len(counted) <= 2  # the outages used up no retry: at most the one allowed
 
 
@@ -198,7 +198,7 @@ def test_a_killed_flow_is_resumed_by_the_same_command_without_recomputing(tmp_pa
     assert "resuming server run" in again.stderr
     assert tables(run_dir) == reference
     run = json.loads((run_dir / "run.json").read_text())
-    deployed = [s for a in run["main"]["attempts"] for s in a["slices"]]
+    deployed = [s for a in run["main"]["rounds"] for s in a["slices"]]
     assert len(deployed) <= 20 - kept + 1  # only what had no result (one may have landed late)
     assert len(run["times"]["flow_attempts"]) == 2
 

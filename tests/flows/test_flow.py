@@ -108,7 +108,7 @@ def test_report_files_exist(reference_run):
     assert "data:image/png;base64," in html and "M27891_at" in html
     run = json.loads((run_dir / "run.json").read_text())
     assert run["dataset"]["sha256"] and run["runtime"]["versions"]["scikit-learn"]
-    assert run["main"]["job_ids"] and run["main"]["attempts"][0]["failed"] == {}
+    assert run["main"]["job_ids"] and run["main"]["rounds"][0]["failed"] == {}
     signatures = (run_dir / "signatures.tsv").read_text().splitlines()
     assert len(signatures) == 25
     # Both of the run's jobs were ended on the server: late posts are refused.
@@ -142,13 +142,13 @@ def test_same_tables_with_two_workers_and_with_absorbed_faults(workdir, referenc
     faulty = state.result()
     assert tables(faulty) == tables(reference_run)
     run = json.loads((Path(faulty["run_dir"]) / "run.json").read_text())
-    first, retry = run["main"]["attempts"][:2]
+    first, retry = run["main"]["rounds"][:2]
     failed_first = {int(s): reason for s, reason in first["failed"].items()}
     assert {2, 3, 5} <= failed_first.keys()
     others = [r for s, r in failed_first.items() if s not in (2, 3, 5)]
     assert all(r == "lost: slice timed out" for r in others)
     assert set(retry["slices"]) == failed_first.keys()
-    assert run["main"]["attempts"][-1]["failed"] == {}
+    assert run["main"]["rounds"][-1]["failed"] == {}
     assert run["parameters"]["faults"] == faults  # recorded, though not a flow parameter
     # The retries are in the flow run's log, as the UI shows it.
     logged = "\n".join(warnings_of(state.state_details.flow_run_id))
@@ -290,9 +290,9 @@ def test_retrying_a_failed_flow_run_redeploys_only_the_slices_without_a_result(
     run = json.loads((Path(result["run_dir"]) / "run.json").read_text())
     # The second flow attempt resumed the same server run: one round of slice 4 alone,
     # recorded after the failed attempt's round, with the time of both attempts.
-    rounds = [(a["attempt"], a["slices"]) for a in run["main"]["attempts"]]
+    rounds = [(a["attempt"], a["slices"]) for a in run["main"]["rounds"]]
     assert rounds == [(0, [1, 2, 3, 4, 5, 6]), (1, [4])]
-    assert run["main"]["attempts"][0]["failed"] == {
+    assert run["main"]["rounds"][0]["failed"] == {
         "4": "error: RuntimeError: injected fault in slice 4"
     }
     assert run["main"]["slices_retried"] == 1

@@ -3,7 +3,7 @@
 import pytest
 
 from tasks.execution import sizing
-from tasks.execution.rounds import Attempt, RunOutcome
+from tasks.execution.rounds import Round, RunOutcome
 from tasks.parameters import SearchParameters
 from tasks.policy import (
     JobResults,
@@ -108,7 +108,7 @@ def test_null_slices_repeat_the_panel_per_permutation_packed_as_asked():
 
 
 def test_record_files_are_those_of_the_jobs_that_ran():
-    outcome = RunOutcome("run-x", [Attempt(0, "job", "done", [1], {})])
+    outcome = RunOutcome("run-x", [Round(0, "job", "done", [1], {})])
     search = SearchRecords((1,), [Signature(0, ("a",))], None, None)
     assert record_files(JobResults(outcome, None, None, search, None)) == ("records.tsv",)
     both = JobResults(outcome, outcome, outcome, search, None)

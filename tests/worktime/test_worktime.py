@@ -250,8 +250,8 @@ def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker)
     by_number = {s["slice"]: s for s in slices}
     outcome = rounds.run_slices(ctx, "retried", "retried", by_number, poll_interval=0.05)
     assert outcome.failed == {}
-    assert [a.ended for a in outcome.attempts] == ["done", "done"]
-    first = outcome.attempts[0].failed
+    assert [a.ended for a in outcome.rounds] == ["done", "done"]
+    first = outcome.rounds[0].failed
     assert sorted(first) == [1, 2]
     assert all("ValueError: dataset sha256" in reason for reason in first.values()), first
     assert worker.client.status("retried")["complete"]

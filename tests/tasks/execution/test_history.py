@@ -10,15 +10,15 @@ from tasks.execution.history import (
     run_times,
     with_earlier_rounds,
 )
-from tasks.execution.rounds import Attempt, RunOutcome
+from tasks.execution.rounds import Round, RunOutcome
 
 
 def at(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
-def round_of(number: int, started: float, seconds: float, failed: dict) -> Attempt:
-    return Attempt(number, f"job-{number}", "done", [1, 2, 3], failed, at(started), seconds)
+def round_of(number: int, started: float, seconds: float, failed: dict) -> Round:
+    return Round(number, f"job-{number}", "done", [1, 2, 3], failed, at(started), seconds)
 
 
 def history() -> list[dict]:
@@ -45,9 +45,9 @@ def test_earlier_rounds_are_the_other_attempts_rounds_of_that_server_run():
 def test_an_outcome_keeps_its_own_failures_after_the_earlier_rounds():
     now = RunOutcome("run-x", [round_of(1, 2002.0, 8.0, {})], failed={}, conflicts=[])
     merged = with_earlier_rounds(now, earlier_rounds(history(), "run-x", "a2"))
-    assert [a.attempt for a in merged.attempts] == [0, 1]
+    assert [a.attempt for a in merged.rounds] == [0, 1]
     assert merged.failed == {} and merged.slices_retried == 3
-    assert now.attempts == [round_of(1, 2002.0, 8.0, {})]  # not mutated
+    assert now.rounds == [round_of(1, 2002.0, 8.0, {})]  # not mutated
 
 
 def test_run_times_sum_the_attempts_and_span_them_all():

@@ -131,14 +131,14 @@ def test_a_clean_run_takes_one_round():
     ctx, backend, _ = context(lambda attempt, number: "result")
     outcome = run(ctx)
     assert outcome.failed == {} and outcome.job_ids == ["run-main#0"]
-    assert outcome.attempts[0].ended == "done" and outcome.slices_retried == 0
+    assert outcome.rounds[0].ended == "done" and outcome.slices_retried == 0
 
 
 def test_failed_slices_are_redeployed_alone_as_elements_of_a_new_job():
     ctx, backend, server = context(lambda a, n: "error" if (a, n) == (0, 2) else "result")
     outcome = run(ctx)
-    assert outcome.failed == {} and len(outcome.attempts) == 2
-    assert outcome.attempts[0].failed == {2: "error: boom"}
+    assert outcome.failed == {} and len(outcome.rounds) == 2
+    assert outcome.rounds[0].failed == {2: "error: boom"}
     assert server.attempts == {1: [2]}
     retry = backend.specs[1]
     assert retry.attempt == 1 and retry.slice_numbers == (2,)
@@ -152,7 +152,7 @@ def test_a_resumed_run_deploys_only_the_slices_without_a_result_in_a_new_round()
     server.errored.append({"slice": 2, "attempt": 1, "error": "ValueError: boom"})
     server.attempts[1] = [2, 3]
     outcome = run(ctx)
-    assert outcome.failed == {} and [a.attempt for a in outcome.attempts] == [2]
+    assert outcome.failed == {} and [a.attempt for a in outcome.rounds] == [2]
     assert backend.specs[0].slice_numbers == (2, 3) and server.attempts[2] == [2, 3]
     assert backend.specs[0].result_params["attempt"] == "2"
 
@@ -160,13 +160,13 @@ def test_a_resumed_run_deploys_only_the_slices_without_a_result_in_a_new_round()
 def test_a_run_registered_but_never_answered_starts_at_round_zero():
     ctx, backend, server = context(lambda a, n: "result")
     outcome = run(ctx)
-    assert [a.attempt for a in outcome.attempts] == [0] and server.attempts == {}
+    assert [a.attempt for a in outcome.rounds] == [0] and server.attempts == {}
 
 
 def test_slices_that_keep_failing_are_reported_with_their_last_reason():
     ctx, _, _ = context(lambda a, n: "error" if n == 3 else "result", max_retries=2)
     outcome = run(ctx)
-    assert [a.slices for a in outcome.attempts] == [[1, 2, 3], [3], [3]]
+    assert [a.slices for a in outcome.rounds] == [[1, 2, 3], [3], [3]]
     assert outcome.failed == {3: "error: boom"} and outcome.slices_retried == 2
 
 
@@ -176,7 +176,7 @@ def test_a_silent_job_is_ended_at_the_deadline_and_its_slices_count_as_failed():
     outcome = run(ctx)
     assert time.monotonic() - started < 30  # the round's own bound is 40 s
     assert backend.jobs[0].cancelled
-    assert outcome.attempts[0].ended.startswith("cancelled")
+    assert outcome.rounds[0].ended.startswith("cancelled")
     assert outcome.failed == {1: "no result before the round's time bound"}
 
 
@@ -202,12 +202,12 @@ def test_rounds_back_off_doubling_and_never_past_the_deadline():
     ctx, backend, _ = context(lambda a, n: "error", max_retries=3, backoff=0.1)
     started = time.monotonic()
     outcome = run(ctx)
-    assert len(outcome.attempts) == 4
+    assert len(outcome.rounds) == 4
     assert 0.1 + 0.2 + 0.4 <= time.monotonic() - started
     ctx, backend, _ = context(lambda a, n: "error", max_retries=3, backoff=60, seconds=0.3)
     started = time.monotonic()
     outcome = run(ctx)
-    assert time.monotonic() - started < 30 and len(outcome.attempts) == 1  # not 60 s
+    assert time.monotonic() - started < 30 and len(outcome.rounds) == 1  # not 60 s
 
 
 def test_remote_inputs_are_registered_once_and_every_job_carries_only_their_urls():
@@ -253,17 +253,17 @@ def test_a_round_interrupted_by_an_outage_does_not_use_up_a_retry():
 
     server.status = status_during_outage
     outcome = run(ctx)
-    assert [a.attempt for a in outcome.attempts] == [0, 1, 2] and outcome.failed == {}
-    assert "served with sha256" in outcome.attempts[0].outage
-    assert "ConnectionError" in outcome.attempts[1].outage
-    assert outcome.attempts[2].outage == ""
-    assert all(a.started_at and a.seconds >= 0 for a in outcome.attempts)
+    assert [a.attempt for a in outcome.rounds] == [0, 1, 2] and outcome.failed == {}
+    assert "served with sha256" in outcome.rounds[0].outage
+    assert "ConnectionError" in outcome.rounds[1].outage
+    assert outcome.rounds[2].outage == ""
+    assert all(a.started_at and a.seconds >= 0 for a in outcome.rounds)
 
 
 def test_without_an_outage_a_failed_round_uses_up_a_retry():
     ctx, backend, server = context(lambda a, n: "error" if a < 2 else "result", max_retries=1)
     outcome = run(ctx)
-    assert [a.attempt for a in outcome.attempts] == [0, 1] and set(outcome.failed) == {1, 2, 3}
+    assert [a.attempt for a in outcome.rounds] == [0, 1] and set(outcome.failed) == {1, 2, 3}
 
 
 class FailingJob(ScriptedJob):
@@ -283,7 +283,7 @@ def test_a_job_that_fails_as_a_whole_ends_its_round_with_that_reason():
     outcome = run(ctx)
     assert time.monotonic() - started < 30  # not the round's 40 s bound
     assert outcome.failed == {n: "job failed: the payment account has no funds" for n in SLICES}
-    assert outcome.attempts[0].ended == "failed: the payment account has no funds"
+    assert outcome.rounds[0].ended == "failed: the payment account has no funds"
     assert outcome.job_failure == "the payment account has no funds"
 
 

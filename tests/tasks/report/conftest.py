@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.execution.rounds import Attempt, RunOutcome
+from tasks.execution.rounds import Round, RunOutcome
 from tasks.parameters import SearchParameters
 from tasks.report.analysis import ReportInputs
 from tasks.report.summary import run_summary
@@ -40,12 +40,12 @@ def outcomes() -> tuple[RunOutcome, RunOutcome]:
     """A main job whose slice 2 failed once, then passed; a permutation job in one round."""
     main = RunOutcome(
         "run-1",
-        attempts=[
-            Attempt(0, "job-a", "done", [1, 2, 3, 4], {2: "error: RuntimeError: <boom> & co"}),
-            Attempt(1, "job-b", "done", [2], {}),
+        rounds=[
+            Round(0, "job-a", "done", [1, 2, 3, 4], {2: "error: RuntimeError: <boom> & co"}),
+            Round(1, "job-b", "done", [2], {}),
         ],
     )
-    perm = RunOutcome("run-1-perm", attempts=[Attempt(0, "job-c", "done", [1, 2], {})])
+    perm = RunOutcome("run-1-perm", rounds=[Round(0, "job-c", "done", [1, 2], {})])
     return main, perm
 
 
