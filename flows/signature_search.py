@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -74,6 +75,9 @@ from tasks.steps import (
     split_samples_task,
 )
 
+if TYPE_CHECKING:  # the worker's types, without loading scikit-learn
+    from tasks.science.worker import SliceDatum
+
 
 class SlicesFailed(RuntimeError):
     """More slices failed after all retries than the run tolerates."""
@@ -135,7 +139,9 @@ def job_context(
     )
 
 
-def evaluate(ctx: JobContext, dataset: PreparedSummary, plan: RunPlan, perm_slices: list[dict]):
+def evaluate(
+    ctx: JobContext, dataset: PreparedSummary, plan: RunPlan, perm_slices: list[SliceDatum]
+):
     """Run the main job and the permuted-label (null) job; return outcomes and records."""
     main, records = run_and_fetch(ctx, dataset, plan, plan.run_id, plan.slices, "main")
     if len(main.failed) == len(plan.slices.numbers()):

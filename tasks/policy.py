@@ -33,6 +33,7 @@ from tasks.science.plan import (
 
 if TYPE_CHECKING:
     from tasks.parameters import SearchParameters
+    from tasks.science.worker import SliceDatum, WorkerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +92,13 @@ def run_key(protocol: SearchProtocol, batch: int, signatures_per_slice: int) -> 
 
 def worker_config(
     params: SearchParameters, dataset: PreparedSummary, discovery: list[int] | None
-) -> dict:
+) -> WorkerConfig:
     """The config every slice of the run's search gets (the work function reads it)."""
-    config = {
+    config: WorkerConfig = {
         "case": dataset.case,
         "cv_folds": params.cv_folds,
         "seed": params.seed,
-        "classifiers": params.classifiers,
+        "classifiers": list(params.classifiers),
         "dataset_sha256": dataset.sha256,
     }
     if discovery is not None:
@@ -131,7 +132,7 @@ def validation_run_id(run_id: str, top: Sequence[Signature]) -> str:
 
 def null_slices(
     params: SearchParameters, signatures: Sequence[Signature], seed: int, per_slice: int
-) -> list[dict]:
+) -> list[SliceDatum]:
     """The permuted-label slices: the null panel once per permutation (none without a null)."""
     if not params.n_permutations:
         return []

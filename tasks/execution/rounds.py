@@ -9,11 +9,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tasks.execution.client import ServerClient
 from tasks.execution.jobs import Backend, JobHandle, JobSpec, SliceEvent
 from tasks.science.plan import Signature, iter_slice_inputs, slice_count
+
+if TYPE_CHECKING:  # the worker's types, without loading scikit-learn
+    from tasks.science.worker import SliceDatum, WorkerConfig
 
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter  # a Prefect task passes its run logger
@@ -28,7 +31,7 @@ class JobContext:
     client: ServerClient
     token: str = field(repr=False)  # the run token in workers' URLs (never logged)
     dataset_name: str
-    config: dict
+    config: WorkerConfig
     work_source: str
     max_retries: int
     slice_timeout: float
@@ -124,7 +127,7 @@ class PlannedSlices:
 class ListedSlices:
     """Slices given as data (a null's or a validation's: small, with fields of their own)."""
 
-    by_number: dict[int, dict]
+    by_number: dict[int, SliceDatum]
 
     def numbers(self) -> list[int]:
         """Their numbers, sorted."""
@@ -180,7 +183,7 @@ def run_slices(
     ctx: JobContext,
     run_id: str,
     job_name: str,
-    slices: SliceSource | dict[int, dict],
+    slices: SliceSource | dict[int, SliceDatum],
     observer: RunObserver | None = None,
     poll_interval: float = 0.5,
     logger: Logger = log,

@@ -19,8 +19,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the worker's types, without loading scikit-learn
+    from tasks.science.worker import SliceDatum
 
 _MASK64 = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15
@@ -314,7 +318,7 @@ def slice_signature_ids(
     return ids
 
 
-def iter_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> Iterator[dict]:
+def iter_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> Iterator[SliceDatum]:
     """`pack_slices`, one slice at a time (a compact plan stays compact)."""
     _check_per_slice(signatures_per_slice)
     for number, start in enumerate(range(0, len(signatures), signatures_per_slice), start=1):
@@ -361,7 +365,7 @@ def _plan_slice_text(plan: SignaturePlan, start: int, size: int, number: int) ->
     return f'{{"signatures": [{", ".join(items)}], "slice": {number}}}'
 
 
-def pack_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> list[dict]:
+def pack_slices(signatures: Sequence[Signature], signatures_per_slice: int) -> list[SliceDatum]:
     """Pack signatures into slice data `{"slice": k, "signatures": [...]}`, k from 1."""
     return list(iter_slices(signatures, signatures_per_slice))
 
@@ -383,9 +387,9 @@ def permutation_seeds(n_permutations: int, seed: int) -> list[int]:
 
 def permutation_slices(
     panel: Sequence[Signature], n_permutations: int, seed: int, signatures_per_slice: int
-) -> list[dict]:
+) -> list[SliceDatum]:
     """The null panel packed into slices once per label permutation, numbered from 1."""
-    slices: list[dict] = []
+    slices: list[SliceDatum] = []
     for permutation_seed in permutation_seeds(n_permutations, seed):
         for chunk in pack_slices(panel, signatures_per_slice):
             slices.append({**chunk, "slice": len(slices) + 1, "permutation_seed": permutation_seed})
