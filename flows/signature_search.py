@@ -59,7 +59,6 @@ from tasks.science.work import work_function_source
 from tasks.steps import (
     abandon_run,
     build_report_task,
-    check_server_task,
     close_intake_task,
     close_runs_task,
     fetch_records_task,
@@ -70,6 +69,7 @@ from tasks.steps import (
     pool_search_task,
     prepare_dataset_step,
     publish_run_task,
+    register_run_task,
     run_slices_task,
     save_run_record_task,
     split_samples_task,
@@ -171,7 +171,7 @@ def run_and_fetch(
     server agree on what was received.
     """
     job_name = f"{server_run}-main" if kind == "main" else server_run
-    check_server_task(ctx.client, server_run, dataset, ctx.token, list(slices.numbers()))
+    register_run_task(ctx.client, server_run, dataset, ctx.token, list(slices.numbers()))
     outcome = run_slices_task(ctx, server_run, job_name, slices, kind, plan.journal)
     close_intake_task(ctx.client, server_run)
     path = plan.work_dir / RECORD_FILES[kind]

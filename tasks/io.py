@@ -130,12 +130,12 @@ def sniff_delimiter(line: str) -> str:
 
 
 def detect_layout(text: str) -> str:
-    """Tell the input layout from its content: 'seed', 'geo' or 'matrix'."""
+    """Tell the input layout from its content: 'tutorial', 'geo' or 'matrix'."""
     first = next(line for line in text.splitlines() if line.strip())
     if first.startswith(("!", "^")):
         return "geo"
     head = first.split(sniff_delimiter(first))[0].strip().strip('"').lower()
-    return "seed" if head == "phenotype" else "matrix"
+    return "tutorial" if head == "phenotype" else "matrix"
 
 
 def check_rectangular(text: str, path: Path, delimiter: str, first_line: int = 1) -> None:
@@ -175,7 +175,7 @@ def _read_table(
     return header, body
 
 
-def read_seed_layout(text: str, path: Path) -> RawDataset:
+def read_tutorial_layout(text: str, path: Path) -> RawDataset:
     """Read the original example's layout: `phenotype`, then one column per probeset."""
     header, body = _read_table(text, path, "\t")
     probesets = header[1:]
@@ -185,7 +185,7 @@ def read_seed_layout(text: str, path: Path) -> RawDataset:
     cells = body.iloc[:, 1:].set_axis(probesets, axis=1)
     labels = body.iloc[:, 0].fillna("").str.strip().tolist()
     sample_ids = [f"sample_{i + 1}" for i in range(len(labels))]
-    return RawDataset(path, "seed", sample_ids, labels, cells.set_axis(sample_ids))
+    return RawDataset(path, "tutorial", sample_ids, labels, cells.set_axis(sample_ids))
 
 
 def _geo_fields(lines: list[str], key: str) -> list[list[str]]:
@@ -288,8 +288,8 @@ def read_input(path: Path, options: PrepareOptions) -> RawDataset:
     path = Path(path)
     text = read_text(path)
     layout = detect_layout(text)
-    if layout == "seed":
-        return read_seed_layout(text, path)
+    if layout == "tutorial":
+        return read_tutorial_layout(text, path)
     if layout == "geo":
         return read_geo_series_matrix(text, path, options.phenotype_field)
     return read_matrix_with_sheet(text, path, options.sample_sheet, options.phenotype_field)

@@ -92,8 +92,8 @@ def prepare_dataset_step(input_path: Path, options: dict, data_dir: Path) -> Pre
 
 
 # Tasks that take a client or a token are never cached: their inputs are secrets.
-@task(name="check-server", retries=4, retry_delay_seconds=[1, 2, 4, 8], cache_policy=NO_CACHE)
-def check_server_task(
+@task(name="register-run", retries=4, retry_delay_seconds=[1, 2, 4, 8], cache_policy=NO_CACHE)
+def register_run_task(
     client: ServerClient,
     run_id: str,
     dataset: PreparedSummary,

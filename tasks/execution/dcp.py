@@ -215,30 +215,6 @@ def build_job(dcp, spec: JobSpec, opts: DcpOptions, group: ComputeGroup | None):
     return job
 
 
-def describe_job(job) -> dict:
-    """What the built job would ship: work function, arguments, storage, modules, groups."""
-    import pythonmonkey as pm
-
-    js = job.js_ref
-    href = pm.eval("(u) => (u && u.href) || String(u)")
-    return {
-        "work_function": job._get_raw_work_function(),
-        "slices": list(pm.eval("(data) => Array.from(data, String)")(js.jobInputData)),
-        "remote_inputs": bool(
-            pm.eval("(d) => d instanceof dcp.compute.RemoteDataSet")(js.jobInputData)
-        ),
-        "arguments": [href(js.jobArguments[0]), href(js.jobArguments[1])],
-        "result_storage": href(js.resultStorageDetails),
-        "result_params": dict(js.resultStorageParams),
-        "modules": list(js.modules),
-        "compute_groups": [dict(g) for g in js.computeGroups],
-        "public": dict(js.public),
-        "slice_payment_offer": pm.eval(
-            "(o) => o && o.paymentOffer !== undefined ? Number(o.paymentOffer) : null"
-        )(js.slicePaymentOffer),
-    }
-
-
 def slice_number_of(event) -> int | None:
     """The slice number of a job event, or None: schedulers do not always send one."""
     try:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tasks.parameters import SearchParameters
 
 LAYOUTS = {
-    "seed": "samples as rows, a phenotype column (the original example's layout)",
+    "tutorial": "samples as rows, a phenotype column (the original example's layout)",
     "geo": "GEO series matrix",
     "matrix": "expression matrix (probesets as rows) with a sample sheet",
 }

@@ -18,7 +18,7 @@ MAX_ABS_VALUE = 1e12
 
 # The input layouts in words, as the README names them (the log's "input layout: ...").
 LAYOUT_WORDS = {
-    "seed": "the tutorial's layout (samples as rows, a phenotype column)",
+    "tutorial": "the tutorial's layout (samples as rows, a phenotype column)",
     "geo": "a GEO series matrix",
     "matrix": "an expression matrix (probesets as rows) with a sample sheet",
 }

@@ -14,7 +14,7 @@ def golub_summary() -> PreparedSummary:
         name="golub",
         path=GOLUB,
         sha256="0" * 64,
-        layout="seed",
+        layout="tutorial",
         case="AML",
         control="ALL",
         samples={"ALL": 27, "AML": 11},

@@ -37,7 +37,8 @@ BUILD = """
 import json, sys, dcp
 dcp.init()
 from tasks.execution.dcp import DcpOptions
-from tasks.execution.dcp import ComputeGroup, build_job, describe_job
+from tasks.execution.dcp import ComputeGroup, build_job
+from tests.dcp_offline import describe_job
 from tasks.execution.jobs import JobSpec
 spec = JobSpec(**json.loads(sys.argv[1]))
 job = build_job(dcp, spec, DcpOptions(slice_payment_offer=0.25, job_name="golub search"),

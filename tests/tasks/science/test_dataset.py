@@ -12,7 +12,7 @@ from tasks.science.dataset import (
 
 from ...conftest import GOLUB
 
-SEED = "phenotype\tg1\tg2\tg3\n" + "".join(
+TUTORIAL = "phenotype\tg1\tg2\tg3\n" + "".join(
     f"{lab}\t{i}.5\t{(i * 7) % 5}.25\t{i % 3}.0\n" for i, lab in enumerate(["A", "B"] * 4 + ["C"])
 )
 
@@ -54,7 +54,7 @@ def test_bundled_dataset_round_trips_byte_identical(tmp_path):
 
 
 def test_other_labels_dropped_and_reported(tmp_path):
-    prepared = prepare(write(tmp_path, "d.tsv", SEED), case="A", control="B")
+    prepared = prepare(write(tmp_path, "d.tsv", TUTORIAL), case="A", control="B")
     assert len(prepared.labels) == 8
     assert any("dropped 1 samples of other labels" in d for d in prepared.decisions)
 
@@ -78,7 +78,7 @@ def test_matrix_with_sample_sheet(tmp_path):
 
 
 def test_layout_detected_from_content_not_name():
-    assert detect_layout("phenotype\ta\n") == "seed"
+    assert detect_layout("phenotype\ta\n") == "tutorial"
     assert detect_layout("!Series_title\tx\n") == "geo"
     assert detect_layout("id,s1\n") == "matrix"
 
@@ -102,15 +102,15 @@ def test_missing_values_dropped_and_raw_intensities(tmp_path):
         ("", {}, "file is empty"),
         ("sample\tg1\nA\t1\n", {}, "sample sheet"),
         (
-            SEED,
+            TUTORIAL,
             {"case": "Z", "control": "A"},
             r"case label 'Z' not found; labels: \['A', 'B', 'C'\]",
         ),
-        (SEED, {}, "3 labels"),
-        (SEED, {"case": "A", "control": "B", "cv_folds": 5}, "fewer than cv_folds=5"),
-        (SEED.replace("1.5", "abc"), {"case": "A", "control": "B"}, "non-numeric value 'abc'"),
-        (SEED.replace("g2", "g1"), {"case": "A", "control": "B"}, "duplicate probeset ids: g1"),
-        (SEED.replace("B\t", "\t", 1), {"case": "A", "control": "B"}, "empty phenotype"),
+        (TUTORIAL, {}, "3 labels"),
+        (TUTORIAL, {"case": "A", "control": "B", "cv_folds": 5}, "fewer than cv_folds=5"),
+        (TUTORIAL.replace("1.5", "abc"), {"case": "A", "control": "B"}, "non-numeric value 'abc'"),
+        (TUTORIAL.replace("g2", "g1"), {"case": "A", "control": "B"}, "duplicate probeset ids: g1"),
+        (TUTORIAL.replace("B\t", "\t", 1), {"case": "A", "control": "B"}, "empty phenotype"),
         ("!Series_title\tx\n", {}, "series_matrix_table_begin"),
         # header-only files, in every layout
         ("phenotype\tg1\tg2\n", {}, "header but no data rows"),
@@ -121,15 +121,15 @@ def test_missing_values_dropped_and_raw_intensities(tmp_path):
             "header but no data rows",
         ),  # fmt: skip
         # ragged rows: longer and shorter than the header, with their line numbers
-        (SEED.replace("A\t0.5\t0.25\t0.0", "A\t0.5\t0.25\t0.0\t9"), {}, "line 2 has 5 fields"),
-        (SEED.replace("\t1.5\t2.25\t1.0", "\t1.5\t2.25"), {}, "line 3 has 3 fields"),
+        (TUTORIAL.replace("A\t0.5\t0.25\t0.0", "A\t0.5\t0.25\t0.0\t9"), {}, "line 2 has 5 fields"),
+        (TUTORIAL.replace("\t1.5\t2.25\t1.0", "\t1.5\t2.25"), {}, "line 3 has 3 fields"),
         # values that make every statistic meaningless
-        (SEED.replace("1.5", "inf"), {"case": "A", "control": "B"}, "non-finite value 'inf'"),
-        (SEED.replace("1.5", "-Infinity"), {"case": "A", "control": "B"}, "non-finite value"),
-        (SEED.replace("1.5", "1e300"), {"case": "A", "control": "B"}, "implausibly large"),
+        (TUTORIAL.replace("1.5", "inf"), {"case": "A", "control": "B"}, "non-finite value 'inf'"),
+        (TUTORIAL.replace("1.5", "-Infinity"), {"case": "A", "control": "B"}, "non-finite value"),
+        (TUTORIAL.replace("1.5", "1e300"), {"case": "A", "control": "B"}, "implausibly large"),
         # probeset names the prepared layout cannot hold
-        (SEED.replace("g2", "phenotype"), {"case": "A", "control": "B"}, "probeset named"),
-        (SEED.replace("\tg2", "\t "), {"case": "A", "control": "B"}, "empty probeset name"),
+        (TUTORIAL.replace("g2", "phenotype"), {"case": "A", "control": "B"}, "probeset named"),
+        (TUTORIAL.replace("\tg2", "\t "), {"case": "A", "control": "B"}, "empty probeset name"),
     ],
 )
 def test_bad_input_names_file_and_problem_and_writes_nothing(tmp_path, text, options, message):
@@ -155,7 +155,7 @@ def test_missing_file(tmp_path):
 
 
 def test_a_gzip_with_flipped_bytes_is_named(tmp_path):
-    data = bytearray(gzip.compress(SEED.encode()))
+    data = bytearray(gzip.compress(TUTORIAL.encode()))
     data[len(data) // 2] ^= 0xFF
     path = tmp_path / "flipped.tsv.gz"
     path.write_bytes(bytes(data))
@@ -191,11 +191,11 @@ def test_a_csv_matrix_without_a_sample_sheet_names_the_option(tmp_path):
 
 def test_a_label_in_the_wrong_case_gets_a_hint(tmp_path):
     with pytest.raises(DatasetError, match="labels are case-sensitive: did you mean A\\?"):
-        prepare(write(tmp_path, "d.tsv", SEED), case="a", control="B")
+        prepare(write(tmp_path, "d.tsv", TUTORIAL), case="a", control="B")
 
 
 def test_the_layout_is_said_in_words(tmp_path):
-    prepared = prepare(write(tmp_path, "d.tsv", SEED), case="A", control="B")
+    prepared = prepare(write(tmp_path, "d.tsv", TUTORIAL), case="A", control="B")
     assert prepared.decisions[0] == (
         "input layout: the tutorial's layout (samples as rows, a phenotype column)"
     )
