@@ -36,7 +36,6 @@ from tasks.policy import (
     RECORD_FILES,
     JobResults,
     RunPlan,
-    SearchRecords,
     dataset_stem,
     null_slices,
     report_inputs,
@@ -49,7 +48,7 @@ from tasks.policy import (
     worker_config,
 )
 from tasks.redact import redact_http_logs
-from tasks.report.build import run_summary
+from tasks.report.build import SearchRecords, run_summary
 from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import (
     batch_seed,

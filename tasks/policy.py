@@ -19,7 +19,7 @@ import pandas as pd
 from tasks.execution import sizing
 from tasks.execution.history import Journal
 from tasks.execution.rounds import PlannedSlices, RunOutcome
-from tasks.report.build import ReportInputs
+from tasks.report.build import ReportInputs, SearchRecords
 from tasks.report.summary import RunSummary
 from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import (
@@ -34,16 +34,6 @@ from tasks.science.plan import (
 if TYPE_CHECKING:
     from tasks.parameters import SearchParameters
     from tasks.science.worker import SliceDatum, WorkerConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchRecords:
-    """Signatures and records of every batch a report covers."""
-
-    batches: tuple[int, ...]
-    signatures: Sequence[Signature]  # a batch's SignaturePlan, or a list over batches
-    records: pd.DataFrame
-    permutation_records: pd.DataFrame | None
 
 
 def dataset_stem(path: str) -> str:
@@ -199,15 +189,12 @@ def report_inputs(
     summary: RunSummary,
 ) -> ReportInputs:
     """What the report is made from: the run's summary, records and files."""
-    search = jobs.search
     return ReportInputs(
         summary=summary,
         dataset_path=dataset.path,
         case=dataset.case,
         control=dataset.control,
-        signatures=search.signatures,
-        records=search.records,
-        permutation_records=search.permutation_records,
+        search=jobs.search,
         classifiers=params.classifiers,
         failed_signatures=frozenset(
             slice_signature_ids(plan.signatures, plan.slices.per_slice, sorted(jobs.main.failed))
@@ -216,7 +203,6 @@ def report_inputs(
         annotation_path=annotation_path(params),
         record_files=record_files(jobs),
         validation_records=jobs.validation_records,
-        batches=search.batches,
         discovery_rows=tuple(plan.split[0]) if plan.split else None,
     )
 

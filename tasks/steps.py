@@ -41,8 +41,7 @@ from tasks.io import (
     save_prepared,
     save_tsv,
 )
-from tasks.policy import SearchRecords
-from tasks.report.build import ReportFiles, ReportInputs, build_report
+from tasks.report.build import ReportFiles, ReportInputs, SearchRecords, build_report
 from tasks.science.dataset import (
     DatasetError,
     PreparedSummary,

@@ -38,6 +38,16 @@ SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*")
 
 
 @dataclass(frozen=True)
+class SearchRecords:
+    """Signatures and records of every batch a report covers."""
+
+    batches: tuple[int, ...]
+    signatures: Sequence[Signature]  # a batch's SignaturePlan, or a list over batches
+    records: pd.DataFrame
+    permutation_records: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
 class ReportInputs:
     """Everything a report is made from: the run's summary, its dataset and its records."""
 
@@ -45,16 +55,13 @@ class ReportInputs:
     dataset_path: Path
     case: str
     control: str
-    signatures: Sequence[Signature]
-    records: pd.DataFrame
-    permutation_records: pd.DataFrame | None
+    search: SearchRecords
     classifiers: Sequence[str]
     failed_signatures: frozenset[int]
     top_fraction: float
     annotation_path: Path | None
     record_files: tuple[str, ...] = ()  # TSV files of the run beside the report, by name
     validation_records: pd.DataFrame | None = None  # top signatures scored on held-out samples
-    batches: tuple[int, ...] = (1,)  # the search's batches the records cover
     discovery_rows: tuple[int, ...] | None = None  # with held-out validation: the rows searched
 
 
@@ -225,7 +232,7 @@ def held_out(inputs: ReportInputs, table: pd.DataFrame) -> pd.DataFrame | None:
         return None
     scored = set(records["signature"])
     ranked = table.dropna(subset=["rank"])
-    by_id = {s.id: s for s in inputs.signatures}
+    by_id = {s.id: s for s in inputs.search.signatures}
     top = [by_id[int(i)] for i in ranked["signature"] if int(i) in scored]
     return validation_table(top, table, records, inputs.classifiers)
 
@@ -250,12 +257,15 @@ def analyse(
 ) -> Analysis:
     """Every table and value of the report (inputs unchanged)."""
     table = signature_table(
-        inputs.signatures, inputs.records, inputs.classifiers, inputs.failed_signatures
+        inputs.search.signatures,
+        inputs.search.records,
+        inputs.classifiers,
+        inputs.failed_signatures,
     )
     de = differential_expression(matrix, labels, inputs.case, inputs.control)
     genes = gene_table(de, gene_evidence(table, inputs.top_fraction), annotation)
     null = null_evidence(
-        table, inputs.permutation_records, top_signatures(table, inputs.top_fraction)
+        table, inputs.search.permutation_records, top_signatures(table, inputs.top_fraction)
     )
     table = with_selection_p(table, null)
     top = top_signatures(table, inputs.top_fraction)

@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 
 from tasks.io import read_annotation, read_prepared
-from tasks.report.analysis import Analysis, ReportInputs, analyse, top_gene_rows, top_signature_rows
+from tasks.report.analysis import (
+    Analysis,
+    ReportInputs,
+    SearchRecords,
+    analyse,
+    top_gene_rows,
+    top_signature_rows,
+)
 from tasks.report.plots import figures, png_bytes
 from tasks.report.render import render_html, render_markdown
 from tasks.report.sections import Content, report_sections
@@ -20,6 +27,7 @@ from tasks.report.write import ReportOutput, plot_paths, write_report
 __all__ = [
     "ReportFiles",
     "ReportInputs",
+    "SearchRecords",
     "build_report",
     "run_summary",
 ]
@@ -99,7 +107,7 @@ def build_report(run_dir: Path, inputs: ReportInputs) -> ReportFiles:
         top_fraction=inputs.top_fraction,
         pngs=pngs,
         files=[*tables, *inputs.record_files],
-        batches=inputs.batches,
+        batches=inputs.search.batches,
     )
     sections = report_sections(content)
     title = f"{inputs.summary.overview['dataset']}: {inputs.summary.overview['contrast']}"

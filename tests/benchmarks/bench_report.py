@@ -20,7 +20,7 @@ import pandas as pd
 
 from tasks.io import read_records, save_tsv
 from tasks.parameters import SearchParameters
-from tasks.report.build import ReportInputs, build_report
+from tasks.report.build import ReportInputs, SearchRecords, build_report
 from tasks.report.summary import RunSummary, parameter_table
 from tasks.science.destats import moderated_t
 from tasks.science.plan import plan_signatures
@@ -81,9 +81,7 @@ def aggregate(workdir: Path) -> dict:
         dataset_path=GOLUB,
         case="AML",
         control="ALL",
-        signatures=signatures,
-        records=read_records(workdir / "records.tsv"),
-        permutation_records=None,
+        search=SearchRecords((1,), signatures, read_records(workdir / "records.tsv"), None),
         classifiers=CLASSIFIERS,
         failed_signatures=frozenset(),
         top_fraction=0.05,

@@ -7,7 +7,6 @@ from tasks.execution.rounds import Round, RunOutcome
 from tasks.parameters import SearchParameters
 from tasks.policy import (
     JobResults,
-    SearchRecords,
     dataset_stem,
     null_slices,
     record_files,
@@ -18,6 +17,7 @@ from tasks.policy import (
     validation_run_id,
     worker_config,
 )
+from tasks.report.build import SearchRecords
 from tasks.science.plan import Signature, plan_signatures
 
 SIGNATURES = plan_signatures([f"p{i}" for i in range(50)], 12, 2, 4, seed=1)

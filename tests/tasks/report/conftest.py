@@ -10,7 +10,7 @@ import pytest
 
 from tasks.execution.rounds import Round, RunOutcome
 from tasks.parameters import SearchParameters
-from tasks.report.analysis import ReportInputs
+from tasks.report.analysis import ReportInputs, SearchRecords
 from tasks.report.summary import run_summary
 from tasks.science.plan import plan_signatures
 
@@ -69,9 +69,12 @@ def report_inputs(params, golub_summary, outcomes) -> ReportInputs:
         dataset_path=GOLUB,
         case="AML",
         control="ALL",
-        signatures=signatures,
-        records=synthetic_records(ids, [-1], seed=1),
-        permutation_records=synthetic_records(ids[:3], [11, 12, 13, 14, 15], seed=2),
+        search=SearchRecords(
+            (1,),
+            signatures,
+            synthetic_records(ids, [-1], seed=1),
+            synthetic_records(ids[:3], [11, 12, 13, 14, 15], seed=2),
+        ),
         classifiers=CLASSIFIERS,
         failed_signatures=frozenset(),
         top_fraction=0.1,

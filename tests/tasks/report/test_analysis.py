@@ -74,10 +74,10 @@ def test_gene_symbols_from_descriptions():
 
 def test_the_null_counts_only_ranked_signatures_as_searched(report_inputs):
     # Two signatures whose slice failed: 38 of 40 searched, and the null says so.
-    ids = [s.id for s in report_inputs.signatures]
+    ids = [s.id for s in report_inputs.search.signatures]
     failed = {ids[5], ids[6]}
-    records = report_inputs.records[~report_inputs.records["signature"].isin(failed)]
-    table = signature_table(report_inputs.signatures, records, CLASSIFIERS, failed)
+    records = report_inputs.search.records[~report_inputs.search.records["signature"].isin(failed)]
+    table = signature_table(report_inputs.search.signatures, records, CLASSIFIERS, failed)
     top = top_signatures(table, 0.1)
     ranked = [i for i in ids if i not in failed]
     for panel, exact in ((ids[:3], False), (ranked, True)):  # the fit; every searched one

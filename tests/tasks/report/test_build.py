@@ -19,10 +19,13 @@ from tasks.science.tables import (
 def science_signature_table(inputs) -> pd.DataFrame:
     """The signature table as the science functions make it, with its selection-adjusted p."""
     table = signature_table(
-        inputs.signatures, inputs.records, inputs.classifiers, inputs.failed_signatures
+        inputs.search.signatures,
+        inputs.search.records,
+        inputs.classifiers,
+        inputs.failed_signatures,
     )
     searched = int(table["mean_auc"].notna().sum())
-    null = SimpleNamespace(means=null_means(inputs.permutation_records), n_searched=searched)
+    null = SimpleNamespace(means=null_means(inputs.search.permutation_records), n_searched=searched)
     return with_selection_p(table, null)
 
 
@@ -64,7 +67,7 @@ def test_report_gives_the_selection_adjusted_p_with_its_floor(tmp_path, report_i
     np.testing.assert_allclose(record["selection_adjusted_p_min"], 1 / 6, rtol=1e-12)
     best = science_signature_table(report_inputs).iloc[0]
     expected = selection_adjusted_p(
-        np.array([best["mean_auc"]]), null_means(report_inputs.permutation_records), 40
+        np.array([best["mean_auc"]]), null_means(report_inputs.search.permutation_records), 40
     )
     np.testing.assert_allclose(record["selection_adjusted_p"], expected[0], rtol=1e-12)
     assert record["selection_adjusted_p"] == best["selection_adjusted_p"]
@@ -85,7 +88,7 @@ def test_report_lists_validated_signatures_in_discovery_order(tmp_path, report_i
     record = json.loads((tmp_path / "report.json").read_text())
     table = science_signature_table(report_inputs)
     validated = table[table["signature"].isin(report_inputs.validation_records["signature"])]
-    by_id = {s.id: s for s in report_inputs.signatures}
+    by_id = {s.id: s for s in report_inputs.search.signatures}
     expected = validation_table(
         [by_id[i] for i in validated["signature"]],
         table,
