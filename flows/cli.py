@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from tasks.execution.dcp import DcpOptions
-from tasks.io import read_input
+from tasks.io import read_annotation, read_input
 from tasks.parameters import SearchParameters, preparation_options
+from tasks.policy import annotation_path
 from tasks.science.dataset import DatasetError, PrepareOptions, prepare_dataset
 
 PROG = "python -m flows"
@@ -184,6 +185,7 @@ def check_inputs(params: SearchParameters) -> None:
             "export the server's admin token (its var/admin-token)"
         )
     check_dcp(params)
+    read_annotation(annotation_path(params))  # a table it can read, or a DatasetError naming it
     options = PrepareOptions(**preparation_options(params))
     prepared = prepare_dataset(read_input(Path(params.input_path), options), options)
     n_probesets = prepared.matrix.shape[1]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tasks.science.annotation import annotation_table
 from tasks.science.dataset import (
     DatasetError,
     PreparedDataset,
@@ -392,12 +393,27 @@ def read_records(path: Path) -> pd.DataFrame:
     )
 
 
-def read_annotation(path: Path | None) -> pd.Series | None:
-    """probeset -> description, when an annotation file is given."""
+def read_annotation(path: Path | None) -> pd.DataFrame | None:
+    """Probeset -> `symbol` and `description`, when an annotation file is given.
+
+    Takes the bundled TSV or a platform table as GEO serves it: a GPL's full table (its
+    leading `#` lines skipped) or a SOFT file's `!platform_table_begin` section, gzipped or not.
+    """
     if path is None or not Path(path).is_file():
         return None
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    return frame.set_index(frame.columns[0])[frame.columns[1]]
+    lines = read_text(Path(path)).splitlines()
+    if "!platform_table_begin" in lines:
+        begin = lines.index("!platform_table_begin") + 1
+        end = lines.index("!platform_table_end") if "!platform_table_end" in lines else None
+        lines = lines[begin:end]
+    body = "\n".join(line for line in lines if not line.startswith(("#", "!", "^")))
+    if not body.strip():
+        raise DatasetError(f"{path}: the annotation has no table")
+    raw = pd.read_csv(io.StringIO(body), sep="\t", dtype=str, keep_default_na=False)
+    try:
+        return annotation_table(raw, str(path))
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def file_sha256(path: str | Path) -> str:

@@ -29,8 +29,9 @@ class SearchParameters(BaseModel):
     )
     annotation_path: str | None = Field(
         None,
-        description="probeset annotation TSV; when unset, the file named like the input "
-        "with the ending .annotation.tsv, if there is one",
+        description="probeset annotation: a TSV of probeset, description and symbol, or a GEO "
+        "platform table (GPL, its ID and Gene Symbol columns); when unset, the file named like "
+        "the input with the ending .annotation.tsv, if there is one",
     )
     log2_transform: bool = Field(False, description="log2-transform raw intensities")
     case: str | None = Field(None, description="case label; when unset, the minority label")

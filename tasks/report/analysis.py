@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,6 @@ from tasks.science.tables import (
 TOP_ROWS = 20
 HEATMAP_SIGNATURES = 10
 HEATMAP_MAX_ROWS = 45
-# A symbol-like leading word of a description ("CST3 Cystatin C") that is not a symbol.
-NOT_SYMBOLS = frozenset({"GB", "DNA", "RNA", "MRNA", "ORF", "HLA", "ATP", "GTP", "TRNA"})
-SYMBOL = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ class HeatmapData:
     """Row z-scores of top signatures' probesets, samples sorted case first."""
 
     z: np.ndarray  # rows x samples
-    row_labels: list[str]  # "probeset (symbol)"
+    row_labels: list[str]  # each row's gene symbol, else its probeset
     row_signatures: list[int]  # the signature each row belongs to
     sample_labels: list[str]  # phenotype of each column, in column order
     boundary: int  # columns [0, boundary) are case samples, the rest control
@@ -117,21 +113,11 @@ class Analysis:
     outcome: dict[str, str | int]
 
 
-def gene_symbol(description: str) -> str:
-    """The gene symbol leading an annotation description (`CST3 Cystatin C` -> `CST3`), or ''."""
-    words = description.split()
-    if len(words) < 2 or words[0] in NOT_SYMBOLS or not SYMBOL.fullmatch(words[0]):
-        return ""
-    # An all-capitals description ("CYSTATIN A", "INTERLEUKIN-8 PRECURSOR") is a name only.
-    return words[0] if description != description.upper() else ""
-
-
-def gene_symbols(annotation: pd.Series | None) -> dict[str, str]:
+def gene_symbols(annotation: pd.DataFrame | None) -> dict[str, str]:
     """probeset -> symbol for the annotated probesets that have one."""
     if annotation is None:
         return {}
-    found = {str(p): gene_symbol(str(d)) for p, d in annotation.items()}
-    return {p: s for p, s in found.items() if s}
+    return {str(p): s for p, s in annotation["symbol"].items() if s}
 
 
 def with_symbol(probeset: str, symbols: dict[str, str]) -> str:
@@ -168,7 +154,7 @@ def heatmap_data(
     z[varies] = stats.zscore(data[varies], axis=1)
     return HeatmapData(
         z=z,
-        row_labels=[with_symbol(p, symbols) for _, p in rows],
+        row_labels=[symbols.get(p, p) for _, p in rows],
         row_signatures=[s for s, _ in rows],
         sample_labels=[labels[i] for i in order],
         boundary=int(sum(lab == case for lab in labels)),
@@ -253,7 +239,7 @@ def analyse(
     inputs: ReportInputs,
     labels: list[str],
     matrix: pd.DataFrame,
-    annotation: pd.Series | None,
+    annotation: pd.DataFrame | None,
 ) -> Analysis:
     """Every table and value of the report (inputs unchanged)."""
     table = signature_table(

@@ -207,15 +207,16 @@ def signatures_needed(n_ranked: int, n_tested: int, alpha: float = 0.05) -> int 
 
 
 def gene_table(
-    de: pd.DataFrame, evidence: pd.DataFrame, annotation: pd.Series | None
+    de: pd.DataFrame, evidence: pd.DataFrame, annotation: pd.DataFrame | None
 ) -> pd.DataFrame:
-    """Every probeset: limma-style statistics, signature evidence, annotation."""
+    """Every probeset: limma-style statistics, signature evidence, symbol and description."""
     table = de.join(evidence, how="left")
     for column in ("n_signatures", "n_top_signatures"):
         table[column] = table[column].fillna(0).astype(np.int64)
-    table["description"] = (
-        annotation.reindex(table.index).fillna("") if annotation is not None else ""
-    )
+    for column in ("symbol", "description"):
+        table[column] = (
+            annotation[column].reindex(table.index).fillna("") if annotation is not None else ""
+        )
     table = table.reset_index()
     order = np.lexsort((table["probeset"].to_numpy(), table["P.Value"].to_numpy()))
     return table.iloc[order].reset_index(drop=True)

@@ -3,7 +3,6 @@ import pandas as pd
 from numpy.testing import assert_allclose
 
 from tasks.report.analysis import (
-    gene_symbol,
     heatmap_data,
     null_evidence,
     with_selection_p,
@@ -58,17 +57,10 @@ def test_heatmap_rows_grouped_by_signature_in_rank_order():
     top = top_frame((7, "a,b"), (2, "b,c,d"))
     data = heatmap_data(matrix, ["x", "y", "x", "y"], "x", "y", top, {"b": "GENEB"})
     assert data.row_signatures == [7, 7, 2, 2, 2]
-    assert data.row_labels == ["a", "b (GENEB)", "b (GENEB)", "c", "d"]
+    assert data.row_labels == ["a", "GENEB", "GENEB", "c", "d"]  # by symbol, else probeset
 
 
-def test_gene_symbols_from_descriptions():
-    assert gene_symbol("CST3 Cystatin C (amyloid angiopathy)") == "CST3"
-    assert gene_symbol("ATP5A1 ATP synthase, H+ transporting") == "ATP5A1"
-    assert gene_symbol("KIAA0107 gene") == "KIAA0107"
-    assert gene_symbol("CYSTATIN A") == ""  # a name in capitals, no symbol
-    assert gene_symbol("INTERLEUKIN-8 PRECURSOR") == ""
-    assert gene_symbol("GB DEF = N-acetylglucosaminyltransferase V") == ""
-    assert gene_symbol("Protein D123") == ""
+def test_symbols_stand_beside_their_probesets_in_a_list():
     assert with_symbols("p1,p2", {"p2": "ABC1"}) == "p1, p2 (ABC1)"
 
 
