@@ -255,8 +255,8 @@ def gene_power_text(power: GenePower) -> str:
     return (
         f"Signature evidence per probeset (auc_shift, rank_adj_p): {power.tested} probesets are "
         f"in at least one signature; a probeset must be in at least {power.needed} signatures, "
-        f"all ranked at the very top, before its BH-adjusted p can fall below 0.05, and "
-        f"{power.enough} are in that many; in this run {power.significant} "
+        "all ranked at the very top, before its exact rank test's BH-adjusted p can fall below "
+        f"0.05, and {power.enough} are in that many; in this run {power.significant} "
         f"{'reaches' if power.significant == 1 else 'reach'} it. More signatures "
         "(extend_search) give every probeset more chances."
     )

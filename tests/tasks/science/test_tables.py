@@ -1,9 +1,13 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
+from numpy.testing import assert_allclose
 from scipy import stats
 
 from tasks.io import save_tsv
+from tasks.science import tables
 from tasks.science.plan import Signature
 from tasks.science.tables import (
     gene_evidence,
@@ -11,6 +15,8 @@ from tasks.science.tables import (
     null_summary,
     pooled_sd,
     random_signature_baseline,
+    rank_enrichment,
+    rank_sum_tail,
     records_from_results,
     selection_adjusted_p,
     selection_threshold,
@@ -148,6 +154,61 @@ def test_rank_enrichment_is_a_one_sided_rank_sum_test_per_probeset():
     c = stats.mannwhitneyu([0.9, 0.7, 0.55], [0.85], alternative="greater", method="exact")
     np.testing.assert_allclose(evidence.loc["c", "rank_p"], c.pvalue, rtol=1e-12)
     assert (evidence["rank_adj_p"] >= evidence["rank_p"]).all()
+
+
+def brute_force_tail(ranks, inside):
+    """P(rank sum >= observed) over every k-subset, enumerated."""
+    k, observed = int(inside.sum()), ranks[inside].sum()
+    sums = [sum(c) for c in itertools.combinations(ranks, k)]
+    return np.mean(np.array(sums) >= observed - 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_exact_rank_sum_tail_is_the_enumerated_one_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 13))
+    aucs = rng.choice([0.5, 0.6, 0.6, 0.7, 0.8, 0.8, 0.8, 0.9], size=n)  # many ties
+    inside = np.zeros(n, dtype=bool)
+    inside[rng.choice(n, size=int(rng.integers(1, min(n, 6))), replace=False)] = True
+    ranks = stats.rankdata(aucs)
+    assert_allclose(rank_sum_tail(ranks, inside), brute_force_tail(ranks, inside), rtol=1e-12)
+
+
+def test_without_ties_the_exact_tail_is_scipys_exact_mann_whitney():
+    aucs = np.random.default_rng(3).permutation(np.linspace(0.5, 0.99, 40))
+    inside = np.zeros(40, dtype=bool)
+    inside[[int(np.argmax(aucs)), 7, 21]] = True
+    expected = stats.mannwhitneyu(
+        aucs[inside], aucs[~inside], alternative="greater", method="exact"
+    )
+    assert_allclose(rank_sum_tail(stats.rankdata(aucs), inside), expected.pvalue, rtol=1e-10)
+
+
+def test_a_probeset_in_two_top_signatures_gets_the_exact_small_p_despite_ties():
+    # CST3 after 600 golub signatures: in 2, ranked 3rd and 4th, with ties elsewhere.
+    aucs = np.round(np.linspace(0.5, 0.98, 600), 3)  # 481 distinct values: ties everywhere
+    order = np.argsort(-aucs, kind="stable")
+    table = pd.DataFrame({"signature": np.arange(600), "mean_auc": aucs})
+    members = pd.DataFrame({"probeset": "CST3", "signature": order[[2, 3]]})
+    out = rank_enrichment(members, table)
+    inside = np.isin(np.arange(600), order[[2, 3]])
+    ranks = stats.rankdata(aucs)
+    assert out.loc["CST3", "rank_test"] == "exact"
+    assert_allclose(out.loc["CST3", "rank_p"], rank_sum_tail(ranks, inside), rtol=1e-12)
+    assert out.loc["CST3", "rank_p"] < 1e-4  # the normal approximation gave about 8e-3
+    normal = stats.mannwhitneyu(aucs[inside], aucs[~inside], alternative="greater").pvalue
+    assert normal > 10 * out.loc["CST3", "rank_p"]
+
+
+def test_a_costly_tail_falls_back_to_the_normal_approximation(monkeypatch):
+    monkeypatch.setattr(tables, "EXACT_RANK_TEST_COST", 10)
+    aucs = np.linspace(0.5, 0.9, 30)
+    inside = np.zeros(30, dtype=bool)
+    inside[[3, 9, 14]] = True
+    assert rank_sum_tail(stats.rankdata(aucs), inside) is None
+    table = pd.DataFrame({"signature": np.arange(30), "mean_auc": aucs})
+    out = rank_enrichment(pd.DataFrame({"probeset": "g", "signature": [3, 9, 14]}), table)
+    assert out.loc["g", "rank_test"] == "normal"
 
 
 @pytest.mark.parametrize(
