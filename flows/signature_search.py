@@ -48,7 +48,7 @@ from tasks.policy import (
     worker_config,
 )
 from tasks.redact import redact_http_logs
-from tasks.report.build import SearchRecords, run_summary
+from tasks.report.build import SearchRecords, run_summary, with_split
 from tasks.science.dataset import PreparedSummary
 from tasks.science.plan import (
     batch_seed,
@@ -305,6 +305,7 @@ def report_run(
         seconds=times["seconds"],
         versions=versions["versions"],
     )
+    summary = with_split(summary, plan.split)
     report = build_report_task(plan.work_dir, report_inputs(params, dataset, plan, jobs, summary))
     record = run_record(params, dataset, plan, jobs, versions) | {"times": times}
     save_run_record_task(str(plan.work_dir / "run.json"), record)

@@ -211,7 +211,9 @@ def gene_power(genes: pd.DataFrame, n_ranked: int) -> GenePower:
     )
 
 
-def held_out(inputs: ReportInputs, table: pd.DataFrame) -> pd.DataFrame | None:
+def held_out(
+    inputs: ReportInputs, table: pd.DataFrame, counts: tuple[int, int] | None
+) -> pd.DataFrame | None:
     """The validated signatures' discovery and held-out AUCs, best first."""
     records = inputs.validation_records
     if records is None or not len(records):
@@ -220,7 +222,7 @@ def held_out(inputs: ReportInputs, table: pd.DataFrame) -> pd.DataFrame | None:
     ranked = table.dropna(subset=["rank"])
     by_id = {s.id: s for s in inputs.search.signatures}
     top = [by_id[int(i)] for i in ranked["signature"] if int(i) in scored]
-    return validation_table(top, table, records, inputs.classifiers)
+    return validation_table(top, table, records, inputs.classifiers, counts)
 
 
 def outcome(signatures: pd.DataFrame, genes: pd.DataFrame) -> dict[str, str | int]:
@@ -240,6 +242,7 @@ def analyse(
     labels: list[str],
     matrix: pd.DataFrame,
     annotation: pd.DataFrame | None,
+    held_out_counts: tuple[int, int] | None = None,
 ) -> Analysis:
     """Every table and value of the report (inputs unchanged)."""
     table = signature_table(
@@ -261,7 +264,7 @@ def analyse(
         genes=genes,
         top=top,
         null=null,
-        validation=held_out(inputs, table),
+        validation=held_out(inputs, table, held_out_counts),
         gene_power=gene_power(genes, int(table["mean_auc"].notna().sum())),
         symbols=symbols,
         heatmap=heatmap_data(matrix, labels, inputs.case, inputs.control, top, symbols),

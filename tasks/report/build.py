@@ -21,7 +21,7 @@ from tasks.report.analysis import (
 from tasks.report.plots import figures, png_bytes
 from tasks.report.render import render_html, render_markdown
 from tasks.report.sections import Content, report_sections
-from tasks.report.summary import run_summary
+from tasks.report.summary import run_summary, with_split
 from tasks.report.write import ReportOutput, plot_paths, write_report
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "SearchRecords",
     "build_report",
     "run_summary",
+    "with_split",
 ]
 
 
@@ -94,10 +95,15 @@ def null_record(analysis: Analysis) -> dict:
 def build_report(run_dir: Path, inputs: ReportInputs) -> ReportFiles:
     """Read the dataset, compute, draw, render and write every report file."""
     labels, matrix = read_prepared(inputs.dataset_path)
+    counts = None
     if inputs.discovery_rows is not None:  # held-out samples stay out of every statistic
+        kept = set(inputs.discovery_rows)
+        rest = [lab for i, lab in enumerate(labels) if i not in kept]
+        counts = (rest.count(inputs.case), rest.count(inputs.control))
         labels = [labels[i] for i in inputs.discovery_rows]
         matrix = matrix.iloc[list(inputs.discovery_rows)].reset_index(drop=True)
-    analysis = analyse(inputs, labels, matrix, read_annotation(inputs.annotation_path))
+    annotation = read_annotation(inputs.annotation_path)
+    analysis = analyse(inputs, labels, matrix, annotation, counts)
     pngs = {name: png_bytes(fig) for name, fig in figures(analysis, inputs.classifiers).items()}
     tables = output_tables(analysis)
     content = Content(

@@ -101,9 +101,16 @@ def verdict_section(content: Content) -> Section:
         )
     if analysis.validation is not None and len(analysis.validation):
         first = analysis.validation.iloc[0]
+        interval = (
+            f" (95% CI {first['validation_auc_low']:.2f}-{first['validation_auc_high']:.2f})"
+            if "validation_auc_low" in first
+            else ""
+        )
         items["held-out validation"] = (
-            f"mean AUC {float(first['validation_mean_auc']):.4f} on the held-out samples "
-            f"against {float(first['discovery_mean_auc']):.4f} cross-validated on discovery"
+            f"mean AUC {float(first['validation_mean_auc']):.4f}{interval} on the held-out "
+            f"samples against {float(first['discovery_mean_auc']):.4f} cross-validated on "
+            f"discovery; mean optimism of the {len(analysis.validation)} validated signatures "
+            f"{analysis.validation['optimism'].mean():.3f}"
         )
     items["contrast"] = f"{overview.get('contrast', '')}; samples {overview.get('samples', '')}"
     items["cost"] = (
@@ -230,7 +237,10 @@ def validation_section(content: Content) -> Section:
     intro = (
         "The search used the discovery samples only. Each top signature was then fitted on "
         "all discovery samples and scored on the held-out samples: a held-out AUC near the "
-        "discovery AUC supports the signature; one near 0.5 says it did not generalise."
+        "discovery AUC supports the signature; one near 0.5 says it did not generalise. "
+        "optimism is the discovery AUC minus the held-out one (the winner's curse of the "
+        f"search: {table['optimism'].mean():.3f} on average here); validation_auc_low and "
+        "_high bound each held-out mean AUC (95%, Hanley and McNeil's standard error)."
     )
     view = table_view("validation", "Discovery and held-out AUC", table, "validation.tsv")
     return Section("validation", "Held-out validation", intro=intro, tables=(view,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,15 @@ def run_summary(
     }
     table = pd.DataFrame(sorted(versions.items()), columns=["package", "version"])
     return RunSummary(overview, parameter_table(params), table, round_table(jobs))
+
+
+def with_split(summary: RunSummary, split: tuple[list[int], list[int]] | None) -> RunSummary:
+    """The summary with the samples' discovery/held-out split beside their counts, if any."""
+    if not split:
+        return summary
+    samples = f"{summary.overview['samples']}; {len(split[0])} searched (discovery), "
+    samples += f"{len(split[1])} held out for validation"
+    return dataclasses.replace(summary, overview={**summary.overview, "samples": samples})
 
 
 def _samples(dataset: PreparedSummary) -> str:

@@ -119,13 +119,35 @@ def top_signature_list(
     return [by_id[int(i)] for i in top_signatures(table, fraction)["signature"]]
 
 
+def auc_interval(
+    auc: np.ndarray, n_case: int, n_control: int, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hanley and McNeil's (1982) confidence interval of an AUC from its value and group sizes.
+
+    Its standard error needs no per-sample scores; it is exact when both groups' scores are
+    exponentially distributed and close for others. The interval is clipped to [0, 1].
+    """
+    a = np.asarray(auc, dtype=np.float64)
+    q1, q2 = a / (2 - a), 2 * a**2 / (1 + a)
+    variance = (a * (1 - a) + (n_case - 1) * (q1 - a**2) + (n_control - 1) * (q2 - a**2)) / (
+        n_case * n_control
+    )
+    half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(np.maximum(variance, 0.0))
+    return np.clip(a - half, 0.0, 1.0), np.clip(a + half, 0.0, 1.0)
+
+
 def validation_table(
     top: list[Signature],
     discovery: pd.DataFrame,
     validation: pd.DataFrame,
     classifiers: Sequence[str],
+    held_out_counts: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
-    """Top signatures' discovery (cross-validated) and held-out AUCs, in discovery rank order."""
+    """Top signatures' discovery (cross-validated) and held-out AUCs, in discovery rank order.
+
+    With the held-out (case, control) counts, each held-out mean AUC gets its 95% interval.
+    `optimism` is the discovery mean AUC minus the held-out one.
+    """
     held_out = signature_table(top, validation, classifiers, set()).set_index("signature")
     found = discovery.set_index("signature").loc[[s.id for s in top]]
     table = pd.DataFrame(
@@ -135,6 +157,10 @@ def validation_table(
             "validation_mean_auc": held_out["mean_auc"].reindex(found.index),
         }
     )
+    if held_out_counts:
+        low, high = auc_interval(table["validation_mean_auc"].to_numpy(), *held_out_counts)
+        table["validation_auc_low"], table["validation_auc_high"] = low, high
+    table["optimism"] = table["discovery_mean_auc"] - table["validation_mean_auc"]
     for clf in classifiers:
         table[f"validation_auc_{clf}"] = held_out[f"auc_{clf}"].reindex(found.index)
     table["probesets"] = found["probesets"]

@@ -1,4 +1,4 @@
-from tasks.report.summary import parameter_table, plain_value, run_summary
+from tasks.report.summary import parameter_table, plain_value, run_summary, with_split
 
 
 def test_run_summary_from_typed_values(params, golub_summary, outcomes):
@@ -16,6 +16,16 @@ def test_run_summary_from_typed_values(params, golub_summary, outcomes):
         and overview["run time"] == "12.5 s (every flow attempt)"
     )
     assert summary.versions.to_dict(orient="records") == [{"package": "numpy", "version": "2.0"}]
+
+
+def test_the_samples_line_gives_the_held_out_split(params, golub_summary, outcomes):
+    summary = run_summary(params, golub_summary, *outcomes, 4, 1.0, {})
+    split = with_split(summary, (list(range(27)), list(range(27, 38))))
+    assert split.overview["samples"] == (
+        "38: 11 AML (case), 27 ALL (control); 27 searched (discovery), 11 held out for validation"
+    )
+    assert summary.overview["samples"] == "38: 11 AML (case), 27 ALL (control)"  # not mutated
+    assert with_split(summary, None) is summary
 
 
 def test_rounds_list_why_slices_failed(params, golub_summary, outcomes):
