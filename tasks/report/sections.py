@@ -299,9 +299,13 @@ def methods_section(content: Content) -> Section:
     params = content.summary.parameters
     facts = dict(zip(params["parameter"], params["value"]))
     heat = content.analysis.heatmap
+    n_case, n_samples = heat.boundary, len(heat.sample_labels)
+    majority = max(n_case, n_samples - n_case)
     facts |= {
         "case": heat.case,
         "control": heat.control,
+        "majority": heat.case if n_case > n_samples - n_case else heat.control,
+        "majority_accuracy": f"{majority / n_samples:.3f}" if n_samples else "n/a",
         "top_fraction": f"{content.top_fraction * 100:g}%",
         **searched_facts(content),
     }

@@ -359,19 +359,28 @@ def _exact_threshold(maxima: np.ndarray, alpha: float) -> float:
 
 
 def random_signature_baseline(table: pd.DataFrame, null: pd.DataFrame) -> dict:
-    """Random signatures on the real labels against the same kind on permuted labels."""
+    """Random signatures on the real labels against the same kind on permuted labels.
+
+    `mean_auc_p` is a permutation test of the null panel's mean AUC: the same signatures'
+    mean on the real labels against their mean on each permutation's labels.
+    """
     real = table["mean_auc"].dropna().to_numpy()
     permuted = null["mean_auc"].to_numpy()
     if not len(real) or not len(permuted):
         return {}
-    perm_means = null.groupby("permutation")["mean_auc"].mean().to_numpy()
+    on_real = table.dropna(subset=["mean_auc"]).set_index("signature")["mean_auc"]
+    panel = null[null["signature"].isin(on_real.index)]
+    panel_real = float(on_real.loc[panel["signature"].unique()].mean()) if len(panel) else np.nan
+    perm_means = panel.groupby("permutation")["mean_auc"].mean().to_numpy()
+    n_reaching = np.sum(perm_means >= panel_real)
     q95 = float(np.quantile(permuted, 0.95))
     return {
         "random_median_auc": float(np.median(real)),
         "permuted_median_auc": float(np.median(permuted)),
         "permuted_q95_auc": q95,
         "share_above_permuted_q95": float(np.mean(real > q95)),
-        "mean_auc_p": float((1 + np.sum(perm_means >= real.mean())) / (len(perm_means) + 1)),
+        "panel_real_mean_auc": panel_real,
+        "mean_auc_p": float((1 + n_reaching) / (len(perm_means) + 1)) if len(panel) else np.nan,
         "n_random": int(len(real)),
         "n_permuted": int(len(permuted)),
         "n_permutations": int(len(perm_means)),
@@ -390,7 +399,6 @@ def top_signature_evidence(
             "rank": top["rank"].to_numpy(),
             "signature": top["signature"].to_numpy(),
             "mean_auc": observed,
-            "random_percentile": [100 * float(np.mean(real <= v)) for v in observed],
             "random_z": (observed - centre) / spread,
             "selection_adjusted_p": selection_adjusted_p(observed, null, n_searched),
             "min_attainable_p": 1 / (null["permutation"].nunique() + 1),

@@ -40,6 +40,8 @@ def test_build_writes_every_file_and_links_every_tsv(tmp_path, report_inputs):
     assert "permutation_records.tsv" in html
     assert "RuntimeError: &lt;boom&gt; &amp; co" in html  # why slices failed, escaped
     assert "Smyth" in html and "Benjamini" in html
+    # 27 of the 38 golub samples are ALL: the accuracy a classifier must beat.
+    assert "always answering the majority class (ALL)\nscores 0.711" in html
     assert len(list((tmp_path / "plots").glob("*.png"))) == 5
 
 

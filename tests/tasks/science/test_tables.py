@@ -133,15 +133,17 @@ def test_selection_threshold_is_where_the_adjusted_p_crosses_alpha():
 
 
 def test_random_signature_baseline_compares_real_and_permuted_distributions():
-    table = pd.DataFrame({"mean_auc": [0.6, 0.7, 0.8, 0.9, np.nan]})
-    null = null_frame([[0.4, 0.5], [0.5, 0.6], [0.7, 0.8]])
+    table = pd.DataFrame({"signature": range(5), "mean_auc": [0.6, 0.7, 0.9, 0.99, np.nan]})
+    null = null_frame([[0.4, 0.5], [0.5, 0.6], [0.7, 0.8]])  # the panel: signatures 0 and 1
     out = random_signature_baseline(table, null)
     assert out["n_random"] == 4 and out["n_permuted"] == 6 and out["n_permutations"] == 3
-    np.testing.assert_allclose(out["random_median_auc"], 0.75)
+    np.testing.assert_allclose(out["random_median_auc"], 0.8)
     np.testing.assert_allclose(
         out["permuted_q95_auc"], np.quantile([0.4, 0.5, 0.5, 0.6, 0.7, 0.8], 0.95)
     )
-    # Permutation means .45, .55, .75 against the real mean .75: one reaches it.
+    # The panel's means .45, .55, .75 on permuted labels against its own .65 on the real ones
+    # (not the .80 of every random signature): one reaches it.
+    np.testing.assert_allclose(out["panel_real_mean_auc"], 0.65)
     np.testing.assert_allclose(out["mean_auc_p"], 2 / 4)
 
 
