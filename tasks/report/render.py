@@ -57,21 +57,32 @@ class Section:
     facts: dict[str, str] | None = None  # values the partial template shows
 
 
-def cell_text(value: object) -> str | Link:
-    """A cell as shown: floats to 4 significant digits, missing values empty."""
+def cell_text(value: object, float_format: str = ".4g") -> str | Link:
+    """A cell as shown: floats in the column's format, missing values empty."""
     if isinstance(value, Link):
         return value
     # A cell is a scalar (pandas-stubs' isna takes scalars, not any object).
     if value is None or (not isinstance(value, str) and pd.isna(cast("Scalar", value))):
         return ""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:{float_format}}"
     return str(value)
+
+
+def float_format(column: pd.Series) -> str:
+    """One format per column: 4 decimals, or 3 significant digits where values are tiny."""
+    if not pd.api.types.is_float_dtype(column):
+        return ".4g"
+    values = column.dropna().abs()
+    return ".4f" if ((values >= 1e-3) | (values == 0)).all() else ".3g"
 
 
 def table_view(id: str, caption: str, frame: pd.DataFrame, download: str | None = None) -> Table:
     """A frame as a report table."""
-    rows = [[cell_text(v) for v in row] for row in frame.itertuples(index=False)]
+    formats = [float_format(frame[c]) for c in frame.columns]
+    rows = [
+        [cell_text(v, f) for v, f in zip(row, formats)] for row in frame.itertuples(index=False)
+    ]
     numeric = tuple(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns)
     return Table(id, caption, [str(c) for c in frame.columns], rows, download, numeric)
 

@@ -29,7 +29,13 @@ FILE_CONTENTS = {
     "records.tsv": "every (signature, classifier) result of this run's main job as received",
     "permutation_records.tsv": "every result on permuted labels (permutation = its seed)",
     "validation_records.tsv": "every (signature, classifier) result on the held-out samples",
+    "report.md": "this report as Markdown (plots as files)",
+    "report.json": "the report's values: top signatures, selection-adjusted p, baseline, null",
+    "run.json": "the run's record: dataset sha256, package versions, job ids, rounds, times",
+    "parameters.json": "every parameter of the run",
+    "history.jsonl": "every round of every flow attempt, a line each",
 }
+RUN_FILES = ("report.md", "report.json", "run.json", "parameters.json", "history.jsonl")
 PLOT_CAPTIONS = {
     "auc_by_classifier": "Cross-validated AUC of every signature, per classifier.",
     "auc_by_length": "Mean AUC across classifiers by signature length.",
@@ -283,15 +289,19 @@ def retries_section(content: Content) -> Section:
 
 
 def downloads_section(content: Content) -> Section:
-    """Links to every table beside the report."""
+    """Links to every file the run writes beside the report."""
+    names = [*content.files, *RUN_FILES, *(f"plots/{name}.png" for name in content.pngs)]
     frame = pd.DataFrame(
         {
-            "file": [Link(name, name) for name in content.files],
-            "contents": [FILE_CONTENTS.get(name, "") for name in content.files],
+            "file": [Link(name, name) for name in names],
+            "contents": [
+                FILE_CONTENTS.get(name, PLOT_CAPTIONS.get(name[6:-4], "")) for name in names
+            ],
         }
     )
     table = table_view("files", "Files", frame)
-    return Section("downloads", "Downloads", intro="Tab-separated text.", tables=(table,))
+    intro = "Every file of the run's folder: tables as tab-separated text, records as JSON."
+    return Section("downloads", "Downloads", intro=intro, tables=(table,))
 
 
 def methods_section(content: Content) -> Section:

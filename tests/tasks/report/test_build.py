@@ -38,6 +38,8 @@ def test_build_writes_every_file_and_links_every_tsv(tmp_path, report_inputs):
     for tsv in ("signatures.tsv", "genes.tsv", "null.tsv", "validation.tsv", "records.tsv"):
         assert f'href="{tsv}"' in html
     assert "permutation_records.tsv" in html
+    for name in ("report.json", "report.md", "run.json", "parameters.json", "plots/volcano.png"):
+        assert f'href="{name}"' in html  # the downloads list every file of the run
     assert "RuntimeError: &lt;boom&gt; &amp; co" in html  # why slices failed, escaped
     assert "Smyth" in html and "Benjamini" in html
     # 27 of the 38 golub samples are ALL: the accuracy a classifier must beat.

@@ -35,8 +35,22 @@ def test_a_section_per_table_with_its_download_link():
         end = html.index("</section>", start)
         assert f'<table class="sortable" id="table-{table}">' in html[start:end]
     assert '<a href="two.tsv" download>' in html and '<a href="x.tsv">x.tsv</a>' in html
-    assert "0.0001235" in html  # floats to 4 significant digits
+    assert "0.000123" in html  # a column of tiny values: 3 significant digits
     assert 'src="data:image/png;base64,iVBORw=="' in html
+
+
+def test_a_float_column_has_one_format():
+    frame = pd.DataFrame({"auc": [1.0, 0.936, 0.98321], "p": [0.5, 1.23e-13, 0.04], "n": [1, 2, 3]})
+    rows = table_view("t", "T", frame).rows
+    assert [r[0] for r in rows] == ["1.0000", "0.9360", "0.9832"]
+    assert [r[1] for r in rows] == ["0.5", "1.23e-13", "0.04"]
+    assert [r[2] for r in rows] == ["1", "2", "3"]
+
+
+def test_headers_break_at_underscores_without_a_character_that_gets_copied():
+    frame = pd.DataFrame({"rank_adj_p": [0.5]})
+    html = render_html("t", [Section("s", "S", tables=(table_view("t", "T", frame),))])
+    assert "rank_<wbr>adj_<wbr>p" in html and "\u200b" not in html
 
 
 def test_html_works_offline():
