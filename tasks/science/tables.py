@@ -292,7 +292,9 @@ def null_summary(null: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index()
 
 
-def selection_adjusted_p(observed: np.ndarray, null: pd.DataFrame, n_searched: int) -> np.ndarray:
+def selection_adjusted_p(
+    observed: np.ndarray, null: pd.DataFrame, n_searched: int, tail_df: float | None = None
+) -> np.ndarray:
     """P(the best of `n_searched` signatures on permuted labels reaches each observed value).
 
     Per permutation, the chance that the best of the searched signatures reaches the value
@@ -313,7 +315,11 @@ def selection_adjusted_p(observed: np.ndarray, null: pd.DataFrame, n_searched: i
         return np.full(observed.shape, np.nan)
     means = np.array([g.mean() for g in groups])
     z = (observed[:, None] - means[None, :]) / sd
-    chance = -np.expm1(n_searched * special.log_ndtr(z))
+    if tail_df is None:
+        log_cdf = special.log_ndtr(z)
+    else:  # Student's t with the panel's SD: a heavier tail than the normal's
+        log_cdf = stats.t.logcdf(z / np.sqrt((tail_df - 2) / tail_df), tail_df)
+    chance = -np.expm1(n_searched * log_cdf)
     return (1 + chance.sum(axis=1)) / (len(groups) + 1)
 
 

@@ -295,6 +295,15 @@ def test_the_normal_fit_pools_spread_by_degrees_of_freedom_and_needs_some():
     assert selection_adjusted_p(np.array([]), singletons, n_searched=300).shape == (0,)
 
 
+def test_a_student_t_tail_is_heavier_than_the_normal_and_tends_to_it():
+    null = null_frame([[0.50, 0.55, 0.60], [0.52, 0.58, 0.61], [0.49, 0.53, 0.57]])
+    observed = np.array([0.70, 0.80, 0.95])
+    normal = selection_adjusted_p(observed, null, n_searched=300)
+    assert_allclose(selection_adjusted_p(observed, null, 300, tail_df=1e7), normal, rtol=1e-5)
+    heavy = selection_adjusted_p(observed, null, 300, tail_df=3)
+    assert (heavy >= normal).all() and heavy[-1] > normal[-1]
+
+
 def test_the_threshold_is_the_smallest_value_that_reaches_alpha_on_a_stretch():
     # 19 permutations, each panel every searched signature: p = (1 + exceedances) / 20 is
     # exactly 0.05 for every value above the best permuted maximum, 0.65.
