@@ -12,6 +12,7 @@ from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from tasks.execution.client import ServerClient
 from tasks.execution.dcp import DcpOptions
 from tasks.io import read_annotation, read_input
 from tasks.parameters import SearchParameters, preparation_options
@@ -184,6 +185,13 @@ def check_inputs(params: SearchParameters) -> None:
             "--server-url is given but SIGSEARCH_ADMIN_TOKEN is not set; "
             "export the server's admin token (its var/admin-token)"
         )
+    if params.server_url:
+        client = ServerClient(params.server_url, os.environ["SIGSEARCH_ADMIN_TOKEN"])
+        if refused := client.admin_token_refused():
+            raise UsageError(
+                f"{refused}: SIGSEARCH_ADMIN_TOKEN is not its admin token; export the one in "
+                "the server's var/admin-token"
+            )
     check_dcp(params)
     read_annotation(annotation_path(params))  # a table it can read, or a DatasetError naming it
     options = PrepareOptions(**preparation_options(params))

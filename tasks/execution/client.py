@@ -146,6 +146,23 @@ class ServerClient:
         self.logger.warning("server %s back after %.0f s", self.base_url, ended - started)
         return value
 
+    def admin_token_refused(self) -> str:
+        """Why the server refuses the admin token ('' when it takes it, or cannot be asked now).
+
+        One request, no retries: an unreachable server is the run's to wait out, not this.
+        """
+        try:
+            response = requests.get(
+                f"{self.base_url}/runs/sigsearch-admin-check/status",
+                headers={"Authorization": f"Bearer {self.admin_token}"},
+                timeout=5,
+            )
+        except requests.RequestException:
+            return ""
+        if response.status_code in (401, 403):
+            return f"{self.base_url} refuses the admin token (HTTP {response.status_code})"
+        return ""
+
     def serving_problem(self, name: str, token: str, sha256: str) -> str:
         """Why workers cannot get this run's dataset now ('' when they can)."""
         try:

@@ -8,6 +8,8 @@ import pytest
 
 from flows.__main__ import main
 from flows.cli import UsageError, parse_parameters
+from server import create_app
+from server.embedded import EmbeddedServer
 from tasks.execution.dcp import DcpOptions
 from tasks.parameters import TEST_ONLY, SearchParameters
 
@@ -51,6 +53,24 @@ def test_options_become_typed_parameters():
     assert params.classifiers == ["logistic", "svm"] and params.log2_transform
     assert params.dcp.job_name == "weekly" and params.dcp.slice_payment_offer == 0.5
     assert params.dcp.remote_workers is False and params.faults == {}
+
+
+def test_a_wrong_admin_token_is_one_line_before_prefect_starts(tmp_path, capsys, monkeypatch):
+    (tmp_path / "data").mkdir()
+    app = create_app(
+        {"DATA_DIR": tmp_path / "data", "DATABASE": tmp_path / "db", "ADMIN_TOKEN": "right" * 8}
+    )
+    server = EmbeddedServer(app)
+    monkeypatch.setenv("SIGSEARCH_ADMIN_TOKEN", "wrong" * 8)
+    try:
+        argv = ["--input", str(GOLUB), "--server-url", server.url]
+        assert main([*argv, "--results-dir", str(tmp_path / "r")]) == 2
+    finally:
+        server.stop()
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert f"{server.url} refuses the admin token (HTTP 403)" in err and "wrong" not in err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,13 @@ def client(tmp_path):
     server.stop()
 
 
+def test_a_wrong_admin_token_is_found_with_one_request(client):
+    assert client.admin_token_refused() == ""  # the right token: the probe run is unknown (404)
+    wrong = ServerClient(client.base_url, "not-the-admin-token", timeout=10)
+    assert wrong.admin_token_refused() == f"{client.base_url} refuses the admin token (HTTP 403)"
+    assert ServerClient("http://127.0.0.1:9", ADMIN).admin_token_refused() == ""  # not reachable
+
+
 def test_finish_run_closes_the_sink(client):
     client.register_run("run1", "demo", RUN_TOKEN, [1, 2])
     post = {"element": "1", "content": '{"slice": 1, "records": []}'}
