@@ -270,7 +270,7 @@ def find_server_run_task(client: ServerClient, base: str, fresh: bool) -> str:
         if status["finished"]:
             continue
         if not fresh:
-            logger.warning(
+            logger.info(
                 "resuming server run %s: %d of %d slices have results (fresh_run starts anew)",
                 run_id,
                 len(status["received"]),

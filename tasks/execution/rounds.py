@@ -204,8 +204,8 @@ def run_slices(
     remaining = sorted(set(slices.numbers()) - set(status["received"]))
     seen = status["received"] or status["errored"] or status["next_attempt"] > 1
     attempt = status["next_attempt"] if seen else 0
-    if attempt:
-        logger.warning(
+    if attempt:  # an expected resume (a retried flow run): news, not a warning
+        logger.info(
             "%s: resumed; %d slices have results already",
             job_name,
             len(slices.numbers()) - len(remaining),
