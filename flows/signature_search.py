@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 
 from flows.backends import make_backend
 from flows.params import injected_faults, takes_fields_of
@@ -258,7 +259,7 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary, client: Server
     validate_parameters=False,
 )
 @takes_fields_of(SearchParameters, hidden=TEST_ONLY)
-def signature_search(**fields) -> dict:
+def signature_search(**fields) -> dict | State:
     """Search random gene signatures for ones that tell the phenotypes apart."""
     redact_http_logs()  # a deployment starts here, not at `python -m flows`
     params = SearchParameters(**fields, faults=injected_faults())
@@ -312,15 +313,20 @@ def report_run(
     return report
 
 
-def finish(params: SearchParameters, run_id: str, run_dir: Path, report, failed: list[int]):
+def finish(
+    params: SearchParameters, run_id: str, run_dir: Path, report, failed: list[int]
+) -> dict | State:
     """Fail the run beyond the failure tolerance; else say where the report is."""
     logger = get_run_logger()
     logger.info("report: %s", report.html)
     if not tolerated(params, failed):
-        raise SlicesFailed(
+        message = (
             f"{len(failed)} slices failed after all retries: {failed}; "
             f"partial report at {report.html}"
         )
+        # A failed state, not a raise: the UI shows the reason in one line, no traceback; the
+        # caller of the flow still gets SlicesFailed raised.
+        return Failed(message=message, data=SlicesFailed(message))
     if failed:
         logger.warning("%d slices failed (tolerated): %s", len(failed), failed)
     return {"run_id": run_id, "run_dir": str(run_dir), "report": str(report.html), "failed": failed}

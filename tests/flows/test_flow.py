@@ -164,10 +164,16 @@ def failed_run_id(workdir: Path) -> str:
     return json.loads(reports[-1].read_text())["run_id"]
 
 
-def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir, monkeypatch):
+def test_slices_that_keep_failing_fail_the_flow_but_are_reported(workdir, monkeypatch, caplog):
     monkeypatch.setenv(FAULTS_VARIABLE, json.dumps({"fail": [4]}))
     with pytest.raises(SlicesFailed, match=r"\[4\]"):
         signature_search(**params(workdir, max_slice_retries=0, n_permutations=0))
+    # The run log (the UI's) says why in one line: a failed state, no traceback.
+    ended = [r for r in caplog.records if r.name == "prefect.flow_runs" and r.exc_info]
+    assert ended == []
+    assert any(
+        "Finished in state Failed('1 slices failed" in r.getMessage() for r in caplog.records
+    )
     reports = sorted(Path(workdir, "results").glob("*/report.md"), key=lambda p: p.stat().st_mtime)
     text = reports[-1].read_text()
     assert "slices failed**: 4 (error: RuntimeError: injected fault" in text
