@@ -75,7 +75,12 @@ def baseline_verdict(base: dict) -> str:
     elif base["mean_auc_p"] <= 0.05:
         what = "random signatures separate the phenotypes better than chance, a minority well"
     else:
-        what = "random signatures do not separate the phenotypes better than chance"
+        panel = base.get("n_panel", 0)
+        what = (
+            f"the null panel's {panel} random signatures score no better on the real labels than "
+            "on permuted ones"
+            + (" (a test of so few signatures has little power)" if panel < 20 else "")
+        )
     return f"{what} ({numbers}, p {base['mean_auc_p']:.3g})"
 
 

@@ -386,6 +386,7 @@ def random_signature_baseline(table: pd.DataFrame, null: pd.DataFrame) -> dict:
         "permuted_q95_auc": q95,
         "share_above_permuted_q95": float(np.mean(real > q95)),
         "panel_real_mean_auc": panel_real,
+        "n_panel": int(panel["signature"].nunique()),
         "mean_auc_p": float((1 + n_reaching) / (len(perm_means) + 1)) if len(panel) else np.nan,
         "n_random": int(len(real)),
         "n_permuted": int(len(permuted)),

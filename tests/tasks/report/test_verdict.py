@@ -95,3 +95,13 @@ def test_a_baseline_at_its_floor_with_few_permutations_is_not_called_chance():
     text = "\n".join(verdict_lines(record))
     assert "beat permuted labels on every permutation, but 0.167 is the smallest p" in text
     assert "better than chance" not in text
+
+
+def test_a_baseline_above_005_names_the_panel_it_tested_and_its_weakness():
+    record = copy.deepcopy(RECORD)
+    record["random_signature_baseline"] |= {"mean_auc_p": 1 / 3, "n_panel": 5}
+    text = "\n".join(verdict_lines(record))
+    assert "the null panel's 5 random signatures score no better on the real labels" in text
+    assert "little power" in text
+    record["random_signature_baseline"] |= {"n_panel": 300}
+    assert "little power" not in "\n".join(verdict_lines(record))
