@@ -99,6 +99,37 @@ class GenePower:
 
 
 @dataclass(frozen=True)
+class SampleView:
+    """The samples at a glance: their first two principal components and value distributions."""
+
+    labels: list[str]  # phenotype of each sample, in the dataset's order
+    components: np.ndarray  # samples x 2: scores on PC1 and PC2
+    explained: tuple[float, float]  # share of the variance of the genes used, PC1 and PC2
+    n_genes: int  # the most variable probesets the PCA used
+    spread: np.ndarray  # samples x 5: 5th, 25th, 50th, 75th, 95th percentile of its values
+
+
+PCA_GENES = 500  # as DESeq2's plotPCA: the most variable probesets
+
+
+def sample_view(matrix: pd.DataFrame, labels: list[str]) -> SampleView:
+    """PCA of the samples on the most variable probesets, and each sample's percentiles."""
+    values = matrix.to_numpy(dtype=np.float64)
+    variable = np.argsort(-values.var(axis=0), kind="stable")[:PCA_GENES]
+    centred = values[:, variable] - values[:, variable].mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    share = s**2 / max(float((s**2).sum()), 1e-300)
+    components = np.zeros((len(values), 2))
+    k = min(2, len(s))
+    components[:, :k] = u[:, :k] * s[:k]
+    for pc in range(2):  # an SVD's signs are arbitrary: the largest score is made positive
+        components[:, pc] *= np.sign(components[np.argmax(np.abs(components[:, pc])), pc]) or 1.0
+    explained = (float(share[0]) if k else 0.0, float(share[1]) if k > 1 else 0.0)
+    spread = np.percentile(values, [5, 25, 50, 75, 95], axis=1).T
+    return SampleView(list(labels), components, explained, len(variable), spread)
+
+
+@dataclass(frozen=True)
 class Analysis:
     """The report's tables and values, before any plotting or rendering."""
 
@@ -111,6 +142,7 @@ class Analysis:
     symbols: dict[str, str]  # probeset -> gene symbol, where the annotation has one
     heatmap: HeatmapData
     outcome: dict[str, str | int]
+    samples: SampleView
 
 
 def gene_symbols(annotation: pd.DataFrame | None) -> dict[str, str]:
@@ -269,6 +301,7 @@ def analyse(
         symbols=symbols,
         heatmap=heatmap_data(matrix, labels, inputs.case, inputs.control, top, symbols),
         outcome=outcome(table, genes),
+        samples=sample_view(matrix, labels),
     )
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from tasks.report.analysis import Analysis, HeatmapData, NullEvidence
+from tasks.report.analysis import Analysis, HeatmapData, NullEvidence, SampleView
 
 DPI = 120  # 10 pt text is ~17 px: readable on a laptop screen at 100% zoom
 CASE_COLOUR, CONTROL_COLOUR = "#d95f02", "#1b9e77"
@@ -31,7 +31,10 @@ def figures(analysis: Analysis, classifiers: Sequence[str]) -> dict[str, Figure]
         "auc_by_classifier": plot_auc_by_classifier(analysis.signatures, classifiers),
         "auc_by_length": plot_auc_by_length(analysis.signatures),
         "volcano": plot_volcano(analysis.genes, analysis.symbols, heat.case, heat.control),
+        "ma": plot_ma(analysis.genes, heat.case, heat.control),
         "heatmap": plot_heatmap(heat),
+        "pca": plot_pca(analysis.samples, heat.case, heat.control),
+        "sample_spread": plot_sample_spread(analysis.samples, heat.case, heat.control),
     }
     if analysis.null is not None:
         drawn["random_baseline"] = plot_random_baseline(analysis.signatures, analysis.null, 5)
@@ -105,6 +108,63 @@ def plot_volcano(
     ax.set_ylabel("-log10 p (moderated t)")
     ax.set_title(f"Differential expression: {case} vs {control}")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    return fig
+
+
+def plot_ma(genes: pd.DataFrame, case: str, control: str, alpha: float = 0.05) -> Figure:
+    """MA plot: log fold change against mean expression, BH-significant probesets marked."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    significant = (genes["adj.P.Val"] < alpha).to_numpy()
+    for mask, colour, size, label in (
+        (~significant, "#aaaaaa", 4, "probesets"),
+        (significant, "#d62728", 6, f"adj.P.Val < {alpha}"),
+    ):
+        if mask.any():
+            ax.scatter(genes["AveExpr"][mask], genes["logFC"][mask], s=size, c=colour,
+                       label=f"{label} ({mask.sum()})")  # fmt: skip
+    ax.axhline(0.0, color="#555555", linewidth=0.8)
+    ax.set_xlabel("mean expression (AveExpr)")
+    ax.set_ylabel(f"log fold change ({case} - {control})")
+    ax.set_title("MA plot: fold change against mean expression")
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
+    return fig
+
+
+def plot_pca(samples: SampleView, case: str, control: str) -> Figure:
+    """The samples on their first two principal components, coloured by phenotype."""
+    fig = Figure(figsize=(6.5, 5), layout="constrained")
+    ax = fig.add_subplot()
+    labels = np.array(samples.labels)
+    for label, colour in ((case, CASE_COLOUR), (control, CONTROL_COLOUR)):
+        mask = labels == label
+        if mask.any():
+            points = samples.components[mask]
+            ax.scatter(points[:, 0], points[:, 1], s=24, c=colour, label=f"{label} ({mask.sum()})")
+    first, second = samples.explained
+    ax.set_xlabel(f"PC1 ({first:.0%} of the variance)")
+    ax.set_ylabel(f"PC2 ({second:.0%})")
+    ax.set_title(f"Samples: PCA of the {samples.n_genes} most variable probesets")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sample_spread(samples: SampleView, case: str, control: str) -> Figure:
+    """Each sample's distribution of values: median, quartiles, 5th and 95th percentiles."""
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax = fig.add_subplot()
+    order = sorted(range(len(samples.labels)), key=lambda i: (samples.labels[i] != case, i))
+    boxes = [
+        {"med": s[2], "q1": s[1], "q3": s[3], "whislo": s[0], "whishi": s[4], "fliers": []}
+        for s in samples.spread[order]
+    ]
+    drawn = ax.bxp(boxes, showfliers=False, patch_artist=True, widths=0.7)
+    for box, i in zip(drawn["boxes"], order):
+        box.set_facecolor(CASE_COLOUR if samples.labels[i] == case else CONTROL_COLOUR)
+    ax.set_xticks([])
+    ax.set_xlabel(f"samples ({case} first, then {control}), in the dataset's order")
+    ax.set_ylabel("expression value")
+    ax.set_title("Per-sample distributions (box: quartiles; whiskers: 5th-95th percentile)")
     return fig
 
 

@@ -42,6 +42,11 @@ PLOT_CAPTIONS = {
     "heatmap": "Row z-scores of the top signatures' probesets; columns are samples sorted by "
     "phenotype (bar above), rows grouped by signature.",
     "volcano": "Moderated statistics of every probeset; the strongest are labelled.",
+    "ma": "Log fold change against mean expression of every probeset; red: BH-adjusted p < 0.05.",
+    "pca": "The samples on their first two principal components (PCA of the 500 most variable "
+    "probesets, centred, not scaled), coloured by phenotype: a batch or an outlier shows here.",
+    "sample_spread": "Each sample's values: a sample whose box sits apart was measured or "
+    "normalised differently.",
     "random_baseline": "Mean AUC of every random signature on the real labels (blue) and of the "
     "null panel on permuted labels (grey); red lines are the top signatures, the dashed line "
     "the mean AUC a best signature needs to beat selection at p = 0.05.",
@@ -260,7 +265,7 @@ def genes_section(content: Content) -> Section:
         content.analysis.gene_power
     )
     return Section(
-        "genes", "Top genes", intro=intro, tables=(table,), plots=_plots(content, "volcano")
+        "genes", "Top genes", intro=intro, tables=(table,), plots=_plots(content, "volcano", "ma")
     )
 
 
@@ -286,6 +291,17 @@ def retries_section(content: Content) -> Section:
     )
     table = table_view("rounds", "Rounds of slices", content.summary.rounds)
     return Section("retries", "Slices and retries", intro=intro, tables=(table,))
+
+
+def samples_section(content: Content) -> Section:
+    """The samples the statistics used: how they group, and how their values are spread."""
+    view = content.analysis.samples
+    intro = (
+        f"{len(view.labels)} samples (the discovery samples when some are held out). PC1 and "
+        f"PC2 explain {view.explained[0]:.0%} and {view.explained[1]:.0%} of the variance of "
+        f"the {view.n_genes} most variable probesets."
+    )
+    return Section("samples", "Samples", intro=intro, plots=_plots(content, "pca", "sample_spread"))
 
 
 def downloads_section(content: Content) -> Section:
@@ -364,6 +380,7 @@ SECTIONS: tuple[Callable[[Content], Section], ...] = (
     null_section,
     validation_section,
     genes_section,
+    samples_section,
     downloads_section,
     methods_section,
     run_section,

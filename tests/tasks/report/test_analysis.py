@@ -5,6 +5,7 @@ from numpy.testing import assert_allclose
 from tasks.report.analysis import (
     heatmap_data,
     null_evidence,
+    sample_view,
     with_selection_p,
     with_symbols,
 )
@@ -80,3 +81,19 @@ def test_the_null_counts_only_ranked_signatures_as_searched(report_inputs):
         assert_allclose(null.top["selection_adjusted_p"], expected, rtol=1e-12)
         shown = with_selection_p(table, null)["selection_adjusted_p"]
         assert shown.notna().sum() == 38 and shown[table["signature"].isin(failed)].isna().all()
+
+
+def test_the_sample_pca_is_scikit_learns_on_the_most_variable_probesets():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(2)
+    matrix = pd.DataFrame(rng.normal(size=(12, 800)) * rng.uniform(0.5, 2, size=800))
+    labels = ["a", "b"] * 6
+    view = sample_view(matrix, labels)
+    top = np.argsort(-matrix.to_numpy().var(axis=0), kind="stable")[:500]
+    reference = PCA(n_components=2).fit(matrix.to_numpy()[:, top])
+    scores = reference.transform(matrix.to_numpy()[:, top])
+    assert_allclose(view.explained, reference.explained_variance_ratio_, rtol=1e-10)
+    assert_allclose(np.abs(view.components), np.abs(scores), rtol=1e-8, atol=1e-10)
+    assert view.n_genes == 500 and view.labels == labels
+    assert_allclose(view.spread[3], np.percentile(matrix.iloc[3], [5, 25, 50, 75, 95]))

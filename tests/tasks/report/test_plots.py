@@ -22,7 +22,10 @@ def test_plots_are_figures_and_leave_pyplot_alone(analysis, report_inputs):
         "auc_by_classifier",
         "auc_by_length",
         "volcano",
+        "ma",
         "heatmap",
+        "pca",
+        "sample_spread",
         "random_baseline",
     ]
     assert all(isinstance(fig, Figure) for fig in drawn.values())
@@ -81,3 +84,20 @@ def test_random_baseline_plot_shows_both_distributions_the_top_and_the_bar(analy
 
 def test_spread_labels_keeps_a_gap():
     assert plots.spread_labels([10.0, 9.9, 9.8, 5.0], 1.0) == [10.0, 9.0, 8.0, 5.0]
+
+
+def test_pca_and_sample_spread_show_every_sample_in_its_colour(analysis):
+    view = analysis.samples
+    pca = plots.plot_pca(view, "AML", "ALL")
+    points = [c.get_offsets() for c in pca.axes[0].collections]
+    assert [len(p) for p in points] == [11, 27]  # AML (case) then ALL
+    assert "PC1 (" in pca.axes[0].get_xlabel()
+    spread = plots.plot_sample_spread(view, "AML", "ALL")
+    assert len(spread.axes[0].patches) == 38
+
+
+def test_the_ma_plot_marks_the_bh_significant_probesets(analysis):
+    fig = plots.plot_ma(analysis.genes, "AML", "ALL")
+    counts = [len(c.get_offsets()) for c in fig.axes[0].collections]
+    significant = int((analysis.genes["adj.P.Val"] < 0.05).sum())
+    assert counts == [len(analysis.genes) - significant, significant]
