@@ -55,6 +55,7 @@ class Section:
     plots: tuple[Plot, ...] = ()
     partial: str | None = None  # a template under templates/, HTML only (e.g. methods)
     facts: dict[str, str] | None = None  # values the partial template shows
+    figure_html: str = ""  # an interactive figure (inline SVG we made, escaped), HTML only
 
 
 def cell_text(value: object, float_format: str = ".4g") -> str | Link:

@@ -16,6 +16,7 @@ from tasks.report.analysis import (
     top_gene_rows,
     top_signature_rows,
 )
+from tasks.report.interactive import volcano_svg
 from tasks.report.render import Link, Plot, Section, table_view
 from tasks.report.summary import RunSummary
 
@@ -261,11 +262,23 @@ def genes_section(content: Content) -> Section:
     """The most differentially expressed probesets and the volcano plot."""
     rows = top_gene_rows(content.analysis)
     table = table_view("genes", "Probesets by moderated p-value", rows, "genes.tsv")
-    intro = f"The {len(rows)} probesets with the smallest moderated p-values. " + gene_power_text(
-        content.analysis.gene_power
-    )
+    n_genes = len(content.analysis.genes)
+    intro = (
+        f"The {len(rows)} of {n_genes} probesets with the smallest moderated p-values (all of "
+        "them in genes.tsv); in the plot below, hover a point for its gene or find one by name. "
+    ) + gene_power_text(content.analysis.gene_power)
     return Section(
-        "genes", "Top genes", intro=intro, tables=(table,), plots=_plots(content, "volcano", "ma")
+        "genes",
+        "Top genes",
+        intro=intro,
+        tables=(table,),
+        figure_html=volcano_svg(
+            content.analysis.genes,
+            content.analysis.symbols,
+            content.analysis.heatmap.case,
+            content.analysis.heatmap.control,
+        ),
+        plots=_plots(content, "volcano", "ma"),
     )
 
 

@@ -44,7 +44,8 @@ def test_build_writes_every_file_and_links_every_tsv(tmp_path, report_inputs):
     assert "Smyth" in html and "Benjamini" in html
     # 27 of the 38 golub samples are ALL: the accuracy a classifier must beat.
     assert "always answering the majority class (ALL)\nscores 0.711" in html
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 5
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 8
+    assert html.count('<svg class="volcano"') == 1 and "find a gene" in html
 
 
 def test_tables_are_the_science_tables(tmp_path, report_inputs):
