@@ -172,7 +172,7 @@ def run_and_fetch(
     """
     job_name = f"{server_run}-main" if kind == "main" else server_run
     register_run_task(ctx.client, server_run, dataset, ctx.token, list(slices.numbers()))
-    outcome = run_slices_task(ctx, server_run, job_name, slices, kind, plan.journal)
+    outcome = run_slices_task(ctx, server_run, job_name, slices, kind, plan)
     close_intake_task(ctx.client, server_run)
     path = plan.work_dir / RECORD_FILES[kind]
     return outcome, fetch_records_task(ctx.client, server_run, dataset.sha256, path)
@@ -247,6 +247,7 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary, client: Server
         slices=slices,
         split=split,
         journal=Journal(work_dir / "history.jsonl", secrets.token_hex(4)),
+        artifact_prefix=f"{dataset_stem(params.input_path)}-{protocol.key()[:8]}",
     )
 
 
@@ -284,7 +285,7 @@ def signature_search(**fields) -> dict | State:
         except BaseException as exc:
             abandon_run(client, plan.work_dir, plan.journal, exc)
             raise
-        report = publish_run_task(plan.work_dir, plan.run_dir, plan.journal, report)
+        report = publish_run_task(plan, report)
     return finish(params, plan.run_id, plan.run_dir, report, sorted(jobs.main.failed))
 
 

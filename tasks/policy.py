@@ -152,6 +152,7 @@ class RunPlan:
     slices: PlannedSlices
     split: tuple[list[int], list[int]] | None  # (discovery, validation) sample rows
     journal: Journal  # the run's history, kept in its folder across flow attempts
+    artifact_prefix: str  # the search's artifact keys: one history per search in the UI
 
     @property
     def work_dir(self) -> Path:

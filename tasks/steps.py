@@ -41,6 +41,7 @@ from tasks.io import (
     save_prepared,
     save_tsv,
 )
+from tasks.policy import RunPlan
 from tasks.report.build import ReportFiles, ReportInputs, SearchRecords, build_report
 from tasks.science.dataset import (
     DatasetError,
@@ -188,12 +189,11 @@ class SliceProgress(rounds.RunObserver):
     """Slices done: a progress artifact keyed by the job's kind, the run log, a terminal bar;
     each round as it ends: a line of the run's history (which survives a killed flow)."""
 
-    def __init__(self, job_name: str, kind: str, total: int, journal: Journal, run_id: str):
+    def __init__(self, job_name: str, kind: str, total: int, plan: RunPlan, run_id: str):
         self.job_name, self.kind, self.done = job_name, kind, -1
-        self.journal, self.run_id = journal, run_id
-        artifact = create_progress_artifact(
-            0.0, key=_artifact_key(f"{kind}-slices"), description=self.describe(0, total)
-        )
+        self.journal, self.run_id = plan.journal, run_id
+        key = _artifact_key(f"{plan.artifact_prefix}-{kind}-slices")
+        artifact = create_progress_artifact(0.0, key=key, description=self.describe(0, total))
         # Prefect's async_dispatch types it `UUID | Coroutine`; called from sync code, a UUID.
         assert isinstance(artifact, UUID), "progress artifact created from async code"
         self.artifact = artifact
@@ -220,15 +220,17 @@ class SliceProgress(rounds.RunObserver):
 
 @task(name="run-slices", persist_result=False, cache_policy=NO_CACHE)
 def run_slices_task(
-    ctx: JobContext, run_id: str, job_name: str, slices: SliceSource, kind: str, journal: Journal
+    ctx: JobContext, run_id: str, job_name: str, slices: SliceSource, kind: str, plan: RunPlan
 ) -> RunOutcome:
     """Deploy slices, poll the sink, redeploy failures; the outcome holds earlier attempts' rounds."""
-    progress = SliceProgress(job_name, kind, len(slices.numbers()), journal, run_id)
+    progress = SliceProgress(job_name, kind, len(slices.numbers()), plan, run_id)
     logger = get_run_logger()
     outcome = rounds.run_slices(ctx, run_id, job_name, slices, observer=progress, logger=logger)
     for number, reason in sorted(outcome.failed.items()):
         logger.error("%s: slice %d failed after all retries: %s", job_name, number, reason)
-    earlier = history.earlier_rounds(read_jsonl(journal.path), run_id, journal.flow_attempt)
+    earlier = history.earlier_rounds(
+        read_jsonl(plan.journal.path), run_id, plan.journal.flow_attempt
+    )
     return history.with_earlier_rounds(outcome, earlier)
 
 
@@ -337,16 +339,31 @@ def failure_line(exc: BaseException) -> str:
 
 
 @task(name="publish-run", cache_policy=NO_CACHE, persist_result=False)
-def publish_run_task(
-    work_dir: Path, run_dir: Path, journal: Journal, report: ReportFiles
-) -> ReportFiles:
+def publish_run_task(plan: RunPlan, report: ReportFiles) -> ReportFiles:
     """Give the complete run's folder its final name, then show the report in the UI."""
+    journal = plan.journal
     append_jsonl(history.attempt_ended(journal.flow_attempt, "completed"), journal.path)
-    publish_run_folder(work_dir, run_dir)
-    report = dataclasses.replace(report, html=run_dir / report.html.name)
-    create_markdown_artifact(report.markdown, key=_artifact_key("report-summary"))
-    create_table_artifact(report.top_signatures, key=_artifact_key("top-signatures"))
-    create_markdown_artifact(report_location(report.html), key=_artifact_key("report-files"))
+    publish_run_folder(plan.work_dir, plan.run_dir)
+    report = dataclasses.replace(report, html=plan.run_dir / report.html.name)
+    prefix, search = plan.artifact_prefix, f"search {plan.protocol.key()[:8]}"
+    create_markdown_artifact(
+        report.markdown,
+        key=_artifact_key(f"{prefix}-report-summary"),
+        description=f"The report's summary ({search}, batch {plan.batch})",
+    )
+    create_table_artifact(
+        [
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+            for row in report.top_signatures
+        ],  # fmt: skip
+        key=_artifact_key(f"{prefix}-top-signatures"),
+        description=f"The best signatures, 4 decimals ({search}; report.json has all digits)",
+    )
+    create_markdown_artifact(
+        report_location(report.html),
+        key=_artifact_key(f"{prefix}-report-files"),
+        description=f"Where the report and its tables are ({search})",
+    )
     return report
 
 
