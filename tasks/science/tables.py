@@ -196,7 +196,7 @@ def gene_evidence(table: pd.DataFrame, top_fraction: float) -> pd.DataFrame:
 # Up to this many containing signatures, the exact rank-sum null (given the ties), as long as
 # counting it costs at most EXACT_RANK_TEST_COST cell updates; beyond, the normal one.
 EXACT_RANK_TEST_MAX = 10
-EXACT_RANK_TEST_COST = 50_000_000
+EXACT_RANK_TEST_COST = 2_000_000
 
 
 def rank_sum_tail(ranks: np.ndarray, inside: np.ndarray) -> float | None:
