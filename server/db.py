@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
+from tasks.status import RunStatus, SliceConflict, SliceError
+
 from . import state
 
 log = logging.getLogger(__name__)
@@ -473,14 +475,14 @@ def store_conflict(run_id: str, slice_no: int, attempt: int, content_sha256: str
     write(insert)
 
 
-def run_status(run: sqlite3.Row) -> dict:
+def run_status(run: sqlite3.Row) -> RunStatus:
     """Expected, received, errored (without a later result) and missing slices."""
     db = get_db()
     expected = json.loads(run["expected"])
     received = {
         r[0] for r in db.execute("SELECT slice FROM results WHERE run_id = ?", (run["run_id"],))
     }
-    errors: dict[int, dict] = {}
+    errors: dict[int, SliceError] = {}
     for r in db.execute(
         "SELECT slice, attempt, error FROM slice_errors WHERE run_id = ? ORDER BY id",
         (run["run_id"],),
@@ -491,7 +493,7 @@ def run_status(run: sqlite3.Row) -> dict:
     attempts = [
         r[0] for r in db.execute("SELECT attempt FROM attempts WHERE run_id = ?", (run["run_id"],))
     ]
-    conflicts = [
+    conflicts: list[SliceConflict] = [
         {"slice": r["slice"], "attempt": r["attempt"]}
         for r in db.execute(
             "SELECT slice, attempt FROM slice_conflicts WHERE run_id = ? ORDER BY id",

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 from urllib.parse import quote
 
 import requests
@@ -16,6 +16,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from tasks.redact import redact as redact_tokens  # the name this module's callers use
+from tasks.status import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +205,10 @@ class ServerClient:
         if run_id not in self.registered:
             self.registered.append(run_id)
 
-    def find_run(self, run_id: str) -> dict | None:
+    def find_run(self, run_id: str) -> RunStatus | None:
         """A run's status, or None when the server has no run of that id."""
-        return self._call("GET", f"/runs/{quote(run_id)}/status", missing_ok=True)
+        status = self._call("GET", f"/runs/{quote(run_id)}/status", missing_ok=True)
+        return cast("RunStatus | None", status)  # the server's RunStatus, as JSON
 
     def register_attempt(self, run_id: str, attempt: int, slices: list[int]) -> None:
         """Declare which plan slices a retry job's elements stand for."""
@@ -270,9 +272,9 @@ class ServerClient:
         """Revoke a run's token (a failed run, left to be resumed): its URLs stop working."""
         self._call("POST", f"/runs/{quote(run_id)}/suspend")
 
-    def status(self, run_id: str) -> dict:
+    def status(self, run_id: str) -> RunStatus:
         """Expected, received, errored and missing slices."""
-        return self._call("GET", f"/runs/{run_id}/status")
+        return cast("RunStatus", self._call("GET", f"/runs/{run_id}/status"))
 
     def iter_results(self, run_id: str, page: int = 500) -> Iterator[dict]:
         """Every stored result of a run, page by page."""

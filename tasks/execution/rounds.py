@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from tasks.execution.client import ServerClient
 from tasks.execution.jobs import Backend, JobHandle, JobSpec, SliceEvent
 from tasks.science.plan import Signature, iter_slice_inputs, slice_count
+from tasks.status import RunStatus, SliceConflict
 
 if TYPE_CHECKING:  # the worker's types, without loading scikit-learn
     from tasks.science.worker import SliceDatum, WorkerConfig
@@ -65,7 +66,7 @@ class RunOutcome:
     run_id: str
     rounds: list[Round] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # slice -> last reason
-    conflicts: list[dict] = field(default_factory=list)  # re-executions that disagreed
+    conflicts: list[SliceConflict] = field(default_factory=list)  # re-executions that disagreed
 
     @property
     def job_ids(self) -> list[str]:
@@ -234,7 +235,7 @@ def run_slices(
         else:
             counted += 1
         pause = not record.outage
-    outcome.conflicts = ctx.client.status(run_id).get("conflicts", [])
+    outcome.conflicts = ctx.client.status(run_id)["conflicts"]
     if outcome.rounds:
         outcome.failed = dict(outcome.rounds[-1].failed)
     else:
@@ -295,7 +296,7 @@ class SliceRun:
 
 
 def _failures(
-    status: dict, attempt: int, remaining: list[int], reasons: dict, job_failure: str = ""
+    status: RunStatus, attempt: int, remaining: list[int], reasons: dict, job_failure: str = ""
 ) -> dict[int, str]:
     """Slices of a round without a stored result, with the best reason known."""
     reasons = dict(reasons)
