@@ -225,7 +225,8 @@ def null_facts(null: NullEvidence) -> dict[str, str]:
         "exact: every searched signature on every permutation"
         if null.exact
         else f"a panel of {int(null.per_permutation['n_signatures'].min())} signatures per "
-        f"permutation, extrapolated to the best of {null.n_searched} (normal tail, conservative)"
+        f"permutation, extrapolated to the best of {null.n_searched} (normal tail: an "
+        "approximation; the exact test is null_signatures 0)"
     )
     needed = f"{null.threshold:.3f}" if np.isfinite(null.threshold) else "unreachable"
     return {

@@ -300,8 +300,9 @@ def selection_adjusted_p(
     Per permutation, the chance that the best of the searched signatures reaches the value
     is 1 or 0 when the null panel holds all of them (the exact max-statistic null); for a
     panel of m < n signatures it is 1 - F(value)^n, F the panel's normal fit (its own mean,
-    the within-permutation SD pooled), which overstates the chance when signatures are
-    positively dependent (conservative). p = (1 + sum over permutations) / (permutations + 1).
+    the within-permutation SD pooled), or Student's t with `tail_df` degrees of freedom: an
+    approximation, measured against the exact null by tests/benchmarks/bench_calibration.py.
+    p = (1 + sum over permutations) / (permutations + 1).
     """
     observed = np.asarray(observed, dtype=np.float64)
     groups = [g.to_numpy() for _, g in null.groupby("permutation")["mean_auc"]]
