@@ -16,7 +16,7 @@ from tasks.execution.client import ServerClient
 from tasks.execution.dcp import DcpOptions
 from tasks.io import read_annotation, read_input
 from tasks.parameters import SearchParameters, preparation_options
-from tasks.policy import annotation_path
+from tasks.policy import annotation_path, sample_split
 from tasks.science.dataset import DatasetError, PrepareOptions, prepare_dataset
 
 PROG = "python -m flows"
@@ -196,6 +196,9 @@ def check_inputs(params: SearchParameters) -> None:
     read_annotation(annotation_path(params))  # a table it can read, or a DatasetError naming it
     options = PrepareOptions(**preparation_options(params))
     prepared = prepare_dataset(read_input(Path(params.input_path), options), options)
+    if params.validation_fraction:  # the split the run would make, refused the same way
+        split = (params.validation_fraction, params.seed, params.cv_folds, params.input_path)
+        sample_split(prepared.labels, *split)
     n_probesets = prepared.matrix.shape[1]
     if params.max_len > n_probesets:  # the plan could not draw a signature that long
         raise DatasetError(

@@ -21,7 +21,7 @@ from tasks.execution.history import Journal
 from tasks.execution.rounds import PlannedSlices, RunOutcome
 from tasks.report.build import ReportInputs, SearchRecords
 from tasks.report.summary import RunSummary
-from tasks.science.dataset import PreparedSummary
+from tasks.science.dataset import DatasetError, PreparedSummary
 from tasks.science.plan import (
     SearchProtocol,
     Signature,
@@ -29,6 +29,7 @@ from tasks.science.plan import (
     null_panel,
     permutation_slices,
     slice_signature_ids,
+    stratified_split,
 )
 
 if TYPE_CHECKING:
@@ -112,6 +113,26 @@ def slice_size(
     return sizing.signatures_per_slice(
         params.dcp.target_slice_seconds, n_samples, params.classifiers, params.cv_folds
     )
+
+
+def sample_split(
+    labels: Sequence[str], fraction: float, seed: int, cv_folds: int, source: str
+) -> tuple[list[int], list[int]]:
+    """Discovery and held-out rows, stratified and seeded; a DatasetError naming `source` if
+    the discovery samples of a class cannot fill the folds."""
+    from tasks.science.worker import class_size_problem  # the worker's rule, loaded when used
+
+    try:
+        discovery, held_out = stratified_split(labels, fraction, seed)
+    except ValueError as exc:
+        raise DatasetError(f"{source}: {exc} (parameter validation_fraction)") from None
+    problem = class_size_problem([labels[i] for i in discovery], sorted(set(labels)), cv_folds)
+    if problem:
+        raise DatasetError(
+            f"{source}: validation_fraction={fraction} leaves for discovery {problem}; "
+            "lower one of them"
+        )
+    return discovery, held_out
 
 
 def validation_run_id(run_id: str, top: Sequence[Signature]) -> str:

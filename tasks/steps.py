@@ -41,7 +41,7 @@ from tasks.io import (
     save_prepared,
     save_tsv,
 )
-from tasks.policy import RunPlan
+from tasks.policy import RunPlan, sample_split
 from tasks.report.build import ReportFiles, ReportInputs, SearchRecords, build_report
 from tasks.science.dataset import (
     DatasetError,
@@ -49,7 +49,7 @@ from tasks.science.dataset import (
     PrepareOptions,
     prepare_dataset,
 )
-from tasks.science.plan import SearchProtocol, SignaturePlan, stratified_split
+from tasks.science.plan import SearchProtocol, SignaturePlan
 from tasks.science.tables import records_from_results, sort_records
 
 
@@ -127,20 +127,8 @@ def split_samples_task(
     dataset_path: str, fraction: float, seed: int, cv_folds: int
 ) -> tuple[list[int], list[int]]:
     """Discovery and held-out sample rows of the prepared dataset, stratified and seeded."""
-    from tasks.science.worker import class_size_problem  # the worker's rule, loaded when used
-
     labels, _ = read_prepared(Path(dataset_path))
-    try:
-        discovery, held_out = stratified_split(labels, fraction, seed)
-    except ValueError as exc:
-        raise DatasetError(f"{dataset_path}: {exc} (parameter validation_fraction)") from None
-    problem = class_size_problem([labels[i] for i in discovery], sorted(set(labels)), cv_folds)
-    if problem:
-        raise DatasetError(
-            f"{dataset_path}: validation_fraction={fraction} leaves for discovery {problem}; "
-            "lower one of them"
-        )
-    return discovery, held_out
+    return sample_split(labels, fraction, seed, cv_folds, dataset_path)
 
 
 @task(name="next-batch", cache_policy=NO_CACHE)

@@ -104,6 +104,7 @@ def test_bad_options_are_refused_in_one_line(argv, said):
         (["--n-signature", "100"], "unrecognized arguments: --n-signature 100"),
         (["--sample-sheet", "{tmp}/none.tsv"], "none.tsv: no such file (--sample-sheet)"),
         (["--server-url", "http://192.0.2.1:5001"], "SIGSEARCH_ADMIN_TOKEN is not set"),
+        (["--validation-fraction", "0.3"], "discovery class 'AML' has 8 samples, fewer than"),
     ],
 )
 def test_ordinary_mistakes_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, said):

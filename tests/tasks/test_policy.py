@@ -11,6 +11,7 @@ from tasks.policy import (
     null_slices,
     record_files,
     run_key,
+    sample_split,
     search_protocol,
     slice_size,
     tolerated,
@@ -18,6 +19,7 @@ from tasks.policy import (
     worker_config,
 )
 from tasks.report.build import SearchRecords
+from tasks.science.dataset import DatasetError
 from tasks.science.plan import Signature, plan_signatures
 
 SIGNATURES = plan_signatures([f"p{i}" for i in range(50)], 12, 2, 4, seed=1)
@@ -117,3 +119,13 @@ def test_record_files_are_those_of_the_jobs_that_ran():
         "permutation_records.tsv",
         "validation_records.tsv",
     )
+
+
+def test_the_sample_split_refuses_a_discovery_class_smaller_than_the_folds():
+    labels = ["a"] * 10 + ["b"] * 30
+    discovery, held_out = sample_split(labels, 0.3, 7, 5, "d.tsv")
+    assert len(held_out) == 12 and sorted(discovery + held_out) == list(range(40))
+    assert sum(labels[i] == "a" for i in discovery) == 7  # stratified: 3 of the 10 held out
+    with pytest.raises(DatasetError, match="d.tsv: validation_fraction=0.3 leaves for discovery "
+                       "class 'a' has 7 samples, fewer than cv_folds=8"):  # fmt: skip
+        sample_split(labels, 0.3, 7, 8, "d.tsv")
