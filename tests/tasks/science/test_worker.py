@@ -13,6 +13,8 @@ import pytest
 
 from tasks.science import work, worker
 
+from .test_work import JsString
+
 WORKER_FILE = Path(worker.__file__)
 # What a DCP sandbox can import: the standard library and the job's Pyodide packages.
 SHIPPABLE = {"numpy", "scipy", "sklearn", "threadpoolctl", "__future__"}
@@ -63,16 +65,6 @@ def test_the_shipped_text_compiles_the_worker_once_per_process(monkeypatch):
     assert builtins._signature_search_worker is first  # a second slice, a re-run setup: reused
     sha = hashlib.sha256(WORKER_FILE.read_text().encode()).hexdigest()
     assert first["__sha256__"] == sha
-
-
-class JsString:
-    """Stands in for the JsProxy of a JS String object: str() works, str methods do not."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def __str__(self):
-        return self.text
 
 
 @pytest.mark.parametrize("value", ["x\ty", b"x\ty", bytearray(b"x\ty"), JsString("x\ty")])
