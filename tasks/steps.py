@@ -343,7 +343,7 @@ def publish_run_task(plan: RunPlan, report: ReportFiles) -> ReportFiles:
         [
             {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
             for row in report.top_signatures
-        ],  # fmt: skip
+        ],
         key=_artifact_key(f"{prefix}-top-signatures"),
         description=f"The best signatures, 4 decimals ({search}; report.json has all digits)",
     )
