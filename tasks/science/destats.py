@@ -1,16 +1,41 @@
-"""Moderated two-group statistics as limma computes them (lmFit + eBayes + topTable).
+"""Moderated statistics as limma computes them (lmFit + eBayes + topTable).
 
-For the design `~ group` the coefficient is mean(case) - mean(control) and the
-unscaled standard deviation is sqrt(1/n_case + 1/n_control), so lmFit reduces to
-row means and a pooled variance. eBayes follows limma 3.54: `fitFDist` for the prior,
-`tmixture` for the prior variance of the coefficient, and the B log-odds.
+`lm_fit` is limma 3.54's lmFit for a full-rank design, with optional observation weights
+(voom's); `ebayes` follows eBayes: `fitFDist` for the prior, `tmixture` for the prior
+variance of each coefficient, and the B log-odds; `limma_table` is topTable of one
+coefficient. `moderated_t` is the two-group case, the design `~ group`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import special, stats
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """Per-gene least-squares fits of one design; arrays are genes x coefficients."""
+
+    coefficients: np.ndarray
+    stdev_unscaled: np.ndarray
+    sigma: np.ndarray  # genes
+    df_residual: int
+    amean: np.ndarray  # genes: the unweighted mean, limma's Amean
+
+
+@dataclass(frozen=True)
+class Moderated:
+    """eBayes output: moderated t, p and log-odds (genes x coefficients) and the prior."""
+
+    t: np.ndarray
+    p_value: np.ndarray
+    lods: np.ndarray
+    s2_prior: float
+    df_prior: float
+    df_total: float
 
 
 def trigamma_inverse(x: float) -> float:
@@ -40,15 +65,19 @@ def fit_f_dist(s2: np.ndarray, df1: float) -> tuple[float, float]:
     if evar > 0:
         df2 = 2 * trigamma_inverse(evar)
         return float(np.exp(emean + special.digamma(df2 / 2) - np.log(df2 / 2))), df2
-    return float(np.exp(emean)), np.inf
+    # limma since 2017: with no spread left, the pooled variance is the scale's MLE.
+    return float(np.mean(x)), np.inf
 
 
-def _tmixture(t: np.ndarray, v1: float, df: float, proportion: float) -> float:
+def _tmixture(
+    t: np.ndarray, v1: np.ndarray, df: float, proportion: float, v0_lim: tuple[float, float]
+) -> float:
     """Prior variance of non-zero coefficients from the top |t| order statistics."""
     n = len(t)
     ntarget = int(np.ceil(proportion / 2 * n))
     p = max(ntarget / n, proportion)
-    top = np.sort(np.abs(t))[::-1][:ntarget]
+    order = np.argsort(-np.abs(t), kind="stable")[:ntarget]
+    top, v1_top = np.abs(t)[order], v1[order]
     r = np.arange(1, ntarget + 1)
     p0 = 2 * stats.t.sf(top, df)
     ptarget = ((r - 0.5) / n - (1 - p) * p0) / p
@@ -56,51 +85,99 @@ def _tmixture(t: np.ndarray, v1: float, df: float, proportion: float) -> float:
     pos = ptarget > p0
     if pos.any():
         qtarget = stats.t.isf(ptarget[pos] / 2, df)
-        v0[pos] = v1 * ((top[pos] / qtarget) ** 2 - 1)
-    return float(v0.mean())
+        v0[pos] = v1_top[pos] * ((top[pos] / qtarget) ** 2 - 1)
+    # limma clips each estimate, then averages.
+    return float(np.clip(v0, *v0_lim).mean())
 
 
-def moderated_t(
-    matrix: np.ndarray, is_case: np.ndarray, proportion: float = 0.01
-) -> dict[str, np.ndarray]:
-    """Per-probeset case-vs-control statistics; `matrix` is samples x probesets."""
-    x = np.asarray(matrix, dtype=np.float64)
-    case = np.asarray(is_case, dtype=bool)
-    n1, n0 = int(case.sum()), int((~case).sum())
-    if n1 < 2 or n0 < 2:
-        raise ValueError("each group needs at least 2 samples")
-    m1, m0 = x[case].mean(axis=0), x[~case].mean(axis=0)
-    df_res = n1 + n0 - 2
-    ss = ((x[case] - m1) ** 2).sum(axis=0) + ((x[~case] - m0) ** 2).sum(axis=0)
-    s2 = ss / df_res
-    coef = m1 - m0
-    stdev_unscaled = np.sqrt(1 / n1 + 1 / n0)
+def _weighted_fit(y: np.ndarray, design: np.ndarray, weights: np.ndarray):
+    """Per-gene weighted least squares (lm.wfit), by a QR of sqrt(w) X for each gene."""
+    root = np.sqrt(weights).T  # genes x samples
+    q, r = np.linalg.qr(root[:, :, None] * design[None, :, :])
+    qty = np.einsum("gnp,gn->gp", q, root * y.T)
+    coef = np.linalg.solve(r, qty[:, :, None])[:, :, 0]
+    resid = root * (y.T - coef @ design.T)
+    r_inv = np.linalg.inv(r)
+    stdev = np.sqrt(np.einsum("gij,gij->gi", r_inv, r_inv))
+    return coef, stdev, (resid**2).sum(axis=1)
+
+
+def lm_fit(y: np.ndarray, design: np.ndarray, weights: np.ndarray | None = None) -> LinearFit:
+    """limma's lmFit: `y` samples x genes, `design` samples x coefficients, of full rank."""
+    y = np.asarray(y, dtype=np.float64)
+    design = np.asarray(design, dtype=np.float64)
+    n, k = design.shape
+    if np.linalg.matrix_rank(design) < k:
+        raise ValueError("the design matrix is not of full rank")
+    if weights is None:
+        q, r = np.linalg.qr(design)
+        coef = np.linalg.solve(r, q.T @ y).T
+        rss = ((y - design @ coef.T) ** 2).sum(axis=0)
+        r_inv = np.linalg.inv(r)
+        stdev = np.broadcast_to(np.sqrt((r_inv**2).sum(axis=1)), coef.shape).copy()
+    else:
+        coef, stdev, rss = _weighted_fit(y, design, np.asarray(weights, dtype=np.float64))
+    return LinearFit(coef, stdev, np.sqrt(rss / (n - k)), n - k, y.mean(axis=0))
+
+
+def ebayes(
+    fit: LinearFit, proportion: float = 0.01, stdev_coef_lim: tuple[float, float] = (0.1, 4.0)
+) -> Moderated:
+    """limma's eBayes (no trend, not robust) of every coefficient."""
+    df_res = fit.df_residual
+    if df_res < 1:
+        raise ValueError("no residual degrees of freedom")
+    s2 = fit.sigma**2
     s2_prior, df_prior = fit_f_dist(s2, df_res)
-    df_total = min(df_res + df_prior, df_res * x.shape[1])
+    df_total = min(df_res + df_prior, df_res * len(s2))
     if np.isinf(df_prior):
         s2_post = np.full_like(s2, s2_prior)
     else:
         s2_post = (df_res * s2 + df_prior * s2_prior) / (df_res + df_prior)
-    t = coef / (stdev_unscaled * np.sqrt(s2_post))
+    unscaled = fit.stdev_unscaled
+    t = fit.coefficients / unscaled / np.sqrt(s2_post)[:, None]
     p = 2 * stats.t.sf(np.abs(t), df_total)
-    var_prior_lim = np.array([0.1, 4.0]) ** 2 / s2_prior
-    var_prior = _tmixture(t, stdev_unscaled**2, df_total, proportion)
-    var_prior = float(np.clip(var_prior, *var_prior_lim))
-    r = (stdev_unscaled**2 + var_prior) / stdev_unscaled**2
+    lim = (stdev_coef_lim[0] ** 2 / s2_prior, stdev_coef_lim[1] ** 2 / s2_prior)
+    var_prior = np.array(
+        [
+            _tmixture(t[:, j], unscaled[:, j] ** 2, df_total, proportion, lim)
+            for j in range(t.shape[1])
+        ]
+    )
+    r = (unscaled**2 + var_prior) / unscaled**2
     t2 = t**2
     if df_prior > 1e6:
         kernel = t2 * (1 - 1 / r) / 2
     else:
         kernel = (1 + df_total) / 2 * np.log((t2 + df_total) / (t2 / r + df_total))
-    b = np.log(proportion / (1 - proportion)) - np.log(r) / 2 + kernel
+    lods = np.log(proportion / (1 - proportion)) - np.log(r) / 2 + kernel
+    return Moderated(t, p, lods, s2_prior, float(df_prior), float(df_total))
+
+
+def limma_table(
+    y: np.ndarray, design: np.ndarray, coef: int, weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """topTable(eBayes(lmFit(y, design, weights)), coef, sort.by = "none") as columns."""
+    fit = lm_fit(y, design, weights)
+    mod = ebayes(fit)
+    p = mod.p_value[:, coef]
     return {
-        "logFC": coef,
-        "AveExpr": x.mean(axis=0),
-        "t": t,
+        "logFC": fit.coefficients[:, coef],
+        "AveExpr": fit.amean,
+        "t": mod.t[:, coef],
         "P.Value": p,
         "adj.P.Val": benjamini_hochberg(p),
-        "B": b,
+        "B": mod.lods[:, coef],
     }
+
+
+def moderated_t(matrix: np.ndarray, is_case: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-probeset case-vs-control statistics; `matrix` is samples x probesets."""
+    case = np.asarray(is_case, dtype=bool)
+    if int(case.sum()) < 2 or int((~case).sum()) < 2:
+        raise ValueError("each group needs at least 2 samples")
+    design = np.column_stack([np.ones(len(case)), case.astype(np.float64)])
+    return limma_table(matrix, design, coef=1)
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
