@@ -28,8 +28,12 @@ GROUPS = {
         "phenotype_field",
         "annotation_path",
         "log2_transform",
+        "counts",
         "case",
         "control",
+        "covariates",
+        "pair",
+        "adjust_features",
     ),
     "search": (
         "n_signatures",
@@ -198,7 +202,7 @@ def check_inputs(params: SearchParameters) -> None:
     prepared = prepare_dataset(read_input(Path(params.input_path), options), options)
     if params.validation_fraction:  # the split the run would make, refused the same way
         split = (params.validation_fraction, params.seed, params.cv_folds, params.input_path)
-        sample_split(prepared.labels, *split)
+        sample_split(prepared.labels, *split, prepared.model, prepared.case)
     n_probesets = prepared.matrix.shape[1]
     if params.max_len > n_probesets:  # the plan could not draw a signature that long
         raise DatasetError(

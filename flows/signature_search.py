@@ -226,7 +226,11 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary, client: Server
     batch = next_batch_task(search_dir) if params.extend_search else 1
     split = (
         split_samples_task(
-            str(dataset.path), params.validation_fraction, params.seed, params.cv_folds
+            str(dataset.path),
+            params.validation_fraction,
+            params.seed,
+            params.cv_folds,
+            dataset.case,
         )
         if params.validation_fraction
         else None

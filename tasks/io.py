@@ -36,8 +36,14 @@ from tasks.science.dataset import (
     check_unique,
     dataset_text,
 )
+from tasks.science.design import ExpressionModel
 
 FLOAT_FORMAT = "%.6g"
+# Exact round trip of written floats: pandas 3 parses so by default and deprecates the option;
+# pandas 2 needs it.
+EXACT_FLOATS: dict[str, Any] = (
+    {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+)
 
 
 def save_tsv(frame: pd.DataFrame, path: Path) -> None:
@@ -247,7 +253,22 @@ def read_geo_series_matrix(text: str, path: Path, phenotype_field: str | None) -
     check_probesets(probesets, path)
     check_unique(samples, "sample", path)
     cells = body.iloc[:, 1:].T.set_axis(probesets, axis=1).set_axis(samples)
-    return RawDataset(path, "geo", samples, labels, cells)
+    attributes = _geo_characteristics(meta, samples)
+    return RawDataset(path, "geo", samples, labels, cells, attributes, path)
+
+
+def _geo_characteristics(meta: list[str], samples: list[str]) -> pd.DataFrame:
+    """Every `name: value` of the samples' characteristics, a column per name ('' if absent)."""
+    table: dict[str, list[str]] = {}
+    for row in _geo_fields(meta, "!Sample_characteristics_ch1"):
+        for i, cell in enumerate(row[: len(samples)]):
+            name, sep, value = cell.partition(":")
+            if sep:
+                table.setdefault(name.strip(), [""] * len(samples))[i] = value.strip()
+    source = (_geo_fields(meta, "!Sample_source_name_ch1") or [[]])[0]
+    if len(source) == len(samples):
+        table.setdefault("source_name", source)
+    return pd.DataFrame(table, index=samples, dtype=str)
 
 
 def read_matrix_with_sheet(
@@ -281,7 +302,10 @@ def read_matrix_with_sheet(
     if unlabelled:
         raise DatasetError(f"{sheet_path}: no phenotype for samples {', '.join(unlabelled[:10])}")
     cells = body.iloc[:, 1:].T.set_axis(probesets, axis=1).set_axis(samples)
-    return RawDataset(path, "matrix", samples, [phenotype[s] for s in samples], cells)
+    attributes = sheet.set_axis(sheet_header, axis=1).set_index(sheet_header[0])
+    attributes.index = attributes.index.fillna("").str.strip()
+    labels = [phenotype[s] for s in samples]
+    return RawDataset(path, "matrix", samples, labels, cells, attributes.loc[samples], sheet_path)
 
 
 def read_input(path: Path, options: PrepareOptions) -> RawDataset:
@@ -334,10 +358,22 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def save_prepared(prepared: PreparedDataset, data_dir: Path, name: str) -> PreparedSummary:
-    """Write `<name>.tsv` and its `.sha256` sidecar; return the preparation summary."""
+    """Write `<name>.tsv`, its `.sha256` and model sidecars; return the preparation summary."""
     data = dataset_text(prepared).encode("utf-8")
     digest = sha256_hex(data)
     target = Path(data_dir) / f"{name}.tsv"
+    # The sidecars first: a dataset file present means everything it needs is there.
+    model = prepared.model.to_dict()
+    write_atomic(model_path(target), json.dumps(model, indent=1).encode())
+    if prepared.de_input is not None:
+        values = prepared.de_input.to_numpy().tolist()
+        rows = [
+            "\t".join([sample, *map(repr, v)]) for sample, v in zip(prepared.sample_ids, values)
+        ]
+        header = "\t".join(["sample", *prepared.de_input.columns])
+        write_atomic(de_input_path(target), ("\n".join([header, *rows]) + "\n").encode())
+    else:
+        de_input_path(target).unlink(missing_ok=True)
     write_atomic(target, data)
     write_atomic(target.with_suffix(".tsv.sha256"), f"{digest}\n".encode())
     counts = Counter(prepared.labels)
@@ -356,7 +392,31 @@ def save_prepared(prepared: PreparedDataset, data_dir: Path, name: str) -> Prepa
         n_probesets=int(prepared.matrix.shape[1]),
         decisions=prepared.decisions,
         warnings=prepared.warnings,
+        model=model,
     )
+
+
+def model_path(dataset_path: Path) -> Path:
+    """`<name>.model.json` beside a prepared dataset: its design and what the features are."""
+    return Path(dataset_path).with_suffix(".model.json")
+
+
+def de_input_path(dataset_path: Path) -> Path:
+    """`<name>.de-input.tsv`: the counts or unadjusted values the statistics start from."""
+    return Path(dataset_path).with_suffix(".de-input.tsv")
+
+
+def read_model(dataset_path: Path) -> tuple[ExpressionModel, pd.DataFrame | None]:
+    """A prepared dataset's model and, when it has one, its differential-expression input."""
+    path = model_path(dataset_path)
+    if not path.exists():  # prepared before designs existed: `~ group` on the features
+        return ExpressionModel(), None
+    model = ExpressionModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    source = de_input_path(dataset_path)
+    if not source.exists():
+        return model, None
+    frame = pd.read_csv(source, sep="\t", index_col="sample", **EXACT_FLOATS)
+    return model, frame.astype(np.float64).reset_index(drop=True)
 
 
 def read_probesets(path: Path) -> list[str]:
@@ -367,12 +427,7 @@ def read_probesets(path: Path) -> list[str]:
 
 def read_prepared(path: Path) -> tuple[list[str], pd.DataFrame]:
     """Load a prepared dataset (original layout) as labels and a samples x probesets frame."""
-    # Exact round trip of the written floats: pandas 3 parses so by default and deprecates the
-    # option; pandas 2 needs it.
-    exact: dict[str, Any] = (
-        {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-    )
-    frame = pd.read_csv(path, sep="\t", **exact)
+    frame = pd.read_csv(path, sep="\t", **EXACT_FLOATS)
     labels = frame.pop("phenotype").astype(str).tolist()
     return labels, frame.astype(np.float64)
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tasks.execution.dcp import DcpOptions
 from tasks.execution.local import FaultPlan
+from tasks.science.design import parse_terms
 
 # The names, as choices in the form and on the command line. Spelled out: a type checker
 # cannot read a Literal made from a tuple; tests/flows/test_params.py checks they are
@@ -34,6 +35,27 @@ class SearchParameters(BaseModel):
         "the input with the ending .annotation.tsv, if there is one",
     )
     log2_transform: bool = Field(False, description="log2-transform raw intensities")
+    counts: bool = Field(
+        False,
+        description="the input holds RNA-seq read counts: filter (edgeR filterByExpr), "
+        "normalise (TMM) and weight (limma voom); classifiers see log2-CPM",
+    )
+    covariates: str = Field(
+        "",
+        description="sample-sheet columns (or GEO characteristics fields) the differential "
+        "expression adjusts for, comma-separated; numeric if every value is a number, "
+        "else a factor; name:factor or name:numeric to choose",
+    )
+    pair: str | None = Field(
+        None,
+        description="sample-sheet column naming each sample's pair or patient (paired "
+        "samples): a blocking factor of the design",
+    )
+    adjust_features: bool = Field(
+        False,
+        description="classifiers see the values with the covariates' (and pairs') effects "
+        "removed, fitted without the phenotype (limma removeBatchEffect); default: unadjusted",
+    )
     case: str | None = Field(None, description="case label; when unset, the minority label")
     control: str | None = Field(None, description="control label; when unset, the other label")
     n_signatures: int = Field(300, ge=1, le=10_000_000, description="random signatures to evaluate")
@@ -112,6 +134,12 @@ class SearchParameters(BaseModel):
         FaultPlan.from_dict(value)  # the kinds the local backend injects, checked there
         return value
 
+    @field_validator("covariates")
+    @classmethod
+    def _covariate_terms(cls, value: str) -> str:
+        parse_terms(value)  # `name[:factor|:numeric]`, each once; the columns are checked later
+        return value
+
     @field_validator("null_signatures")
     @classmethod
     def _fit_needs_two(cls, value: int) -> int:
@@ -141,5 +169,16 @@ class SearchParameters(BaseModel):
 
 def preparation_options(params: SearchParameters) -> dict:
     """The parameters that decide the prepared dataset."""
-    names = ("case", "control", "sample_sheet", "phenotype_field", "cv_folds", "log2_transform")
+    names = (
+        "case",
+        "control",
+        "sample_sheet",
+        "phenotype_field",
+        "cv_folds",
+        "log2_transform",
+        "covariates",
+        "pair",
+        "counts",
+        "adjust_features",
+    )
     return {name: getattr(params, name) for name in names}

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from tasks.execution import sizing
@@ -22,6 +23,7 @@ from tasks.execution.rounds import PlannedSlices, RunOutcome
 from tasks.report.build import ReportInputs, SearchRecords
 from tasks.report.summary import RunSummary
 from tasks.science.dataset import DatasetError, PreparedSummary
+from tasks.science.design import DesignError, ExpressionModel
 from tasks.science.plan import (
     SearchProtocol,
     Signature,
@@ -116,10 +118,16 @@ def slice_size(
 
 
 def sample_split(
-    labels: Sequence[str], fraction: float, seed: int, cv_folds: int, source: str
+    labels: Sequence[str],
+    fraction: float,
+    seed: int,
+    cv_folds: int,
+    source: str,
+    model: ExpressionModel | None = None,
+    case: str = "",
 ) -> tuple[list[int], list[int]]:
     """Discovery and held-out rows, stratified and seeded; a DatasetError naming `source` if
-    the discovery samples of a class cannot fill the folds."""
+    the discovery samples of a class cannot fill the folds or the model's design."""
     from tasks.science.worker import class_size_problem  # the worker's rule, loaded when used
 
     try:
@@ -132,6 +140,13 @@ def sample_split(
             f"{source}: validation_fraction={fraction} leaves for discovery {problem}; "
             "lower one of them"
         )
+    if model is not None and model.covariates:
+        try:
+            model.design(np.asarray([labels[i] == case for i in discovery]), discovery, source)
+        except DesignError as exc:
+            raise DatasetError(
+                f"{exc}, among the discovery samples validation_fraction={fraction} leaves"
+            ) from None
     return discovery, held_out
 
 

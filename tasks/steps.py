@@ -124,7 +124,7 @@ def plan_task(
 
 @task(name="split-samples")
 def split_samples_task(
-    dataset_path: str, fraction: float, seed: int, cv_folds: int
+    dataset_path: str, fraction: float, seed: int, cv_folds: int, case: str
 ) -> tuple[list[int], list[int]]:
     """Discovery and held-out sample rows of the prepared dataset, stratified and seeded."""
     labels, _ = read_prepared(Path(dataset_path))

@@ -275,15 +275,17 @@ def analyse(
     matrix: pd.DataFrame,
     annotation: pd.DataFrame | None,
     held_out_counts: tuple[int, int] | None = None,
+    de: pd.DataFrame | None = None,
 ) -> Analysis:
-    """Every table and value of the report (inputs unchanged)."""
+    """Every table and value of the report (inputs unchanged); `de` as the model gave it."""
     table = signature_table(
         inputs.search.signatures,
         inputs.search.records,
         inputs.classifiers,
         inputs.failed_signatures,
     )
-    de = differential_expression(matrix, labels, inputs.case, inputs.control)
+    if de is None:
+        de = differential_expression(matrix, labels, inputs.case, inputs.control)
     genes = gene_table(de, gene_evidence(table, inputs.top_fraction), annotation)
     null = null_evidence(
         table, inputs.search.permutation_records, top_signatures(table, inputs.top_fraction)

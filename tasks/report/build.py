@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.io import read_annotation, read_prepared
+from tasks.io import read_annotation, read_model, read_prepared
 from tasks.report.analysis import (
     Analysis,
     ReportInputs,
@@ -23,6 +23,7 @@ from tasks.report.render import render_html, render_markdown
 from tasks.report.sections import Content, report_sections
 from tasks.report.summary import run_summary, with_split
 from tasks.report.write import ReportOutput, plot_paths, write_report
+from tasks.science.destats import differential_expression
 
 __all__ = [
     "ReportFiles",
@@ -95,15 +96,20 @@ def null_record(analysis: Analysis) -> dict:
 def build_report(run_dir: Path, inputs: ReportInputs) -> ReportFiles:
     """Read the dataset, compute, draw, render and write every report file."""
     labels, matrix = read_prepared(inputs.dataset_path)
+    model, de_input = read_model(inputs.dataset_path)
     counts = None
+    rows = list(range(len(labels)))
     if inputs.discovery_rows is not None:  # held-out samples stay out of every statistic
-        kept = set(inputs.discovery_rows)
+        rows = list(inputs.discovery_rows)
+        kept = set(rows)
         rest = [lab for i, lab in enumerate(labels) if i not in kept]
         counts = (rest.count(inputs.case), rest.count(inputs.control))
-        labels = [labels[i] for i in inputs.discovery_rows]
-        matrix = matrix.iloc[list(inputs.discovery_rows)].reset_index(drop=True)
+        labels = [labels[i] for i in rows]
+        matrix = matrix.iloc[rows].reset_index(drop=True)
+    source = matrix if de_input is None else de_input.iloc[rows].reset_index(drop=True)
+    de = differential_expression(source, labels, inputs.case, inputs.control, model, rows)
     annotation = read_annotation(inputs.annotation_path)
-    analysis = analyse(inputs, labels, matrix, annotation, counts)
+    analysis = analyse(inputs, labels, matrix, annotation, counts, de)
     pngs = {name: png_bytes(fig) for name, fig in figures(analysis, inputs.classifiers).items()}
     tables = output_tables(analysis)
     content = Content(

@@ -347,6 +347,9 @@ def methods_section(content: Content) -> Section:
         "majority": heat.case if n_case > n_samples - n_case else heat.control,
         "majority_accuracy": f"{majority / n_samples:.3f}" if n_samples else "n/a",
         "top_fraction": f"{content.top_fraction * 100:g}%",
+        "design": content.summary.overview.get("design", "~ group"),
+        "features": content.summary.overview.get("classifier features", ""),
+        "counts": "voom" in str(content.summary.overview.get("classifier features", "")),
         **searched_facts(content),
     }
     return Section("methods", "Methods", partial="_methods.html.j2", facts=facts)

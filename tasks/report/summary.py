@@ -52,6 +52,8 @@ def run_summary(
         "samples": _samples(dataset),
         "probesets": dataset.n_probesets,
         "preparation": _preparation(dataset),
+        "design": dataset.model.get("formula", "~ group"),
+        "classifier features": features_described(dataset.model),
         "backend": params.backend,
         "job ids": ", ".join(j for outcome in jobs.values() for j in outcome.job_ids),
         "slices": n_slices,
@@ -92,6 +94,22 @@ def _preparation(dataset: PreparedSummary) -> str:
     """What preparation decided and warned, without the layout (shown on its own line)."""
     notes = [d for d in dataset.decisions if not d.startswith("input layout:")]
     return "; ".join(notes + dataset.warnings) or "nothing to note"
+
+
+def features_described(model: dict) -> str:
+    """What the classifiers saw, in words: values as prepared, voom's log-CPM, or adjusted."""
+    covariates = ", ".join(model.get("covariates", {}))
+    seen = (
+        "voom's log2-CPM of the TMM-normalised counts, on the genes filterByExpr kept"
+        if model.get("counts")
+        else "the expression values as prepared"
+    )
+    if model.get("adjusted"):
+        return (
+            f"{seen}, with the effects of {covariates} removed (limma removeBatchEffect, "
+            "fitted without the phenotype)"
+        )
+    return seen + (f", not adjusted for {covariates}" if covariates else "")
 
 
 def _failed(outcome: RunOutcome) -> str:

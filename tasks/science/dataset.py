@@ -11,6 +11,15 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
+from tasks.science.design import (
+    Design,
+    DesignError,
+    ExpressionModel,
+    build_design,
+    parse_terms,
+    remove_covariates,
+)
+
 RAW_INTENSITY_MAX = 100.0
 # Linear intensities reach ~1e6; beyond this, variances overflow and every t is NaN.
 MAX_ABS_VALUE = 1e12
@@ -38,6 +47,10 @@ class PrepareOptions:
     phenotype_field: str | None = None
     cv_folds: int = 10
     log2_transform: bool = False
+    covariates: str = ""  # `batch,age:numeric`: sample-sheet columns entered in the design
+    pair: str | None = None  # the sample-sheet column naming each sample's pair or patient
+    counts: bool = False  # RNA-seq counts: filterByExpr, TMM, voom
+    adjust_features: bool = False  # the classifiers see the covariates' effects removed
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,7 @@ class PreparedSummary:
     decisions: list[str]
     warnings: list[str]
     input_sha256: str = ""
+    model: dict = field(default_factory=dict)  # ExpressionModel.to_dict()
 
 
 @dataclass
@@ -67,6 +81,8 @@ class RawDataset:
     sample_ids: list[str]
     labels: list[str]
     cells: pd.DataFrame  # samples x probesets, object dtype, NaN for missing
+    samples: pd.DataFrame | None = None  # sample attributes (sheet columns), index sample ids
+    samples_path: Path | None = None  # the file they came from
 
 
 @dataclass
@@ -81,6 +97,10 @@ class PreparedDataset:
     layout: str
     decisions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    model: ExpressionModel = field(default_factory=ExpressionModel)
+    # What the differential expression starts from when it is not `matrix`: the counts, or
+    # the values before the covariates were removed (samples x the same probesets).
+    de_input: pd.DataFrame | None = None
 
 
 def nearest_label(label: str, present: list[str]) -> str:
@@ -151,6 +171,8 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
     if not raw.labels:
         raise DatasetError(f"{path}: no samples")
     check_unique(raw.sample_ids, "sample", path)
+    if options.counts and options.log2_transform:
+        raise DatasetError(f"{path}: give counts or log2_transform, not both (voom takes logs)")
     case, control, contrast_note = choose_contrast(raw.labels, options.case, options.control, path)
     decisions = [f"input layout: {LAYOUT_WORDS.get(raw.layout, raw.layout)}", contrast_note]
     warnings: list[str] = []
@@ -170,29 +192,30 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
     if missing.any():
         decisions.append(f"dropped {int(missing.sum())} probesets with missing values")
         matrix = matrix.loc[:, ~missing]
-    constant = matrix.nunique(axis=0) <= 1
-    if constant.any():
-        decisions.append(f"dropped {int(constant.sum())} constant probesets")
-        matrix = matrix.loc[:, ~constant]
-    if matrix.shape[1] == 0:
-        raise DatasetError(f"{path}: no probesets left after dropping missing and constant ones")
-    high = float(matrix.to_numpy().max())
-    if high > RAW_INTENSITY_MAX:
-        if options.log2_transform:
-            if float(matrix.to_numpy().min()) <= 0:
-                raise DatasetError(f"{path}: cannot log2-transform values <= 0")
-            # A ufunc on a DataFrame gives a DataFrame (pandas-stubs type it as an ndarray).
-            matrix = cast(pd.DataFrame, np.log2(matrix))
-            decisions.append(f"log2-transformed (max value {high:g} looked like raw intensities)")
-        else:
-            warnings.append(
-                f"max value {high:g} > {RAW_INTENSITY_MAX:g} looks like raw intensities; "
-                "consider log2_transform"
-            )
+    sample_ids = [s for s, k in zip(raw.sample_ids, keep) if k]
+    design = _design(raw, options, sample_ids, np.asarray(labels) == case)
+    if design.covariates:
+        decisions.append(f"design {design.formula} for the differential expression")
+    warnings += design.warnings
+    if options.counts:
+        matrix, de_input = _from_counts(matrix, design, path, decisions)
+    else:
+        matrix = _from_values(matrix, options, path, decisions, warnings)
+        de_input = None
+    if options.adjust_features:
+        de_input = matrix if de_input is None else de_input
+        adjusted = remove_covariates(matrix.to_numpy(), design)
+        matrix = pd.DataFrame(adjusted, index=matrix.index, columns=matrix.columns)
+        decisions.append(
+            f"classifiers see the values with {', '.join(design.covariates)} removed "
+            "(removeBatchEffect, phenotype not used)"
+        )
     decisions.append(
         f"{matrix.shape[1]} probesets; {counts[case]} '{case}' and {counts[control]} '{control}'"
     )
-    sample_ids = [s for s, k in zip(raw.sample_ids, keep) if k]
+    model = ExpressionModel(
+        design.covariates, design.kinds, options.pair, options.counts, options.adjust_features
+    )
     return PreparedDataset(
         matrix.set_axis(sample_ids),
         labels,
@@ -202,7 +225,91 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
         raw.layout,
         decisions,
         warnings,
+        model,
+        None if de_input is None else de_input.set_axis(sample_ids),
     )
+
+
+def _design(
+    raw: RawDataset, options: PrepareOptions, sample_ids: list[str], is_case: np.ndarray
+) -> Design:
+    """The checked design over the compared samples; DatasetError names the sheet."""
+    where = str(raw.samples_path or raw.path)
+    try:
+        terms = parse_terms(options.covariates)
+        if options.adjust_features and not (terms or options.pair):
+            raise DesignError("adjust_features needs covariates or a pair to remove")
+        sheet = None if raw.samples is None else raw.samples.loc[sample_ids]
+        return build_design(sheet, terms, options.pair, is_case, where)
+    except DesignError as exc:
+        message = str(exc)
+        raise DatasetError(
+            message if message.startswith(where) else f"{where}: {message}"
+        ) from None
+
+
+def _from_values(
+    matrix: pd.DataFrame,
+    options: PrepareOptions,
+    path: Path,
+    decisions: list[str],
+    warnings: list[str],
+) -> pd.DataFrame:
+    """Expression values: constant probesets dropped, raw intensities log2'd or warned of."""
+    constant = matrix.nunique(axis=0) <= 1
+    if constant.any():
+        decisions.append(f"dropped {int(constant.sum())} constant probesets")
+        matrix = matrix.loc[:, ~constant]
+    if matrix.shape[1] == 0:
+        raise DatasetError(f"{path}: no probesets left after dropping missing and constant ones")
+    values = matrix.to_numpy()
+    high = float(values.max())
+    integers = np.all(values >= 0) and np.all(values == np.round(values))
+    if high > RAW_INTENSITY_MAX and integers and not options.log2_transform:
+        warnings.append(
+            f"every value is a non-negative integer (max {high:g}): RNA-seq counts want "
+            "counts (filterByExpr, TMM, voom), raw intensities log2_transform"
+        )
+    elif high > RAW_INTENSITY_MAX and not options.log2_transform:
+        warnings.append(
+            f"max value {high:g} > {RAW_INTENSITY_MAX:g} looks like raw intensities; "
+            "consider log2_transform"
+        )
+    if high > RAW_INTENSITY_MAX and options.log2_transform:
+        if float(values.min()) <= 0:
+            raise DatasetError(f"{path}: cannot log2-transform values <= 0")
+        # A ufunc on a DataFrame gives a DataFrame (pandas-stubs type it as an ndarray).
+        matrix = cast(pd.DataFrame, np.log2(matrix))
+        decisions.append(f"log2-transformed (max value {high:g} looked like raw intensities)")
+    return matrix
+
+
+def _from_counts(
+    matrix: pd.DataFrame, design: Design, path: Path, decisions: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Counts: the first bad cell refused; filterByExpr, TMM and voom's log-CPM for features."""
+    from tasks.science.counts import count_problem, prepare_counts
+
+    values = matrix.to_numpy()
+    bad = count_problem(values)
+    if bad is not None:
+        row, col, problem = bad
+        raise DatasetError(
+            f"{path}: {problem} (sample '{matrix.index[row]}', probeset '{matrix.columns[col]}');"
+            " --counts takes non-negative integer read counts"
+        )
+    prepared = prepare_counts(values, design.matrix)
+    kept = matrix.columns[prepared.keep]
+    if len(kept) == 0:
+        raise DatasetError(f"{path}: no gene passes filterByExpr (too few reads)")
+    factors = prepared.norm_factors
+    decisions.append(
+        f"RNA-seq counts: kept {len(kept)} of {matrix.shape[1]} genes (edgeR filterByExpr, "
+        f"design {design.formula}); TMM factors {factors.min():.3f} to {factors.max():.3f}; "
+        "classifiers see voom's log2-CPM"
+    )
+    log_cpm = pd.DataFrame(prepared.log_cpm, index=matrix.index, columns=kept)
+    return log_cpm, matrix.loc[:, kept]
 
 
 def dataset_text(prepared: PreparedDataset) -> str:

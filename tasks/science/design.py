@@ -8,6 +8,7 @@ runs here, before any job, and fails in one line naming the column and the probl
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -247,3 +248,39 @@ def remove_covariates(matrix: np.ndarray, design: Design) -> np.ndarray:
     full = np.column_stack([np.ones(len(x_batch)), x_batch])
     beta, *_ = np.linalg.lstsq(full, matrix, rcond=None)
     return np.asarray(matrix, dtype=np.float64) - x_batch @ beta[1:]
+
+
+@dataclass(frozen=True)
+class ExpressionModel:
+    """What the differential expression needs beyond the matrix, as preparation decided it."""
+
+    covariates: dict[str, list] = field(default_factory=dict)  # one value per prepared sample
+    kinds: dict[str, Kind] = field(default_factory=dict)
+    pair: str | None = None
+    counts: bool = False  # the expression input holds counts: TMM and voom weights
+    adjusted: bool = False  # the classifiers saw the values with the covariates removed
+
+    @property
+    def formula(self) -> str:
+        """R's formula of the design, e.g. `~ batch + patient + group`."""
+        return "~ " + " + ".join([*self.covariates, "group"])
+
+    def design(self, is_case: np.ndarray, rows: list[int] | None = None, where: str = "") -> Design:
+        """The design over the prepared samples `rows` (all when None; `is_case` per row)."""
+        take = list(range(len(is_case))) if rows is None else list(rows)
+        sheet = pd.DataFrame(
+            {n: [str(self.covariates[n][i]) for i in take] for n in self.covariates},
+            index=[f"sample {i + 1}" for i in take],
+        )
+        terms = [Term(n, self.kinds[n]) for n in self.covariates if n != self.pair]
+        where = where or "the prepared samples"
+        return build_design(sheet if self.covariates else None, terms, self.pair, is_case, where)
+
+    def to_dict(self) -> dict:
+        """The model as JSON-ready data (the prepared dataset's `.model.json`)."""
+        return dataclasses.asdict(self) | {"formula": self.formula}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExpressionModel:
+        """The model written by `to_dict`."""
+        return cls(**{k: v for k, v in data.items() if k != "formula"})

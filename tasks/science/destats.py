@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from tasks.science.design import ExpressionModel
+
 
 @dataclass(frozen=True)
 class LinearFit:
@@ -190,10 +192,38 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 
 
 def differential_expression(
-    matrix: pd.DataFrame, labels: list[str], case: str, control: str
+    matrix: pd.DataFrame,
+    labels: list[str],
+    case: str,
+    control: str,
+    model: ExpressionModel | None = None,
+    rows: list[int] | None = None,
 ) -> pd.DataFrame:
-    """limma-style table (probeset index) of case vs control over the given samples."""
+    """limma-style table (probeset index) of case vs control over the given samples.
+
+    With a model, `matrix` is its differential-expression input (counts or values) for the
+    prepared samples `rows` (all when None), and the design is the model's.
+    """
     labels_arr = np.asarray(labels)
     keep = np.isin(labels_arr, [case, control])
-    stats_ = moderated_t(matrix.to_numpy()[keep], labels_arr[keep] == case)
+    values, is_case = matrix.to_numpy()[keep], labels_arr[keep] == case
+    if model is None or not (model.covariates or model.counts):
+        stats_ = moderated_t(values, is_case)
+    else:
+        chosen = list(range(len(labels))) if rows is None else list(rows)
+        stats_ = model_statistics(values, is_case, model, [r for r, k in zip(chosen, keep) if k])
     return pd.DataFrame(stats_, index=pd.Index(matrix.columns, name="probeset"))
+
+
+def model_statistics(
+    values: np.ndarray, is_case: np.ndarray, model: ExpressionModel, rows: list[int]
+) -> dict[str, np.ndarray]:
+    """The group coefficient's table under the model's design; counts through TMM and voom."""
+    design = model.design(is_case, rows)
+    if not model.counts:
+        return limma_table(values, design.matrix, design.group_column)
+    from tasks.science.counts import tmm_factors, voom
+
+    lib_size = values.sum(axis=1) * tmm_factors(values)
+    log_cpm, weights = voom(values, design.matrix, lib_size)
+    return limma_table(log_cpm, design.matrix, design.group_column, weights)
