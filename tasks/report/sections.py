@@ -125,6 +125,12 @@ def verdict_section(content: Content) -> Section:
             f"{analysis.validation['optimism'].mean():.3f}"
         )
     items["contrast"] = f"{overview.get('contrast', '')}; samples {overview.get('samples', '')}"
+    if overview.get("design", "~ group") != "~ group":
+        items["design"] = (
+            f"{overview['design']}; the classifiers saw {overview.get('classifier features')}"
+        )
+    if overview.get("caution"):
+        items["caution"] = str(overview["caution"])
     items["cost"] = (
         f"{analysis.outcome['signatures evaluated']} signatures x {n_classifiers} classifiers"
         f" x {overview.get('cv folds', '?')} folds"

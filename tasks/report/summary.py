@@ -54,6 +54,7 @@ def run_summary(
         "preparation": _preparation(dataset),
         "design": dataset.model.get("formula", "~ group"),
         "classifier features": features_described(dataset.model),
+        **caution(dataset),
         "backend": params.backend,
         "job ids": ", ".join(j for outcome in jobs.values() for j in outcome.job_ids),
         "slices": n_slices,
@@ -94,6 +95,12 @@ def _preparation(dataset: PreparedSummary) -> str:
     """What preparation decided and warned, without the layout (shown on its own line)."""
     notes = [d for d in dataset.decisions if not d.startswith("input layout:")]
     return "; ".join(notes + dataset.warnings) or "nothing to note"
+
+
+def caution(dataset: PreparedSummary) -> dict[str, str]:
+    """Covariates associated with the phenotype: a rival explanation the verdict names."""
+    found = [w for w in dataset.warnings if "associated with the phenotype" in w]
+    return {"caution": "; ".join(found)} if found else {}
 
 
 def features_described(model: dict) -> str:

@@ -98,6 +98,8 @@ def verdict_lines(report_record: dict) -> list[str]:
     lines.append(f"  best signature #{best['signature']} ({len(genes)} genes): {', '.join(genes)}")
     lines += selection_line(report_record, float(best["mean_auc"])).split("\n")
     lines.append(baseline_line(report_record))
+    if summary.get("caution"):
+        lines.append(f"  caution: {summary['caution']}")
     cost = summary.get("run time")
     evaluated = summary.get("signatures evaluated")
     if cost is not None and evaluated is not None:

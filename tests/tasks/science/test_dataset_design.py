@@ -140,3 +140,63 @@ def test_a_sidecar_written_before_the_dataset(golub_matrix, tmp_path):
     prepared = prepare(matrix_path, sample_sheet=sheet, covariates="batch", case="AML")
     summary = save_prepared(prepared, tmp_path, "d")
     assert model_path(summary.path).stat().st_mtime_ns <= summary.path.stat().st_mtime_ns
+
+
+COUNTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def counts_input(tmp_path_factory) -> tuple[Path, Path]:
+    """The `main` counts reference (genes x samples) and a sheet of its design's batch/group."""
+    folder = tmp_path_factory.mktemp("counts")
+    design = pd.read_csv(COUNTS / "counts_main_design.tsv", sep="\t", index_col="sample")
+    batch = np.select([design["batchb2"] == 1, design["batchb3"] == 1], ["b2", "b3"], "b1")
+    phenotype = np.where(design["grouptrt"] == 1, "trt", "ctrl")
+    sheet = pd.DataFrame({"sample": design.index, "phenotype": phenotype, "batch": batch})
+    sheet.to_csv(folder / "sheet.tsv", sep="\t", index=False)
+    (folder / "counts.tsv").write_bytes((COUNTS / "counts_main.tsv").read_bytes())
+    return folder / "counts.tsv", folder / "sheet.tsv"
+
+
+def test_counts_prepared_and_tested_as_edger_and_voom_do(counts_input, tmp_path):
+    path, sheet = counts_input
+    prepared = prepare(
+        path, sample_sheet=sheet, covariates="batch", counts=True, case="trt", cv_folds=2
+    )
+    kept = (COUNTS / "counts_main_kept.txt").read_text().split()
+    assert list(prepared.matrix.columns) == kept
+    voom = pd.read_csv(COUNTS / "counts_main_voom.tsv", sep="\t")
+    got = prepared.matrix.stack().rename_axis(["sample", "gene"]).rename("got").reset_index()
+    merged = voom.merge(got, on=["gene", "sample"])
+    assert len(merged) == len(voom)
+    np.testing.assert_allclose(merged["got"], merged["E"], rtol=1e-12)
+    assert any("kept" in d and "filterByExpr" in d for d in prepared.decisions)
+    summary = save_prepared(prepared, tmp_path, "c")
+    model, de_input = read_model(summary.path)
+    assert model.counts and de_input is not None
+    labels, _ = read_prepared(summary.path)
+    de = differential_expression(de_input, labels, "trt", "ctrl", model)
+    reference = pd.read_csv(COUNTS / "counts_main_toptable.tsv", sep="\t", index_col="gene")
+    for column in ("logFC", "AveExpr", "t", "P.Value", "adj.P.Val", "B"):
+        np.testing.assert_allclose(de.loc[reference.index, column], reference[column], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("cell", "problem"), [("-3", "negative count -3"), ("2.5", "non-integer count 2.5")]
+)
+def test_bad_counts_name_the_file_and_the_first_cell(counts_input, tmp_path, cell, problem):
+    path, sheet = counts_input
+    lines = path.read_text().splitlines()
+    fields = lines[3].split("\t")
+    fields[5] = cell
+    lines[3] = "\t".join(fields)
+    bad = write(tmp_path, "bad.tsv", "\n".join(lines) + "\n")
+    with pytest.raises(DatasetError) as info:
+        prepare(bad, sample_sheet=sheet, counts=True, case="trt", cv_folds=2)
+    assert str(info.value).startswith(f"{bad}: {problem} (sample 's05', probeset '{fields[0]}')")
+
+
+def test_counts_without_counts_are_named(counts_input):
+    path, sheet = counts_input
+    prepared = prepare(path, sample_sheet=sheet, case="trt", cv_folds=2)
+    assert any("non-negative integer" in w and "counts" in w for w in prepared.warnings)
