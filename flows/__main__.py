@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), 2)
     for name, value in QUIET_PREFECT.items():
         os.environ.setdefault(name, value)
+    from flows.contrasts import ContrastsFailed
     from flows.signature_search import NothingComputed, SlicesFailed, signature_search
 
     quiet_tracebacks()
@@ -102,12 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         result = signature_search(**flow_arguments(params))
     except DatasetError as exc:  # found only once the data is prepared (validation_fraction)
         return fail(str(exc), 2)
-    except (SlicesFailed, NothingComputed) as exc:
+    except (SlicesFailed, NothingComputed, ContrastsFailed) as exc:
         return fail(str(exc), 1)
     except Exception as exc:  # said in one line; the traceback is in the run's log
         return fail(failure_advice(exc), 1)
-    print_verdict(Path(result["report"]))
-    print(f"Report: {result['report']}")
+    for name, report in result.get("contrasts", {}).items():  # a run of several contrasts
+        print(f"Contrast {name}:")
+        print_verdict(Path(report))
+        print(f"Report: {report}")
+    if "contrasts" not in result:
+        print_verdict(Path(result["report"]))
+    print(f"{'Index' if 'contrasts' in result else 'Report'}: {result['report']}")
     return 0
 
 

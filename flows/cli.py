@@ -34,6 +34,7 @@ GROUPS = {
         "covariates",
         "pair",
         "adjust_features",
+        "contrasts",
     ),
     "search": (
         "n_signatures",
@@ -177,7 +178,7 @@ def describe(exc: ValidationError) -> str:
 
 def check_inputs(params: SearchParameters) -> None:
     """What the run would refuse later, found before Prefect starts (UsageError, DatasetError)."""
-    for name in ("input_path", "sample_sheet", "annotation_path"):
+    for name in ("input_path", "sample_sheet", "annotation_path", "contrasts"):
         path = getattr(params, name)
         if path and not Path(path).is_file():
             option = FLAGS.get(name, flag(name))
@@ -198,6 +199,20 @@ def check_inputs(params: SearchParameters) -> None:
             )
     check_dcp(params)
     read_annotation(annotation_path(params))  # a table it can read, or a DatasetError naming it
+    if not params.contrasts:
+        check_preparation(params)
+        return
+    from flows.contrasts import contrast_parameters, load_contrasts
+
+    for contrast in load_contrasts(params):
+        try:
+            check_preparation(contrast_parameters(params, contrast))
+        except DatasetError as exc:
+            raise DatasetError(f"contrast '{contrast.id}': {exc}") from None
+
+
+def check_preparation(params: SearchParameters) -> None:
+    """The preparation, split and plan the run would make, refused the same way."""
     options = PrepareOptions(**preparation_options(params))
     prepared = prepare_dataset(read_input(Path(params.input_path), options), options)
     if params.validation_fraction:  # the split the run would make, refused the same way

@@ -92,6 +92,8 @@ def run_name() -> str:
     params = flow_run.parameters
     stem = dataset_stem(params.get("input_path") or "input")
     contrast = f"{params.get('case') or 'auto'}-vs-{params.get('control') or 'auto'}"
+    if params.get("contrasts"):
+        contrast = "contrasts"
     started = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stem}-{contrast}-{params.get('n_signatures')}sig-{started}-{flow_run.id[:6]}"
 
@@ -268,6 +270,10 @@ def signature_search(**fields) -> dict | State:
     """Search random gene signatures for ones that tell the phenotypes apart."""
     redact_http_logs()  # a deployment starts here, not at `python -m flows`
     params = SearchParameters(**fields, faults=injected_faults())
+    if params.contrasts:  # the parent of one subflow (this flow) per contrast
+        from flows.contrasts import search_contrasts
+
+        return search_contrasts(params)
     deadline = time.monotonic() + params.deadline_minutes * 60
     dataset = prepare_dataset_step(
         Path(params.input_path),

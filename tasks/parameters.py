@@ -56,6 +56,11 @@ class SearchParameters(BaseModel):
         description="classifiers see the values with the covariates' (and pairs') effects "
         "removed, fitted without the phenotype (limma removeBatchEffect); default: unadjusted",
     )
+    contrasts: str | None = Field(
+        None,
+        description="a contrasts TSV (columns id, variable, reference, target, optional "
+        "covariates): one search, report and Prefect subflow per contrast, and an index page",
+    )
     case: str | None = Field(None, description="case label; when unset, the minority label")
     control: str | None = Field(None, description="control label; when unset, the other label")
     n_signatures: int = Field(300, ge=1, le=10_000_000, description="random signatures to evaluate")
