@@ -3,15 +3,14 @@
 import re
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from flows.cli import check_inputs, parse_parameters
 from flows.signature_search import signature_search
 from tasks.science.dataset import DatasetError
 
-COUNTS = Path(__file__).parents[1] / "tasks" / "science"
+from ..tasks.science.test_dataset_design import write_counts_study
+
 CONTRASTS = (
     "id\tvariable\treference\ttarget\tcovariates\n"
     "trt_vs_ctrl\tphenotype\tctrl\ttrt\tbatch\n"
@@ -22,16 +21,11 @@ CONTRASTS = (
 @pytest.fixture
 def study(tmp_path) -> dict:
     """The counts reference (12 samples, 3 batches) with its sheet, and a contrasts file."""
-    design = pd.read_csv(COUNTS / "counts_main_design.tsv", sep="\t", index_col="sample")
-    batch = np.select([design["batchb2"] == 1, design["batchb3"] == 1], ["b2", "b3"], "b1")
-    phenotype = np.where(design["grouptrt"] == 1, "trt", "ctrl")
-    sheet = pd.DataFrame({"sample": design.index, "phenotype": phenotype, "batch": batch})
-    sheet.to_csv(tmp_path / "sheet.tsv", sep="\t", index=False)
-    (tmp_path / "counts.tsv").write_bytes((COUNTS / "counts_main.tsv").read_bytes())
+    counts, sheet = write_counts_study(tmp_path)
     (tmp_path / "contrasts.tsv").write_text(CONTRASTS)
     return {
-        "input_path": str(tmp_path / "counts.tsv"),
-        "sample_sheet": str(tmp_path / "sheet.tsv"),
+        "input_path": str(counts),
+        "sample_sheet": str(sheet),
         "contrasts": str(tmp_path / "contrasts.tsv"),
         "counts": True,
         "n_signatures": 4,

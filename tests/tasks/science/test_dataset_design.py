@@ -147,8 +147,12 @@ COUNTS = Path(__file__).parent
 
 @pytest.fixture(scope="module")
 def counts_input(tmp_path_factory) -> tuple[Path, Path]:
+    """The `main` counts study, written to a module's folder."""
+    return write_counts_study(tmp_path_factory.mktemp("counts"))
+
+
+def write_counts_study(folder: Path) -> tuple[Path, Path]:
     """The `main` counts reference (genes x samples) and a sheet of its design's batch/group."""
-    folder = tmp_path_factory.mktemp("counts")
     design = pd.read_csv(COUNTS / "counts_main_design.tsv", sep="\t", index_col="sample")
     batch = np.select([design["batchb2"] == 1, design["batchb3"] == 1], ["b2", "b3"], "b1")
     phenotype = np.where(design["grouptrt"] == 1, "trt", "ctrl")
