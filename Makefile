@@ -20,12 +20,14 @@ demo: $(VENV)/.installed
 	$(PY) -m flows --n-signatures 300 --workers 2
 
 # pytest on two processes, a test file each at a time (module fixtures stay whole): the
-# suite's whole runs mostly wait on subprocesses and sockets.
+# suite's whole runs mostly wait on subprocesses and sockets. Files go out in collection
+# order, which puts the slow flow files first; xdist's default reorder (most tests first)
+# left test_field.py's 3 long tests as a tail of about a minute on one process.
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The work function under the exact package versions DCP workers run.
 .venv-pyodide/.installed: Makefile
