@@ -8,7 +8,6 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +69,7 @@ from tasks.steps import (
     prepare_dataset_step,
     publish_run_task,
     register_run_task,
+    rename_flow_run_task,
     run_slices_task,
     save_run_record_task,
     split_samples_task,
@@ -88,14 +88,31 @@ class NothingComputed(RuntimeError):
 
 
 def run_name() -> str:
-    """Dataset, contrast, size, start time (UTC) and the flow run id's start: distinct per run."""
+    """Dataset, contrast, size, start time (UTC) and the flow run id's start: distinct per run.
+
+    A retry keeps the name an earlier attempt gave (the one alerts and links carry).
+    """
     params = flow_run.parameters
     stem = dataset_stem(params.get("input_path") or "input")
+    current, suffix = flow_run.name or "", f"-{flow_run.id[:6]}"
+    if current.startswith(f"{stem}-") and current.endswith(suffix):
+        return current
     contrast = f"{params.get('case') or 'auto'}-vs-{params.get('control') or 'auto'}"
     if params.get("contrasts"):
         contrast = "contrasts"
-    started = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stem}-{contrast}-{params.get('n_signatures')}sig-{started}-{flow_run.id[:6]}"
+    started = flow_run.scheduled_start_time.strftime("%Y%m%d-%H%M%S")
+    return f"{stem}-{contrast}-{params.get('n_signatures')}sig-{started}{suffix}"
+
+
+def name_contrast(params: SearchParameters, dataset: PreparedSummary) -> None:
+    """Put the contrast preparation resolved into the run's name (once: `auto` only)."""
+    if params.case and params.control:
+        return
+    current = flow_run.name or ""
+    given = f"-{params.case or 'auto'}-vs-{params.control or 'auto'}-"
+    resolved = current.replace(given, f"-{dataset.case}-vs-{dataset.control}-", 1)
+    if resolved != current:
+        rename_flow_run_task(resolved)
 
 
 @contextlib.contextmanager
@@ -280,6 +297,7 @@ def signature_search(**fields) -> dict | State:
         preparation_options(params),
         Path(params.data_dir),
     )
+    name_contrast(params, dataset)
     with serve_or_connect(params, deadline) as client:
         plan = make_plan(params, dataset, client)
         journal_task(plan.run_dir, plan.journal, flow_run.id or "")

@@ -18,6 +18,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 
 from tasks.execution import history, rounds
 from tasks.execution.client import ServerClient
@@ -111,6 +113,17 @@ def register_run_task(
             f"but {dataset.sha256} was prepared"
         )
     get_run_logger().info("server ready; dataset %s sha256 %s", dataset.name, served[:12])
+
+
+@task(name="name-run", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def rename_flow_run_task(name: str) -> None:
+    """Rename the running flow run: the UI, alerts and later log lines show the new name."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        raise RuntimeError("rename_flow_run_task runs inside a flow run")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_name(context.flow_run.id, name)
+    context.flow_run.name = name
 
 
 @task(name="plan-signatures")

@@ -99,7 +99,7 @@ def test_deployment_run_completes_and_writes_its_report(deployed, tmp_path):
     run = api(env, "GET", f"/flow_runs/{flow_run_id}")
     assert run["state"]["type"] == "COMPLETED", run_logs(env, flow_run_id)[-3000:]
     assert run["parameters"]["input_path"] == "input/golub_all_aml.tsv"  # the deployment's
-    assert re.fullmatch(r"golub_all_aml-auto-vs-auto-12sig-\d{8}-\d{6}-[0-9a-f]{6}", run["name"])
+    assert re.fullmatch(r"golub_all_aml-AML-vs-ALL-12sig-\d{8}-\d{6}-[0-9a-f]{6}", run["name"])
     reports = list((tmp_path / "results").glob("*/report.html"))
     assert len(reports) == 1
     deployments = api(env, "POST", "/deployments/filter", {})

@@ -265,7 +265,7 @@ def test_runs_have_distinct_names_and_stable_artifact_keys(reference_state, refe
     with get_client(sync_client=True) as client:
         names = [run.name for run in client.read_flow_runs()]
     assert len(names) > 1 and len(set(names)) == len(names)
-    pattern = r"golub_all_aml-auto-vs-auto-24sig-\d{8}-\d{6}-[0-9a-f]{6}"
+    pattern = r"golub_all_aml-AML-vs-ALL-24sig-\d{8}-\d{6}-[0-9a-f]{6}"
     with get_client(sync_client=True) as client:
         name = client.read_flow_run(reference_state.state_details.flow_run_id).name
     assert re.fullmatch(pattern, name), name
