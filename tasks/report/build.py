@@ -20,7 +20,7 @@ from tasks.report.analysis import (
 )
 from tasks.report.plots import figures, png_bytes
 from tasks.report.render import render_html, render_markdown
-from tasks.report.sections import Content, report_sections
+from tasks.report.sections import Content, lower_p_figures, report_sections
 from tasks.report.summary import run_summary, with_split
 from tasks.report.write import ReportOutput, plot_paths, write_report
 from tasks.science.destats import differential_expression
@@ -61,7 +61,7 @@ def report_record(content: Content, plots: dict[str, Path]) -> dict:
         "summary": {**summary.overview, **content.analysis.outcome},
         "top_signatures": _records(top_signature_rows(content.analysis, content.classifiers)),
         "top_genes": _records(top_gene_rows(content.analysis)),
-        **null_record(content.analysis),
+        **null_record(content.analysis, lower_p_figures(content)),
         "validation": _records(content.analysis.validation)
         if content.analysis.validation is not None
         else None,
@@ -74,7 +74,7 @@ def report_record(content: Content, plots: dict[str, Path]) -> dict:
     }
 
 
-def null_record(analysis: Analysis) -> dict:
+def null_record(analysis: Analysis, lower: dict | None = None) -> dict:
     """report.json's null keys: the rank-1 signature's selection-adjusted p and its context."""
     null = analysis.null
     if null is None:
@@ -84,6 +84,7 @@ def null_record(analysis: Analysis) -> dict:
         "selection_adjusted_p_min": null.min_p,
         "selection_threshold_auc": null.threshold if np.isfinite(null.threshold) else None,
         "null": {
+            "lower_p_cost": lower,
             "exact": null.exact,
             "n_searched": null.n_searched,
             "n_permutations": len(null.per_permutation),

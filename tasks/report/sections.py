@@ -76,6 +76,18 @@ def _plots(content: Content, *names: str) -> tuple[Plot, ...]:
     )
 
 
+def lower_p_figures(content: Content, target: float = 0.001) -> dict | None:
+    """What a selection-adjusted p of `target` would cost, at this run's measured rate."""
+    null = content.analysis.null
+    if null is None:
+        return None
+    panel = int(null.baseline.get("n_panel") or 0)
+    n_classifiers = len(content.classifiers)
+    searched = int(content.analysis.outcome["signatures evaluated"])
+    evaluated = (searched + len(null.per_permutation) * panel) * n_classifiers
+    return verdict.lower_p_cost(target, panel, n_classifiers, evaluated, content.summary.seconds)
+
+
 def verdict_section(content: Content) -> Section:
     """What was found, how sure, at what cost: the first screen of the report."""
     analysis, overview = content.analysis, content.summary.overview
@@ -104,6 +116,9 @@ def verdict_section(content: Content) -> Section:
             f"{p:.3g} (smallest attainable {null.min_p:.3g} with {n} permutations; "
             f"mean AUC needed for p = 0.05: {needed})"
         )
+        lower = lower_p_figures(content)
+        if lower and null.min_p > lower["p"]:
+            items["to go lower"] = verdict.lower_p_text(lower)
         items["random-signature baseline"] = verdict.baseline_verdict(null.baseline)
         lead = (
             f"The best of {null.n_searched} random signatures reaches a mean AUC of {auc:.3f}, "

@@ -30,6 +30,7 @@ class RunSummary:
     parameters: pd.DataFrame  # parameter, value, meaning
     versions: pd.DataFrame  # package, version
     rounds: pd.DataFrame  # one row per round of each job, with why slices failed
+    seconds: float = 0.0  # the run's wall time, every flow attempt
 
 
 def run_summary(
@@ -71,7 +72,7 @@ def run_summary(
         "run time": f"{seconds:.1f} s (every flow attempt)",
     }
     table = pd.DataFrame(sorted(versions.items()), columns=["package", "version"])
-    return RunSummary(overview, parameter_table(params), table, round_table(jobs))
+    return RunSummary(overview, parameter_table(params), table, round_table(jobs), seconds)
 
 
 def with_split(summary: RunSummary, split: tuple[list[int], list[int]] | None) -> RunSummary:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 # One entry of report.json's `probesets`: "M27891_at (CST3)" or a bare probeset id.
 ENTRY = re.compile(r"\s*(?P<probeset>[^\s(]+)(?:\s*\((?P<symbol>[^)]*)\))?\s*")
 
@@ -27,9 +29,47 @@ def selection_line(record: dict, best_auc: float) -> str:
         return "  selection-adjusted p: not computed (no permutation job; --n-permutations 0)"
     n = (record.get("null") or {}).get("n_permutations")
     perms = f" with {n} permutations" if n else ""
-    return (
+    lines = (
         f"  mean AUC {best_auc:.4f}, selection-adjusted p {p:.3g} "
         f"(smallest attainable {floor:.3g}{perms})\n  -> it {selection_verdict(p, floor, n)}"
+    )
+    lower = (record.get("null") or {}).get("lower_p_cost")
+    if lower and floor > lower["p"]:
+        lines += f"\n  to go lower: {lower_p_text(lower)}"
+    return lines
+
+
+def lower_p_cost(
+    target: float, panel: int, n_classifiers: int, evaluated: int, seconds: float
+) -> dict[str, float]:
+    """Permutations, evaluations and wall seconds (at this run's rate) a p of `target` needs.
+
+    The smallest attainable p is 1 / (permutations + 1); each permutation evaluates the
+    panel with every classifier. The rate is this run's evaluations over its whole wall time,
+    set-up included, so the seconds are an upper estimate on the same backend and workers.
+    """
+    permutations = int(np.ceil(1 / target - 1 - 1e-9))
+    evaluations = permutations * panel * n_classifiers
+    rate = evaluated / seconds if seconds > 0 else float("nan")
+    return {
+        "p": target,
+        "permutations": permutations,
+        "evaluations": evaluations,
+        "seconds": evaluations / rate if rate > 0 else float("nan"),
+    }
+
+
+def lower_p_text(cost: dict[str, float]) -> str:
+    """`p <= 0.001 needs --n-permutations 999: 4,995 evaluations, about 120 s at this run's rate`."""
+    seconds = cost["seconds"]
+    when = (
+        f", about {seconds:,.0f} s at this run's rate (set-up included)"
+        if np.isfinite(seconds)
+        else ""
+    )
+    return (
+        f"p <= {cost['p']:g} needs --n-permutations {int(cost['permutations'])}: "
+        f"{int(cost['evaluations']):,} panel evaluations{when}"
     )
 
 

@@ -79,7 +79,12 @@ def test_report_gives_the_selection_adjusted_p_with_its_floor(tmp_path, report_i
     evidence = record["top_signature_evidence"]
     assert evidence[0]["rank"] == 1
     assert evidence[0]["selection_adjusted_p"] == record["selection_adjusted_p"]
+    lower = record["null"].pop("lower_p_cost")
     assert record["null"] == {"exact": False, "n_searched": 40, "n_permutations": 5}
+    panel = record["random_signature_baseline"]["n_panel"]
+    assert lower["permutations"] == 999  # 1 / (999 + 1) = 0.001
+    assert lower["evaluations"] == 999 * panel * len(report_inputs.classifiers)
+    assert "to go lower" in files.html.read_text()
     html = files.html.read_text()
     assert "smallest attainable with 5 permutations is 0.167" in html
     assert "Venet" in html and "Westfall" in html
