@@ -107,13 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), 1)
     except Exception as exc:  # said in one line; the traceback is in the run's log
         return fail(failure_advice(exc), 1)
-    for name, report in result.get("contrasts", {}).items():  # a run of several contrasts
+    if "contrasts" not in result:
+        print_verdict(Path(result["report"]))
+        print(f"Report: {result['report']}")
+        return 0
+    for name, report in result["contrasts"].items():  # a run of several contrasts
         print(f"Contrast {name}:")
         print_verdict(Path(report))
         print(f"Report: {report}")
-    if "contrasts" not in result:
-        print_verdict(Path(result["report"]))
-    print(f"{'Index' if 'contrasts' in result else 'Report'}: {result['report']}")
+    print(f"Index: {result['report']}")
     return 0
 
 

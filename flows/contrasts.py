@@ -98,9 +98,9 @@ def search_contrasts(params: SearchParameters) -> dict | State:
         outcomes.append(outcome(contrast, state, folder))
     title = f"{params.input_path}: {len(contrasts)} contrasts"
     index = write_index_task(folder, title, outcomes)
-    reports = {o.id: str((folder / o.report).resolve()) if o.report else None for o in outcomes}
     failed = [o.id for o in outcomes if o.state != "Completed"]
     if failed:
         message = f"contrasts {', '.join(failed)} failed; the index at {index} links the others"
         return Failed(message=message, data=ContrastsFailed(message))
+    reports = {o.id: str((folder / o.report).resolve()) for o in outcomes if o.report}
     return {"report": str(index), "contrasts": reports}

@@ -50,12 +50,12 @@ def lower_p_cost(
     """
     permutations = int(np.ceil(1 / target - 1 - 1e-9))
     evaluations = permutations * panel * n_classifiers
-    rate = evaluated / seconds if seconds > 0 else float("nan")
+    measured = evaluated > 0 and seconds > 0
     return {
         "p": target,
         "permutations": permutations,
         "evaluations": evaluations,
-        "seconds": evaluations / rate if rate > 0 else float("nan"),
+        "seconds": evaluations * seconds / evaluated if measured else float("nan"),
     }
 
 
