@@ -46,7 +46,7 @@ GROUPS = {
         "top_fraction",
         "extend_search",
     ),
-    "evidence": ("n_permutations", "null_signatures", "validation_fraction"),
+    "evidence": ("n_permutations", "null_signatures", "null_candidates", "validation_fraction"),
     "execution": (
         "backend",
         "workers",

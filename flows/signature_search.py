@@ -50,9 +50,6 @@ from tasks.policy import (
 from tasks.redact import redact_http_logs
 from tasks.report.build import SearchRecords, run_summary, with_split
 from tasks.science.dataset import PreparedSummary
-from tasks.science.plan import (
-    batch_seed,
-)
 from tasks.science.tables import top_signature_list
 from tasks.science.work import work_function_source
 from tasks.steps import (
@@ -64,6 +61,8 @@ from tasks.steps import (
     find_server_run_task,
     journal_task,
     next_batch_task,
+    null_design_task,
+    plan_null_task,
     plan_task,
     pool_search_task,
     prepare_dataset_step,
@@ -201,8 +200,9 @@ def run_jobs(
     params: SearchParameters, ctx: JobContext, dataset: PreparedSummary, plan: RunPlan
 ) -> JobResults:
     """The main and null jobs, the search's earlier batches, then held-out validation."""
-    seed = batch_seed(params.seed, plan.batch)
-    perm_slices = null_slices(params, plan.signatures, seed, plan.slices.per_slice)
+    rows = plan.split[0] if plan.split else None
+    null = plan_null_task(str(dataset.path), plan.protocol, plan.batch, rows)
+    perm_slices = null_slices(params, null, plan.slices.per_slice)
     main, records, perm, perm_records = evaluate(ctx, dataset, plan, perm_slices)
     search = SearchRecords((plan.batch,), plan.signatures, records, perm_records)
     if params.extend_search:
@@ -210,6 +210,9 @@ def run_jobs(
         search = pool_search_task(
             plan.search_dir, plan.protocol, str(dataset.path), search, complete
         )
+    if perm_records is not None:
+        design = null_design_task(str(dataset.path), plan.protocol, search.batches, rows)
+        search = dataclasses.replace(search, null_design=design)
     if plan.split is None or not tolerated(params, main.failed):
         return JobResults(main, perm, None, search, None)
     validation, validation_records = validate(params, ctx, dataset, plan, search)

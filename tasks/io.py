@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +431,16 @@ def read_prepared(path: Path) -> tuple[list[str], pd.DataFrame]:
     frame = pd.read_csv(path, sep="\t", **EXACT_FLOATS)
     labels = frame.pop("phenotype").astype(str).tolist()
     return labels, frame.astype(np.float64)
+
+
+def read_screen_input(
+    path: Path, case: str, rows: Sequence[int] | None
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The searched samples' values, the probesets and their 0/1 case labels (the null's screen)."""
+    labels, frame = read_prepared(path)
+    chosen = np.arange(len(labels)) if rows is None else np.asarray(rows, dtype=np.int64)
+    cases = (np.asarray(labels)[chosen] == case).astype(np.int64)
+    return frame.to_numpy()[chosen], list(frame.columns), cases
 
 
 def save_text(text: str, path: Path) -> None:

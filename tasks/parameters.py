@@ -107,8 +107,16 @@ class SearchParameters(BaseModel):
         5,
         ge=0,
         le=10_000_000,
-        description="signatures evaluated per permutation (0: all, the exact max-statistic "
-        "null; otherwise at least 2, to fit their spread)",
+        description="random signatures evaluated on every permutation, for the "
+        "random-signature baseline (0: every searched signature)",
+    )
+    null_candidates: int = Field(
+        5,
+        ge=0,
+        le=10_000,
+        description="signatures screened in per permutation (and on the real labels) by how "
+        "well their probesets separate the groups: the selection-adjusted p compares the "
+        "best of these and the panel on the real labels with the same on each permutation",
     )
     validation_fraction: float = Field(
         0.0,
@@ -143,13 +151,6 @@ class SearchParameters(BaseModel):
     @classmethod
     def _covariate_terms(cls, value: str) -> str:
         parse_terms(value)  # `name[:factor|:numeric]`, each once; the columns are checked later
-        return value
-
-    @field_validator("null_signatures")
-    @classmethod
-    def _fit_needs_two(cls, value: int) -> int:
-        if value == 1:
-            raise ValueError("null_signatures must be 0 (all) or at least 2: one has no spread")
         return value
 
     @model_validator(mode="after")

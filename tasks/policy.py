@@ -28,11 +28,12 @@ from tasks.science.plan import (
     SearchProtocol,
     Signature,
     SignaturePlan,
-    null_panel,
+    permutation_seeds,
     permutation_slices,
     slice_signature_ids,
     stratified_split,
 )
+from tasks.science.screen import NullPlan
 
 if TYPE_CHECKING:
     from tasks.parameters import SearchParameters
@@ -70,6 +71,7 @@ def search_protocol(params: SearchParameters, dataset: PreparedSummary) -> Searc
         n_permutations=params.n_permutations,
         null_signatures=params.null_signatures,
         validation_fraction=params.validation_fraction,
+        null_candidates=params.null_candidates,
     )
 
 
@@ -157,15 +159,17 @@ def validation_run_id(run_id: str, top: Sequence[Signature]) -> str:
 
 
 def null_slices(
-    params: SearchParameters, signatures: Sequence[Signature], seed: int, per_slice: int
+    params: SearchParameters, null: NullPlan | None, per_slice: int
 ) -> list[SliceDatum]:
-    """The permuted-label slices: the null panel once per permutation (none without a null)."""
-    if not params.n_permutations:
+    """The permuted-label slices: each permutation's panel and candidates (none without a null).
+
+    The labels' permutations come from the search's seed, not the batch's: every batch's
+    permutation j shares its labels, so pooled batches form one null.
+    """
+    if null is None or not params.n_permutations:
         return []
-    panel = null_panel(signatures, params.null_signatures, seed)
-    # The labels' permutations come from the search's seed, not the batch's: every batch's
-    # permutation j shares its labels, so pooled batches form one null (exact with full panels).
-    return permutation_slices(panel, params.n_permutations, params.seed, per_slice)
+    seeds = permutation_seeds(params.n_permutations, params.seed)
+    return permutation_slices([(seed, null.evaluated(seed)) for seed in seeds], per_slice)
 
 
 RECORD_FILES = {

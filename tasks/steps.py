@@ -36,6 +36,7 @@ from tasks.io import (
     read_jsonl,
     read_prepared,
     read_probesets,
+    read_screen_input,
     reopen_run_folder,
     save_batch,
     save_incomplete_marker,
@@ -51,7 +52,8 @@ from tasks.science.dataset import (
     PrepareOptions,
     prepare_dataset,
 )
-from tasks.science.plan import SearchProtocol, SignaturePlan
+from tasks.science.plan import SearchProtocol, SignaturePlan, batch_seed, permutation_seeds
+from tasks.science.screen import NullDesign, NullPlan, plan_null
 from tasks.science.tables import records_from_results, sort_records
 
 
@@ -133,6 +135,51 @@ def plan_task(
     """The deterministic signature plan of a search's batch (held compactly), and its slices."""
     signatures = protocol.plan_compact(read_probesets(Path(dataset_path)), batch)
     return signatures, PlannedSlices(signatures, signatures_per_slice)
+
+
+@task(name="plan-null")
+def plan_null_task(
+    dataset_path: str, protocol: SearchProtocol, batch: int, rows: list[int] | None
+) -> NullPlan | None:
+    """A batch's null: its random panel and each labelling's screened-in signatures."""
+    if not protocol.n_permutations:
+        return None
+    values, columns, cases = read_screen_input(Path(dataset_path), protocol.case, rows)
+    signatures = protocol.plan_compact(read_probesets(Path(dataset_path)), batch)
+    return plan_null(
+        values,
+        columns,
+        cases,
+        signatures,
+        (protocol.null_signatures, protocol.null_candidates),
+        (
+            batch_seed(protocol.seed, batch),
+            permutation_seeds(protocol.n_permutations, protocol.seed),
+        ),
+    )
+
+
+@task(name="null-design", cache_policy=NO_CACHE)
+def null_design_task(
+    dataset_path: str, protocol: SearchProtocol, batches: tuple[int, ...], rows: list[int] | None
+) -> NullDesign | None:
+    """What the real labels' statistic is taken over, for every batch a report pools."""
+    if not protocol.null_signatures:  # every signature on every permutation: the search's best
+        return None
+    values, columns, cases = read_screen_input(Path(dataset_path), protocol.case, rows)
+    probesets = read_probesets(Path(dataset_path))
+    design = NullDesign(frozenset(), frozenset())
+    for batch in batches:
+        null = plan_null(
+            values,
+            columns,
+            cases,
+            protocol.plan_compact(probesets, batch),
+            (protocol.null_signatures, protocol.null_candidates),
+            (batch_seed(protocol.seed, batch), ()),
+        )
+        design = design.union(null.design())
+    return design
 
 
 @task(name="split-samples")

@@ -13,13 +13,16 @@ from scipy import stats
 from tasks.report.summary import RunSummary
 from tasks.science.destats import differential_expression
 from tasks.science.plan import Signature
+from tasks.science.screen import NullDesign
 from tasks.science.tables import (
+    capped_selection_p,
     gene_evidence,
     gene_table,
+    null_maxima,
     null_means,
+    null_statistic,
     null_summary,
     random_signature_baseline,
-    selection_adjusted_p,
     selection_threshold,
     signature_table,
     signatures_needed,
@@ -41,6 +44,7 @@ class SearchRecords:
     signatures: Sequence[Signature]  # a batch's SignaturePlan, or a list over batches
     records: pd.DataFrame
     permutation_records: pd.DataFrame | None
+    null_design: NullDesign | None = None  # None: the null evaluated every searched signature
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,19 @@ class HeatmapData:
 class NullEvidence:
     """The searched signatures against the same search on permuted labels."""
 
-    means: pd.DataFrame  # permutation, signature, mean_auc of the panel on permuted labels
+    means: pd.DataFrame  # permutation, signature, mean_auc of the null's signatures
     per_permutation: pd.DataFrame  # null.tsv
     top: pd.DataFrame  # each top signature's place among random ones, selection-adjusted p
     baseline: dict  # random signatures on the real labels against permuted labels
     n_searched: int
-    exact: bool  # the panel held every searched signature: the exact max-statistic null
+    exact: bool  # the panel held every searched signature: the statistic is the search's best
     threshold: float  # mean AUC a best signature needs for a selection-adjusted p of 0.05
     min_p: float  # 1 / (permutations + 1)
+    maxima: np.ndarray  # each permutation's statistic: its best mean AUC among the null's
+    statistic: float  # the same on the real labels
+    n_panel: int  # random panel signatures (all searched ones when exact)
+    n_candidates: int  # screened-in signatures per labelling
+    panel_means: pd.DataFrame  # the random panel's rows of `means` (the baseline's)
 
 
 @dataclass(frozen=True)
@@ -196,25 +205,33 @@ def heatmap_data(
 
 
 def null_evidence(
-    table: pd.DataFrame, permutation_records: pd.DataFrame | None, top_rows: pd.DataFrame
+    table: pd.DataFrame, search: SearchRecords, top_rows: pd.DataFrame
 ) -> NullEvidence | None:
     """The selection-aware null of a search, from its permuted-label records."""
-    if permutation_records is None or not len(permutation_records):
+    if search.permutation_records is None or not len(search.permutation_records):
         return None
-    means = null_means(permutation_records)
+    means = null_means(search.permutation_records)
     n_searched = int(table["mean_auc"].notna().sum())
     if not n_searched or means.empty:  # nothing ranked, or no permuted result: no null
         return None
-    per_permutation = null_summary(means)
+    design = search.null_design
+    panel = means if design is None else means[means["signature"].isin(design.panel)]
+    maxima = null_maxima(means)
+    statistic = null_statistic(table, None if design is None else design.panel | design.screened)
     return NullEvidence(
         means=means,
-        per_permutation=per_permutation,
-        top=top_signature_evidence(top_rows, table, means, n_searched),
-        baseline=random_signature_baseline(table, means),
+        per_permutation=null_summary(means),
+        top=top_signature_evidence(top_rows, table, maxima, statistic),
+        baseline=random_signature_baseline(table, panel),
         n_searched=n_searched,
-        exact=bool((per_permutation["n_signatures"] >= n_searched).all()),
-        threshold=selection_threshold(means, n_searched),
-        min_p=1 / (len(per_permutation) + 1),
+        exact=design is None or len(design.panel) >= n_searched,
+        threshold=selection_threshold(maxima),
+        min_p=1 / (len(maxima) + 1),
+        maxima=maxima,
+        statistic=statistic,
+        n_panel=n_searched if design is None else len(design.panel),
+        n_candidates=0 if design is None else len(design.screened),
+        panel_means=panel,
     )
 
 
@@ -224,8 +241,8 @@ def with_selection_p(table: pd.DataFrame, null: NullEvidence | None) -> pd.DataF
     values = np.full(len(out), np.nan)
     if null is not None:
         ranked = out["mean_auc"].notna().to_numpy()
-        values[ranked] = selection_adjusted_p(
-            out.loc[ranked, "mean_auc"].to_numpy(), null.means, null.n_searched
+        values[ranked] = capped_selection_p(
+            out.loc[ranked, "mean_auc"].to_numpy(), null.maxima, null.statistic
         )
     out.insert(list(out.columns).index("probesets"), "selection_adjusted_p", values)
     return out
@@ -287,9 +304,7 @@ def analyse(
     if de is None:
         de = differential_expression(matrix, labels, inputs.case, inputs.control)
     genes = gene_table(de, gene_evidence(table, inputs.top_fraction), annotation)
-    null = null_evidence(
-        table, inputs.search.permutation_records, top_signatures(table, inputs.top_fraction)
-    )
+    null = null_evidence(table, inputs.search, top_signatures(table, inputs.top_fraction))
     table = with_selection_p(table, null)
     top = top_signatures(table, inputs.top_fraction)
     symbols = gene_symbols(annotation)

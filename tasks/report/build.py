@@ -86,6 +86,9 @@ def null_record(analysis: Analysis, lower: dict | None = None) -> dict:
         "null": {
             "lower_p_cost": lower,
             "exact": null.exact,
+            "statistic": null.statistic,
+            "n_panel": null.n_panel,
+            "n_candidates": null.n_candidates,
             "n_searched": null.n_searched,
             "n_permutations": len(null.per_permutation),
         },

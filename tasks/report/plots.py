@@ -233,7 +233,7 @@ def plot_random_baseline(signatures: pd.DataFrame, null: NullEvidence, n_marked:
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     real = signatures["mean_auc"].dropna().to_numpy()
-    permuted = null.means["mean_auc"].to_numpy()
+    permuted = null.panel_means["mean_auc"].to_numpy()
     bins = np.linspace(min(real.min(), permuted.min()), max(real.max(), permuted.max()), 41)
     ax.hist(
         permuted,

@@ -81,11 +81,13 @@ def lower_p_figures(content: Content, target: float = 0.001) -> dict | None:
     null = content.analysis.null
     if null is None:
         return None
-    panel = int(null.baseline.get("n_panel") or 0)
+    per_permutation = float(null.per_permutation["n_signatures"].mean())
     n_classifiers = len(content.classifiers)
     searched = int(content.analysis.outcome["signatures evaluated"])
-    evaluated = (searched + len(null.per_permutation) * panel) * n_classifiers
-    return verdict.lower_p_cost(target, panel, n_classifiers, evaluated, content.summary.seconds)
+    evaluated = int(searched + null.per_permutation["n_signatures"].sum()) * n_classifiers
+    return verdict.lower_p_cost(
+        target, per_permutation, n_classifiers, evaluated, content.summary.seconds
+    )
 
 
 def verdict_section(content: Content) -> Section:
@@ -178,19 +180,37 @@ def signatures_section(content: Content) -> Section:
     return Section("signatures", "Top signatures", intro=intro, tables=(table,), plots=plots)
 
 
+def null_statistic_text(null: NullEvidence) -> str:
+    """What the selection-adjusted p compares: which signatures, on each labelling."""
+    if null.exact:
+        return (
+            f"the best mean AUC of all {null.n_searched} searched signatures, on the real "
+            "labels and on each permutation (every signature evaluated on every permutation)"
+        )
+    return (
+        f"the best mean AUC among the null's signatures for a labelling (a random panel of "
+        f"{null.n_panel}, and the searched signatures whose probesets separate that "
+        f"labelling's groups most, by mean squared t: {null.n_candidates} on the real "
+        "labels), on the real labels and on each permutation: chosen the same way on both, "
+        "so the test is exact for that statistic"
+    )
+
+
 def rank_p_meaning(null: NullEvidence | None) -> str:
     """What the selection-adjusted p on every row means, and what it does not."""
     if null is None:
         return ""
     return (
-        f"The selection_adjusted_p of every row is the chance that the best of {null.n_searched} "
-        "random signatures on permuted labels reaches that row's mean AUC (smallest attainable "
-        f"{null.min_p:.3g}). Only rank 1's answers the search's question, does the best "
-        "signature beat selection? Below rank 1 the p compares a signature with the best of "
-        f"{null.n_searched}, so it is conservative for it, and every row tests the same null "
-        "(the labels carry no information): several rows below 0.05 are one finding, not that "
-        "many significant signatures; whether a signature's own genes matter is what the "
-        "random-signature baseline and the per-gene evidence speak to."
+        f"The selection_adjusted_p is a permutation test of {null_statistic_text(null)}; "
+        f"on the real labels it is {null.statistic:.4f} (smallest attainable p "
+        f"{null.min_p:.3g}). A row's p is the share of permutations whose statistic reaches "
+        "the row's mean AUC (a row above the real labels' statistic gets its p). Only rank "
+        "1's answers the search's question, does the best signature beat selection? Below "
+        "rank 1 the p compares a signature with the best of a search, so it is conservative "
+        "for it, and every row tests the same null (the labels carry no information): "
+        "several rows below 0.05 are one finding, not that many significant signatures; "
+        "whether a signature's own genes matter is what the random-signature baseline and "
+        "the per-gene evidence speak to."
     )
 
 
@@ -221,7 +241,13 @@ def selection_verdict(null: NullEvidence, best: float, p: float) -> str:
     beats = p <= 0.05
     return (
         f"The best of {null.n_searched} random signatures reaches a mean AUC of {best:.3f}. "
-        f"On permuted labels, the best of {null.n_searched} reaches that with probability "
+        + (
+            ""
+            if best <= null.statistic
+            else f"It was not among the signatures the null screens in on the real labels, "
+            f"whose best reaches {null.statistic:.3f}: the test is of that value. "
+        )
+        + f"On permuted labels, the same statistic reaches it with probability "
         f"{p:.3g} (selection-adjusted p; the smallest attainable with "
         f"{len(null.per_permutation)} permutations is {null.min_p:.3g}): "
         + (
@@ -245,14 +271,15 @@ def null_facts(null: NullEvidence) -> dict[str, str]:
     method = (
         "exact: every searched signature on every permutation"
         if null.exact
-        else f"a panel of {int(null.per_permutation['n_signatures'].min())} signatures per "
-        f"permutation, extrapolated to the best of {null.n_searched} (normal tail: an "
-        "approximation; the exact test is null_signatures 0)"
+        else f"{null.n_panel} random panel signatures and the ones screened in for each "
+        "labelling; the statistic, their best mean AUC, is taken the same way on the real "
+        "labels: an exact permutation test"
     )
     needed = f"{null.threshold:.3f}" if np.isfinite(null.threshold) else "unreachable"
     return {
         "label permutations": str(len(null.per_permutation)),
         "null": method,
+        "the statistic on the real labels": f"{null.statistic:.4f}",
         "smallest attainable p": f"{null.min_p:.3g}",
         "mean AUC needed for selection-adjusted p = 0.05": needed,
         "random signatures better than on permuted labels (p)": f"{base['mean_auc_p']:.3g}",
@@ -385,12 +412,12 @@ def searched_facts(content: Content) -> dict[str, str]:
     if null is None:
         return {"n_signatures": searched, "null_panel": "none", "n_permutations": "0"}
     sizes = null.per_permutation["n_signatures"]
+    counts = f"{sizes.min()}-{sizes.max()}" if sizes.min() != sizes.max() else f"{sizes.min()}"
     panel = (
         "every searched signature"
         if null.exact
-        else f"{sizes.min()}-{sizes.max()} signatures drawn at random with the seed"
-        if sizes.min() != sizes.max()
-        else f"{sizes.min()} signatures drawn at random with the seed"
+        else f"{counts} per permutation: {null.n_panel} drawn at random with the seed, the "
+        "rest screened in by mean squared t"
     )
     return {
         "n_signatures": searched,

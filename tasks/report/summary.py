@@ -68,7 +68,12 @@ def run_summary(
         "cv folds": params.cv_folds,
         "seed": params.seed,
         "signatures": f"{params.n_signatures} of length {params.min_len}-{params.max_len}",
-        "permutations": f"{params.n_permutations} x {params.null_signatures or 'all'} signatures",
+        "permutations": f"{params.n_permutations} x "
+        + (
+            f"{params.null_signatures} random + {params.null_candidates} screened signatures"
+            if params.null_signatures
+            else "all signatures"
+        ),
         "run time": f"{seconds:.1f} s (every flow attempt)",
     }
     table = pd.DataFrame(sorted(versions.items()), columns=["package", "version"])

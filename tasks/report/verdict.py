@@ -40,16 +40,17 @@ def selection_line(record: dict, best_auc: float) -> str:
 
 
 def lower_p_cost(
-    target: float, panel: int, n_classifiers: int, evaluated: int, seconds: float
+    target: float, per_permutation: float, n_classifiers: int, evaluated: int, seconds: float
 ) -> dict[str, float]:
     """Permutations, evaluations and wall seconds (at this run's rate) a p of `target` needs.
 
-    The smallest attainable p is 1 / (permutations + 1); each permutation evaluates the
-    panel with every classifier. The rate is this run's evaluations over its whole wall time,
-    set-up included, so the seconds are an upper estimate on the same backend and workers.
+    The smallest attainable p is 1 / (permutations + 1); each permutation evaluates its panel
+    and candidates (`per_permutation` signatures) with every classifier. The rate is this
+    run's evaluations over its whole wall time, set-up included, so the seconds are an upper
+    estimate on the same backend and workers.
     """
     permutations = int(np.ceil(1 / target - 1 - 1e-9))
-    evaluations = permutations * panel * n_classifiers
+    evaluations = int(np.ceil(permutations * per_permutation)) * n_classifiers
     measured = evaluated > 0 and seconds > 0
     return {
         "p": target,
@@ -69,7 +70,7 @@ def lower_p_text(cost: dict[str, float]) -> str:
     )
     return (
         f"p <= {cost['p']:g} needs --n-permutations {int(cost['permutations'])}: "
-        f"{int(cost['evaluations']):,} panel evaluations{when}"
+        f"{int(cost['evaluations']):,} null evaluations (signature x classifier){when}"
     )
 
 

@@ -253,6 +253,7 @@ class SearchProtocol:
     n_permutations: int
     null_signatures: int
     validation_fraction: float = 0.0
+    null_candidates: int = 0
 
     def key(self) -> str:
         """A short stable name for the protocol."""
@@ -386,11 +387,11 @@ def permutation_seeds(n_permutations: int, seed: int) -> list[int]:
 
 
 def permutation_slices(
-    panel: Sequence[Signature], n_permutations: int, seed: int, signatures_per_slice: int
+    per_permutation: Sequence[tuple[int, Sequence[Signature]]], signatures_per_slice: int
 ) -> list[SliceDatum]:
-    """The null panel packed into slices once per label permutation, numbered from 1."""
+    """Each permutation's signatures packed into slices, numbered from 1 in that order."""
     slices: list[SliceDatum] = []
-    for permutation_seed in permutation_seeds(n_permutations, seed):
-        for chunk in pack_slices(panel, signatures_per_slice):
+    for permutation_seed, signatures in per_permutation:
+        for chunk in pack_slices(signatures, signatures_per_slice):
             slices.append({**chunk, "slice": len(slices) + 1, "permutation_seed": permutation_seed})
     return slices

@@ -7,7 +7,7 @@ from collections.abc import Set as AbstractSet
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import special, stats
 
 from tasks.science.destats import benjamini_hochberg
 from tasks.science.plan import Signature
@@ -292,71 +292,31 @@ def null_summary(null: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index()
 
 
-def selection_adjusted_p(
-    observed: np.ndarray, null: pd.DataFrame, n_searched: int, tail_df: float | None = None
-) -> np.ndarray:
-    """P(the best of `n_searched` signatures on permuted labels reaches each observed value).
+def null_maxima(null: pd.DataFrame) -> np.ndarray:
+    """Each permutation's statistic: the best mean AUC among the signatures evaluated on it."""
+    return null.groupby("permutation")["mean_auc"].max().to_numpy()
 
-    Per permutation, the chance that the best of the searched signatures reaches the value
-    is 1 or 0 when the null panel holds all of them (the exact max-statistic null); for a
-    panel of m < n signatures it is 1 - F(value)^n, F the panel's normal fit (its own mean,
-    the within-permutation SD pooled), or Student's t with `tail_df` degrees of freedom: an
-    approximation, measured against the exact null by tests/benchmarks/bench_calibration.py.
-    p = (1 + sum over permutations) / (permutations + 1).
+
+def selection_adjusted_p(observed: np.ndarray, maxima: np.ndarray) -> np.ndarray:
+    """(1 + permutations whose statistic reaches each value) / (permutations + 1).
+
+    The permutation test of the statistic (the best mean AUC among the null's signatures for
+    a labelling): exact, since the real labels' value is computed the same way.
     """
     observed = np.asarray(observed, dtype=np.float64)
-    groups = [g.to_numpy() for _, g in null.groupby("permutation")["mean_auc"]]
-    if not groups or not observed.size:
+    if not len(maxima):
         return np.full(observed.shape, np.nan)
-    if all(len(g) >= n_searched for g in groups):
-        chance = np.array([[float(g.max() >= v) for g in groups] for v in observed])
-        return (1 + chance.sum(axis=1)) / (len(groups) + 1)
-    sd = pooled_sd(groups)
-    if not sd > 0:  # no permutation with two panel signatures: no spread to fit
-        return np.full(observed.shape, np.nan)
-    means = np.array([g.mean() for g in groups])
-    z = (observed[:, None] - means[None, :]) / sd
-    if tail_df is None:
-        log_cdf = special.log_ndtr(z)
-    else:  # Student's t with the panel's SD: a heavier tail than the normal's
-        log_cdf = stats.t.logcdf(z / np.sqrt((tail_df - 2) / tail_df), tail_df)
-    chance = -np.expm1(n_searched * log_cdf)
-    return (1 + chance.sum(axis=1)) / (len(groups) + 1)
+    reaching = (np.asarray(maxima)[None, :] >= observed[:, None]).sum(axis=1)
+    return (1 + reaching) / (len(maxima) + 1)
 
 
-def pooled_sd(groups: list[np.ndarray]) -> float:
-    """The within-group standard deviation pooled over groups of two or more (NaN if none)."""
-    sized = [g for g in groups if len(g) > 1]
-    dof = sum(len(g) - 1 for g in sized)
-    if not dof:
-        return float("nan")
-    return float(np.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in sized) / dof))
-
-
-def selection_threshold(null: pd.DataFrame, n_searched: int, alpha: float = 0.05) -> float:
+def selection_threshold(maxima: np.ndarray, alpha: float = 0.05) -> float:
     """The smallest mean AUC whose selection-adjusted p is at most `alpha` (NaN if none is)."""
-    groups = [g.to_numpy() for _, g in null.groupby("permutation")["mean_auc"]]
-    if not groups or 1 / (len(groups) + 1) > alpha:
+    n = len(maxima)
+    if not n or 1 / (n + 1) > alpha:
         return float("nan")
-    if all(len(g) >= n_searched for g in groups):
-        return _exact_threshold(np.array([g.max() for g in groups]), alpha)
-
-    def excess(value: float) -> float:
-        return float(selection_adjusted_p(np.array([value]), null, n_searched)[0] - alpha)
-
-    if not excess(1.0) < 0:  # unreachable, or no spread to fit (NaN)
-        return float("nan")
-    if excess(0.0) <= 0:
-        return 0.0
-    # The normal fit's p falls continuously as the value rises: one root in (0, 1).
-    return float(optimize.brentq(excess, 0.0, 1.0, xtol=1e-12))
-
-
-def _exact_threshold(maxima: np.ndarray, alpha: float) -> float:
-    """`selection_threshold` for the max-statistic null: just above the (k+1)-th best maximum."""
     # p(v) = (1 + #{maxima >= v}) / (n + 1) is at most alpha for up to k exceedances, so for
     # every v above the (k+1)-th largest maximum (which itself has k + 1).
-    n = len(maxima)
     exceedances = np.arange(n + 1)
     k = int(exceedances[(1 + exceedances) / (n + 1) <= alpha].max())
     if k == n:
@@ -395,8 +355,27 @@ def random_signature_baseline(table: pd.DataFrame, null: pd.DataFrame) -> dict:
     }
 
 
+def null_statistic(table: pd.DataFrame, evaluated: frozenset[int] | None) -> float:
+    """The real labels' statistic: the best mean AUC among the null's signatures (None: all)."""
+    ranked = table.dropna(subset=["mean_auc"])
+    if evaluated is not None:
+        ranked = ranked[ranked["signature"].isin(evaluated)]
+    return float(ranked["mean_auc"].max()) if len(ranked) else float("nan")
+
+
+def capped_selection_p(observed: np.ndarray, maxima: np.ndarray, statistic: float) -> np.ndarray:
+    """Each value's selection-adjusted p, a value above the statistic's taking the statistic's.
+
+    A signature the null does not screen in on the real labels may beat the statistic; its p
+    is then the statistic's, the one the test gives (a smaller one would not be valid).
+    """
+    return selection_adjusted_p(
+        np.minimum(np.asarray(observed, dtype=np.float64), statistic), maxima
+    )
+
+
 def top_signature_evidence(
-    top: pd.DataFrame, table: pd.DataFrame, null: pd.DataFrame, n_searched: int
+    top: pd.DataFrame, table: pd.DataFrame, maxima: np.ndarray, statistic: float
 ) -> pd.DataFrame:
     """Each top signature's place among random signatures and its selection-adjusted p."""
     real = table["mean_auc"].dropna().to_numpy()
@@ -408,7 +387,7 @@ def top_signature_evidence(
             "signature": top["signature"].to_numpy(),
             "mean_auc": observed,
             "random_z": (observed - centre) / spread,
-            "selection_adjusted_p": selection_adjusted_p(observed, null, n_searched),
-            "min_attainable_p": 1 / (null["permutation"].nunique() + 1),
+            "selection_adjusted_p": capped_selection_p(observed, maxima, statistic),
+            "min_attainable_p": 1 / (len(maxima) + 1),
         }
     )
