@@ -111,7 +111,7 @@ class SearchParameters(BaseModel):
         "random-signature baseline (0: every searched signature)",
     )
     null_candidates: int = Field(
-        5,
+        10,
         ge=0,
         le=10_000,
         description="signatures screened in per permutation (and on the real labels) by how "

@@ -416,8 +416,8 @@ def searched_facts(content: Content) -> dict[str, str]:
     panel = (
         "every searched signature"
         if null.exact
-        else f"{counts} per permutation: {null.n_panel} drawn at random with the seed, the "
-        "rest screened in by mean squared t"
+        else f"{null.n_panel} signatures drawn at random with the seed; with the candidates, "
+        f"{counts} signatures per permutation"
     )
     return {
         "n_signatures": searched,

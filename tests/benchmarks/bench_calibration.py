@@ -1,21 +1,28 @@
-"""How well the selection-adjusted p is calibrated on null data: a command that prints figures.
+"""How well the selection-adjusted p is calibrated, and what it can find: prints figures.
 
 Usage: python -m tests.benchmarks.bench_calibration [--signatures 50] [--permutations 40]
 
 Null datasets (no true signal): golub with its labels permuted (unbalanced 11/27 and a balanced
 11/11 subset), Gaussian noise (balanced 20/20 and unbalanced 10/30) and correlated noise (a
-3-factor model, 20/20). Each is searched with `--signatures` random signatures, and every
-signature is evaluated on each of `--permutations` label permutations, so the exact
-max-statistic null is known. From the same evaluations, the panel nulls take a seeded 5 of
-them per permutation (the default `null_signatures`) and fit a tail: normal (the product's
-until now) or Student's t with few degrees of freedom.
+3-factor model, 20/20). Signal datasets: golub with its labels, and with 4 or 8 of them
+swapped between the groups (a weaker signal). Each is searched with `--signatures` random
+signatures, and every signature is evaluated on each of `--permutations` label permutations,
+so the exact max-statistic null is known. From the same evaluations:
+- screened (the product's): per labelling, the best of a seeded random panel of 5 and the
+  `--candidates` signatures screened in by mean squared t (tasks/science/screen.py), on the
+  real labels and on each permutation alike;
+- normal tail (the product's until now): a panel of 5 per permutation, 1 - F(v)^N with F the
+  panel's normal fit (per-permutation mean, pooled SD).
 
 Two measures of calibration, both of which a valid p keeps at or below the nominal level:
 - per dataset: the share of null datasets whose best signature gets p <= 0.05 and <= 0.10;
-- leave one permutation out: each permutation's best is a null search's best, its p taken from
-  the other permutations (datasets x permutations cases: tighter intervals).
-The work function is the product's (tasks/science/worker.py), run with cheap classifiers
-(`--classifiers`, default logistic and decision_tree, 5 folds) to keep the exact null affordable.
+- leave one permutation out: each permutation's labels taken as the real ones, its p from the
+  other permutations (datasets x permutations cases: tighter intervals).
+Power, on the signal datasets: each method's p beside the exact one, and whether the search's
+best is among the screened-in signatures. The work function is the product's
+(tasks/science/worker.py), with cheap classifiers (`--classifiers`, default logistic and
+decision_tree, 5 folds) to keep the exact null affordable; `--classifiers` and `--folds` take
+the defaults' six and 10 too.
 """
 
 from __future__ import annotations
@@ -28,68 +35,92 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from tasks.io import read_prepared
-from tasks.science.plan import iter_slices, null_panel, permutation_seeds, plan_signatures
+from tasks.parameters import SearchParameters
+from tasks.science.plan import iter_slices, permutation_seeds, plan_compact
+from tasks.science.screen import plan_null
 from tasks.science.tables import selection_adjusted_p
 
 from ..conftest import GOLUB
 
 PANEL = 5
-TAILS = ("normal", "t10", "t5", "t3")
+METHODS = ("exact", "screened", "normal tail")
 
 
 @dataclass(frozen=True)
-class NullDataset:
-    """A dataset without signal, as the tutorial layout's text."""
+class BenchDataset:
+    """A dataset of the benchmark: its labels and values, and whether it carries signal."""
 
     name: str
-    text: str
-    case: str
+    labels: list[str]
+    values: np.ndarray
     probesets: list[str]
+    case: str
+    signal: bool
+
+    @property
+    def text(self) -> str:
+        """The tutorial layout: a phenotype column, then one column per probeset."""
+        rows = [
+            "\t".join([lab, *(f"{v:.4f}" for v in row)])
+            for lab, row in zip(self.labels, self.values)
+        ]
+        return "\n".join(["\t".join(["phenotype", *self.probesets]), *rows]) + "\n"
 
 
-def as_text(labels: list[str], matrix: np.ndarray, names: list[str]) -> str:
-    """The tutorial layout: a phenotype column, then one column per probeset."""
-    rows = ["\t".join([lab, *(f"{v:.4f}" for v in row)]) for lab, row in zip(labels, matrix)]
-    return "\n".join(["\t".join(["phenotype", *names]), *rows]) + "\n"
-
-
-def null_datasets(n_each: int) -> list[NullDataset]:
+def null_datasets(n_each: int) -> list[BenchDataset]:
     """Permuted golub (unbalanced, balanced), Gaussian and correlated noise."""
     labels, frame = read_prepared(GOLUB)
     golub, names = frame.to_numpy(), list(frame.columns)
     found = []
+    genes = [f"g{i}" for i in range(1000)]
     for seed in range(n_each):
         rng = np.random.default_rng(1000 + seed)
         shuffled = list(rng.permutation(labels))
-        found.append(
-            NullDataset(f"golub-permuted-{seed}", as_text(shuffled, golub, names), "AML", names)
-        )
+        found.append(BenchDataset(f"golub-permuted-{seed}", shuffled, golub, names, "AML", False))
         keep = np.r_[
             np.flatnonzero(np.array(labels) == "AML"),
             np.flatnonzero(np.array(labels) == "ALL")[:11],
         ]
         balanced = list(rng.permutation(np.array(labels)[keep]))
         found.append(
-            NullDataset(
-                f"golub-balanced-{seed}", as_text(balanced, golub[keep], names), "AML", names
-            )
+            BenchDataset(f"golub-balanced-{seed}", balanced, golub[keep], names, "AML", False)
         )
-        genes = [f"g{i}" for i in range(1000)]
         for n_case, n_control in ((20, 20), (10, 30)):
             x = rng.normal(8.0, 1.0, size=(n_case + n_control, 1000))
             y = ["case"] * n_case + ["control"] * n_control
             found.append(
-                NullDataset(
-                    f"noise-{n_case}v{n_control}-{seed}", as_text(y, x, genes), "case", genes
-                )
+                BenchDataset(f"noise-{n_case}v{n_control}-{seed}", y, x, genes, "case", False)
             )
         factors = rng.normal(size=(40, 3)) @ rng.normal(size=(3, 1000))
         x = 8.0 + factors + rng.normal(size=(40, 1000))
         y = ["case", "control"] * 20
-        found.append(NullDataset(f"factor-noise-{seed}", as_text(y, x, genes), "case", genes))
+        found.append(BenchDataset(f"factor-noise-{seed}", y, x, genes, "case", False))
+    return found
+
+
+def signal_datasets() -> list[BenchDataset]:
+    """Golub with its labels, and with 4 or 8 labels swapped between the groups."""
+    labels, frame = read_prepared(GOLUB)
+    found = []
+    for swapped in (0, 4, 8):
+        rng = np.random.default_rng(swapped)
+        y = np.array(labels)
+        aml, all_ = np.flatnonzero(y == "AML"), np.flatnonzero(y == "ALL")
+        picked = rng.choice(aml, swapped // 2, replace=False), rng.choice(all_, swapped // 2)
+        y[picked[0]], y[picked[1]] = "ALL", "AML"
+        found.append(
+            BenchDataset(
+                f"golub-{swapped}-swapped",
+                list(y),
+                frame.to_numpy(),
+                list(frame.columns),
+                "AML",
+                True,
+            )
+        )
     return found
 
 
@@ -98,89 +129,110 @@ def _evaluate(task: tuple) -> tuple:
     from tasks.science.worker import evaluate_slice
 
     index, permutation, datum, config = task
-    result = json.loads(evaluate_slice(datum, DATASETS[index].text, json.dumps(config)))
+    result = json.loads(evaluate_slice(datum, TEXTS[index], json.dumps(config)))
     frame = pd.DataFrame(result["records"]).dropna(subset=["auc"])
     means = frame.groupby("signature")["auc"].mean()
     return index, permutation, means.to_dict(), result["timings"]["cpu_seconds"]
 
 
-DATASETS: list[NullDataset] = []
+TEXTS: list[str] = []
 
 
-def _init(datasets: list[NullDataset]) -> None:
-    DATASETS[:] = datasets
+def _init(texts: list[str]) -> None:
+    TEXTS[:] = texts
 
 
-def evaluate_all(datasets: list[NullDataset], args: argparse.Namespace) -> tuple[dict, float]:
-    """(dataset, permutation or -1) -> {signature: mean AUC}, and the CPU seconds spent."""
+def evaluate_all(datasets: list[BenchDataset], args: argparse.Namespace) -> tuple[dict, float]:
+    """(dataset, permutation seed or None) -> {signature: mean AUC}, and the CPU seconds spent."""
     tasks = []
     for index, dataset in enumerate(datasets):
-        signatures = plan_signatures(dataset.probesets, args.signatures, 5, 9, seed=index)
         config = {
             "case": dataset.case,
             "cv_folds": args.folds,
             "seed": 0,
             "classifiers": args.classifiers,
         }
-        for j, seed in enumerate([None, *permutation_seeds(args.permutations, 7 + index)]):
-            for datum in iter_slices(signatures, 10):
-                tasks.append((index, j - 1, {**datum, "permutation_seed": seed}, config))
+        for seed in [None, *permutation_seeds(args.permutations, 7 + index)]:
+            for datum in iter_slices(plan(dataset, args, index), 10):
+                tasks.append((index, seed, {**datum, "permutation_seed": seed}, config))
     found: dict = {}
     cpu = 0.0
-    with multiprocessing.Pool(args.processes, initializer=_init, initargs=(datasets,)) as pool:
-        for index, permutation, means, seconds in pool.imap_unordered(
-            _evaluate, tasks, chunksize=4
-        ):
-            found.setdefault((index, permutation), {}).update(means)
+    texts = [d.text for d in datasets]
+    with multiprocessing.Pool(args.processes, initializer=_init, initargs=(texts,)) as pool:
+        for index, seed, means, seconds in pool.imap_unordered(_evaluate, tasks, chunksize=4):
+            found.setdefault((index, seed), {}).update(means)
             cpu += seconds
     return found, cpu
 
 
-def tail_p(observed: float, null: pd.DataFrame, n_searched: int, tail: str) -> float:
-    """The selection-adjusted p of one value under a null frame, with the given tail."""
-    df = None if tail == "normal" else float(tail.removeprefix("t"))
-    return float(selection_adjusted_p(np.array([observed]), null, n_searched, tail_df=df)[0])
+def plan(dataset: BenchDataset, args: argparse.Namespace, index: int):
+    """The dataset's searched signatures."""
+    return plan_compact(dataset.probesets, args.signatures, 5, 9, seed=index)
 
 
-def null_frame(
-    found: dict, index: int, permutations: list[int], panel: list[int] | None
-) -> pd.DataFrame:
-    """The permutations' mean AUCs: every signature (exact) or the panel's."""
-    rows = [
-        {"permutation": j, "signature": s, "mean_auc": v}
-        for j in permutations
-        for s, v in found[(index, j)].items()
-        if panel is None or s in panel
-    ]
-    return pd.DataFrame(rows)
+def normal_tail_p(value: float, groups: list[np.ndarray], n_searched: int) -> float:
+    """The product's p until now: a panel's normal fit per permutation, pooled SD."""
+    dof = sum(len(g) - 1 for g in groups)
+    sd = np.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in groups) / dof)
+    z = (value - np.array([g.mean() for g in groups])) / sd
+    chance = -np.expm1(n_searched * special.log_ndtr(z))
+    return float((1 + chance.sum()) / (len(groups) + 1))
 
 
-def calibration(found: dict, datasets: list[NullDataset], args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class Statistics:
+    """One dataset's statistic per labelling (None: the real labels), for each method."""
+
+    exact: dict
+    screened: dict
+    panels: dict  # labelling -> the random panel's mean AUCs (the normal tail's input)
+    best_screened_in: bool
+
+
+def statistics(found: dict, dataset: BenchDataset, index: int, args) -> Statistics:
+    """Every labelling's best (exact), best among panel and candidates (screened), panels."""
+    signatures = plan(dataset, args, index)
+    seeds = permutation_seeds(args.permutations, 7 + index)
+    cases = (np.array(dataset.labels) == dataset.case).astype(np.int64)
+    null = plan_null(
+        dataset.values,
+        dataset.probesets,
+        cases,
+        signatures,
+        (PANEL, args.candidates),
+        (11 + index, seeds),
+    )
+    panel = {s.id for s in null.panel}
+    exact, screened, panels = {}, {}, {}
+    for seed in [None, *seeds]:
+        means = found[(index, seed)]
+        chosen = panel | {s.id for s in null.candidates[seed]}
+        exact[seed] = max(means.values())
+        screened[seed] = max(means[i] for i in chosen)
+        panels[seed] = np.array([means[i] for i in sorted(panel)])
+    return Statistics(exact, screened, panels, screened[None] == exact[None])
+
+
+def method_p(stat: Statistics, real, others: list, method: str, n_searched: int) -> float:
+    """The p of labelling `real` against the labellings `others`, by one method."""
+    if method == "normal tail":
+        return normal_tail_p(stat.exact[real], [stat.panels[k] for k in others], n_searched)
+    by = stat.exact if method == "exact" else stat.screened
+    return float(selection_adjusted_p(np.array([by[real]]), np.array([by[k] for k in others]))[0])
+
+
+def calibration(stats_of: list[Statistics], args: argparse.Namespace) -> dict:
     """Per method: the datasets' p of their best, and the leave-one-permutation-out p's."""
-    per_dataset: dict[str, list[float]] = {m: [] for m in ("exact", *TAILS)}
-    loo: dict[str, list[float]] = {m: [] for m in ("exact", *TAILS)}
-    perms = list(range(args.permutations))
-    for index, dataset in enumerate(datasets):
-        n = args.signatures
-        signatures = plan_signatures(dataset.probesets, n, 5, 9, seed=index)
-        panel = {s.id for s in null_panel(signatures, PANEL, 11 + index)}
-        best = max(found[(index, -1)].values())
-        exact, partial = (
-            null_frame(found, index, perms, None),
-            null_frame(found, index, perms, panel),
-        )
-        per_dataset["exact"].append(tail_p(best, exact, n, "normal"))
-        for tail in TAILS:
-            per_dataset[tail].append(tail_p(best, partial, n, tail))
-        for j in perms:
-            others = [k for k in perms if k != j]
-            held = max(found[(index, j)].values())
-            loo["exact"].append(tail_p(held, exact[exact["permutation"] != j], n, "normal"))
-            for tail in TAILS:
-                loo[tail].append(
-                    tail_p(held, partial[partial["permutation"].isin(others)], n, tail)
-                )
-    return {"per_dataset": per_dataset, "leave_one_out": loo}
+    per_dataset: dict[str, list[float]] = {m: [] for m in METHODS}
+    loo: dict[str, list[float]] = {m: [] for m in METHODS}
+    for stat in stats_of:
+        seeds = [k for k in stat.exact if k is not None]
+        for method in METHODS:
+            per_dataset[method].append(method_p(stat, None, seeds, method, args.signatures))
+            for j in seeds:
+                others = [k for k in seeds if k != j]
+                loo[method].append(method_p(stat, j, others, method, args.signatures))
+    return {"per dataset": per_dataset, "leave one permutation out": loo}
 
 
 def share(values: list[float], alpha: float) -> str:
@@ -198,24 +250,37 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--classifiers", nargs="+", default=["logistic", "decision_tree"])
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=SearchParameters().null_candidates,
+        help="signatures screened in per labelling (default: the product's)",
+    )
     args = parser.parse_args()
-    datasets = null_datasets(args.each)
+    nulls, signals = null_datasets(args.each), signal_datasets()
+    datasets = [*nulls, *signals]
     started = time.perf_counter()
     found, cpu = evaluate_all(datasets, args)
     evaluations = sum(len(v) for v in found.values())
-    print(f"{len(datasets)} null datasets, {args.signatures} signatures, {args.permutations} "
-          f"permutations, classifiers {args.classifiers}, {args.folds} folds: {evaluations:,} "
-          f"evaluations, {cpu:.0f} CPU-s, {time.perf_counter() - started:.0f} s wall")  # fmt: skip
-    result = calibration(found, datasets, args)
-    for measure, by_method in result.items():
+    print(f"{len(nulls)} null and {len(signals)} signal datasets, {args.signatures} signatures, "
+          f"{args.permutations} permutations, classifiers {args.classifiers}, {args.folds} "
+          f"folds: {evaluations:,} evaluations, {cpu:.0f} CPU-s, "
+          f"{time.perf_counter() - started:.0f} s wall")  # fmt: skip
+    stats_of = [statistics(found, d, i, args) for i, d in enumerate(datasets)]
+    null_stats = stats_of[: len(nulls)]
+    for measure, by_method in calibration(null_stats, args).items():
         print(f"\n{measure}: share of p <= 0.05 | share of p <= 0.10")
         for method, values in by_method.items():
-            label = (
-                "exact (every signature)"
-                if method == "exact"
-                else f"panel of {PANEL}, {method} tail"
-            )
-            print(f"  {label:28s} {share(values, 0.05)} | {share(values, 0.10)}")
+            print(f"  {method:12s} {share(values, 0.05)} | {share(values, 0.10)}")
+    screened_in = sum(s.best_screened_in for s in null_stats)
+    print(f"\nnull datasets whose best is screened in: {screened_in}/{len(null_stats)}")
+    print("\nsignal datasets: best mean AUC, p exact | screened (best screened in?) | normal tail")
+    for dataset, stat in zip(signals, stats_of[len(nulls) :]):
+        others = [k for k in stat.exact if k is not None]
+        ps = [method_p(stat, None, others, m, args.signatures) for m in METHODS]
+        print(f"  {dataset.name:18s} {stat.exact[None]:.4f}  p {ps[0]:.3g} | {ps[1]:.3g} "
+              f"({'yes' if stat.best_screened_in else 'no: ' + format(stat.screened[None], '.4f')})"
+              f" | {ps[2]:.3g}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from prefect.exceptions import ParameterBindError
 from pydantic import ValidationError
 
 from flows.signature_search import NothingComputed, SlicesFailed, signature_search
-from tasks.parameters import FAULTS_VARIABLE
+from tasks.parameters import FAULTS_VARIABLE, SearchParameters
 from tasks.science.dataset import DatasetError
 
 from ..conftest import GOLUB
@@ -328,3 +328,36 @@ def test_a_main_search_without_results_stops_the_run_before_the_null(tmp_path, m
     assert list(runs.values()) == [None]  # suspended, resumable
     (unfinished,) = Path(tmp_path, "results").glob("*.incomplete")
     assert "the main search returned no results" in (unfinished / "INCOMPLETE.txt").read_text()
+
+
+def test_each_permutation_evaluates_its_panel_and_the_signatures_screened_in_for_it(
+    reference_run,
+):
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    from tasks.io import read_prepared
+    from tasks.science.plan import batch_seed, null_panel, plan_signatures
+    from tasks.science.worker import slice_labels
+
+    run_dir = Path(reference_run["run_dir"])
+    labels, frame = read_prepared(next(Path(run_dir).parents[1].glob("data/dataset-*.tsv")))
+    signatures = pd.read_csv(run_dir / "signatures.tsv", sep="\t").set_index("signature")
+    plan = plan_signatures(list(frame.columns), 24, 3, 6, seed=batch_seed(SMALL["seed"], 1))
+    panel = {s.id for s in null_panel(plan, SMALL["null_signatures"], batch_seed(5, 1))}
+    config = {"case": "AML", "cv_folds": SMALL["cv_folds"]}
+
+    def screened_in(seed):
+        y = slice_labels(np.array(labels), config, seed).y
+        t2 = stats.ttest_ind(frame[y == 1], frame[y == 0]).statistic ** 2
+        score = {s.id: np.mean([t2[frame.columns.get_loc(p)] for p in s.probesets]) for s in plan}
+        k = SearchParameters().null_candidates  # the default: SMALL leaves it
+        return set(sorted(score, key=lambda i: (-score[i], i))[:k])
+
+    records = pd.read_csv(run_dir / "permutation_records.tsv", sep="\t")
+    for seed, rows in records.groupby("permutation"):
+        assert set(rows["signature"]) == panel | screened_in(int(seed))
+    report = json.loads((run_dir / "report.json").read_text())
+    real = panel | screened_in(None)
+    assert report["null"]["statistic"] == signatures.loc[sorted(real), "mean_auc"].max()

@@ -6,10 +6,11 @@ from pydantic import ValidationError
 from tasks.parameters import SearchParameters
 
 
-def test_a_null_panel_of_one_signature_is_refused():
-    with pytest.raises(ValidationError, match="at least 2"):
-        SearchParameters(null_signatures=1)
-    assert SearchParameters(null_signatures=0).null_signatures == 0
+def test_the_null_takes_any_panel_and_candidates_but_not_negative_ones():
+    assert SearchParameters(null_signatures=1, null_candidates=0).null_signatures == 1
+    for field in ("null_signatures", "null_candidates"):
+        with pytest.raises(ValidationError, match=field):
+            SearchParameters(**{field: -1})
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ from tasks.policy import (
 )
 from tasks.report.build import SearchRecords
 from tasks.science.dataset import DatasetError
-from tasks.science.plan import Signature, plan_signatures
+from tasks.science.plan import Signature, permutation_seeds, plan_signatures
+from tasks.science.screen import NullPlan
 
 SIGNATURES = plan_signatures([f"p{i}" for i in range(50)], 12, 2, 4, seed=1)
 
@@ -98,15 +99,21 @@ def test_tolerated_counts_failed_slices_against_the_tolerance(failed, tolerance,
     assert tolerated(params, list(range(failed))) is ok
 
 
-def test_null_slices_repeat_the_panel_per_permutation_packed_as_asked():
-    params = SearchParameters(n_permutations=3, null_signatures=5)
-    slices = null_slices(params, SIGNATURES, seed=4, per_slice=2)
-    assert len(slices) == 3 * 3  # 5 panel signatures in 3 slices, per permutation
+def test_null_slices_pack_each_permutations_panel_and_candidates_as_asked():
+    params = SearchParameters(n_permutations=3, null_signatures=5, seed=4)
+    seeds = permutation_seeds(3, 4)
+    panel = tuple(SIGNATURES[:5])
+    candidates = {None: (SIGNATURES[9],), seeds[0]: (SIGNATURES[2], SIGNATURES[7])}
+    slices = null_slices(params, NullPlan(panel, candidates), per_slice=2)
+    # 6 signatures (one candidate in the panel already) in 3 slices, then 5 in 3, twice.
     assert [s["slice"] for s in slices] == list(range(1, 10))
-    assert len({s["permutation_seed"] for s in slices}) == 3
-    panel = {p["id"] for s in slices[:3] for p in s["signatures"]}
-    assert len(panel) == 5 and panel <= {s.id for s in SIGNATURES}
-    assert null_slices(SearchParameters(n_permutations=0), SIGNATURES, 4, 2) == []
+    assert [s["permutation_seed"] for s in slices] == [seeds[0]] * 3 + [seeds[1]] * 3 + [
+        seeds[2]
+    ] * 3
+    first = [p["id"] for s in slices[:3] for p in s["signatures"]]
+    assert first == sorted({s.id for s in (*panel, SIGNATURES[7])})
+    assert null_slices(SearchParameters(n_permutations=0), NullPlan(panel, {}), 2) == []
+    assert null_slices(params, None, 2) == []
 
 
 def test_record_files_are_those_of_the_jobs_that_ran():

@@ -13,6 +13,7 @@ from tasks.parameters import SearchParameters
 from tasks.report.analysis import ReportInputs, SearchRecords
 from tasks.report.summary import run_summary
 from tasks.science.plan import plan_signatures
+from tasks.science.screen import NullDesign
 
 from ...conftest import GOLUB
 
@@ -74,6 +75,7 @@ def report_inputs(params, golub_summary, outcomes) -> ReportInputs:
             signatures,
             synthetic_records(ids, [-1], seed=1),
             synthetic_records(ids[:3], [11, 12, 13, 14, 15], seed=2),
+            NullDesign(frozenset(ids[:3]), frozenset()),  # a panel of 3, no candidates
         ),
         classifiers=CLASSIFIERS,
         failed_signatures=frozenset(),

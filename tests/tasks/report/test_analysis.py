@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from numpy.testing import assert_allclose
@@ -9,7 +11,8 @@ from tasks.report.analysis import (
     with_selection_p,
     with_symbols,
 )
-from tasks.science.tables import null_means, selection_adjusted_p, signature_table, top_signatures
+from tasks.science.screen import NullDesign
+from tasks.science.tables import null_means, signature_table, top_signatures
 
 from .conftest import CLASSIFIERS, synthetic_records
 
@@ -73,12 +76,25 @@ def test_the_null_counts_only_ranked_signatures_as_searched(report_inputs):
     table = signature_table(report_inputs.search.signatures, records, CLASSIFIERS, failed)
     top = top_signatures(table, 0.1)
     ranked = [i for i in ids if i not in failed]
-    for panel, exact in ((ids[:3], False), (ranked, True)):  # the fit; every searched one
-        permuted = synthetic_records(panel, [11, 12, 13, 14, 15], seed=2)
-        null = null_evidence(table, permuted, top)
-        assert null.n_searched == 38 and null.exact is exact
-        expected = selection_adjusted_p(top["mean_auc"].to_numpy(), null_means(permuted), 38)
+    real = table.set_index("signature")["mean_auc"]
+    screened = NullDesign(frozenset(ids[:3]), frozenset({ids[9], ids[5]}))
+    for evaluated, design in ((ids[:3] + [ids[9]], screened), (ranked, None)):
+        permuted = synthetic_records(evaluated, [11, 12, 13, 14, 15], seed=2)
+        search = dataclasses.replace(
+            report_inputs.search, permutation_records=permuted, null_design=design
+        )
+        null = null_evidence(table, search, top)
+        assert null.n_searched == 38 and null.exact is (design is None)
+        # The statistic: the best real mean AUC among the design's ranked signatures.
+        chosen = ranked if design is None else [ids[0], ids[1], ids[2], ids[9]]
+        assert null.statistic == real[chosen].max()
+        maxima = null_means(permuted).groupby("permutation")["mean_auc"].max().to_numpy()
+        expected = [
+            (1 + np.sum(maxima >= min(v, null.statistic))) / (len(maxima) + 1)
+            for v in top["mean_auc"]
+        ]
         assert_allclose(null.top["selection_adjusted_p"], expected, rtol=1e-12)
+        assert set(null.panel_means["signature"]) == set(ids[:3] if design else ranked)
         shown = with_selection_p(table, null)["selection_adjusted_p"]
         assert shown.notna().sum() == 38 and shown[table["signature"].isin(failed)].isna().all()
 

@@ -9,8 +9,9 @@ from tasks.report.analysis import with_selection_p
 from tasks.report.build import build_report
 from tasks.report.verdict import gene_names
 from tasks.science.tables import (
+    null_maxima,
     null_means,
-    selection_adjusted_p,
+    null_statistic,
     signature_table,
     validation_table,
 )
@@ -24,8 +25,11 @@ def science_signature_table(inputs) -> pd.DataFrame:
         inputs.classifiers,
         inputs.failed_signatures,
     )
-    searched = int(table["mean_auc"].notna().sum())
-    null = SimpleNamespace(means=null_means(inputs.search.permutation_records), n_searched=searched)
+    design = inputs.search.null_design
+    null = SimpleNamespace(
+        maxima=null_maxima(null_means(inputs.search.permutation_records)),
+        statistic=null_statistic(table, design.panel | design.screened),
+    )
     return with_selection_p(table, null)
 
 
@@ -71,19 +75,28 @@ def test_report_gives_the_selection_adjusted_p_with_its_floor(tmp_path, report_i
     # Five permutations: no p below 1/6, printed beside it.
     np.testing.assert_allclose(record["selection_adjusted_p_min"], 1 / 6, rtol=1e-12)
     best = science_signature_table(report_inputs).iloc[0]
-    expected = selection_adjusted_p(
-        np.array([best["mean_auc"]]), null_means(report_inputs.search.permutation_records), 40
-    )
-    np.testing.assert_allclose(record["selection_adjusted_p"], expected[0], rtol=1e-12)
+    maxima = null_means(report_inputs.search.permutation_records).groupby("permutation")
+    maxima = maxima["mean_auc"].max().to_numpy()
+    # The best of the 40 is not in the panel of 3: its p is that of the panel's best.
+    statistic = record["null"]["statistic"]
+    assert statistic < best["mean_auc"]
+    expected = (1 + np.sum(maxima >= statistic)) / 6
+    np.testing.assert_allclose(record["selection_adjusted_p"], expected, rtol=1e-12)
     assert record["selection_adjusted_p"] == best["selection_adjusted_p"]
     evidence = record["top_signature_evidence"]
     assert evidence[0]["rank"] == 1
     assert evidence[0]["selection_adjusted_p"] == record["selection_adjusted_p"]
     lower = record["null"].pop("lower_p_cost")
-    assert record["null"] == {"exact": False, "n_searched": 40, "n_permutations": 5}
-    panel = record["random_signature_baseline"]["n_panel"]
+    assert record["null"] == {
+        "exact": False,
+        "n_searched": 40,
+        "n_permutations": 5,
+        "n_panel": 3,
+        "n_candidates": 0,
+        "statistic": statistic,
+    }
     assert lower["permutations"] == 999  # 1 / (999 + 1) = 0.001
-    assert lower["evaluations"] == 999 * panel * len(report_inputs.classifiers)
+    assert lower["evaluations"] == 999 * 3 * len(report_inputs.classifiers)
     assert "to go lower" in files.html.read_text()
     html = files.html.read_text()
     assert "smallest attainable with 5 permutations is 0.167" in html

@@ -108,16 +108,18 @@ def test_a_baseline_above_005_names_the_panel_it_tested_and_its_weakness():
 
 
 def test_what_a_lower_p_costs_follows_from_the_run_s_rate():
-    # 40 signatures and 40 permutations of a 5-signature panel, 6 classifiers: 1,440
-    # evaluations in 72 s, 20 a second; p <= 0.001 needs 999 permutations of the panel.
-    cost = lower_p_cost(0.001, panel=5, n_classifiers=6, evaluated=(40 + 40 * 5) * 6, seconds=72.0)
+    # 40 signatures and 40 permutations of 5 null signatures each, 6 classifiers: 1,440
+    # evaluations in 72 s, 20 a second; p <= 0.001 needs 999 permutations of 5.
+    cost = lower_p_cost(
+        0.001, per_permutation=5, n_classifiers=6, evaluated=(40 + 40 * 5) * 6, seconds=72.0
+    )
     assert cost["permutations"] == 999 and cost["evaluations"] == 999 * 5 * 6
     assert cost["seconds"] == 999 * 5 * 6 / 20
     assert lower_p_cost(0.05, 5, 6, 1, 1.0)["permutations"] == 19  # 1 / (19 + 1) = 0.05
     record = copy.deepcopy(RECORD)
     record["null"]["lower_p_cost"] = cost
     text = "\n".join(verdict_lines(record))
-    assert "to go lower: p <= 0.001 needs --n-permutations 999: 29,970 panel evaluations" in text
+    assert "to go lower: p <= 0.001 needs --n-permutations 999: 29,970 null evaluations" in text
     assert "about 1,498 s at this run's rate (set-up included)" in text
 
 

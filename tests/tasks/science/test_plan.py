@@ -17,6 +17,7 @@ from tasks.science.plan import (
     iter_slices,
     null_panel,
     pack_slices,
+    permutation_seeds,
     permutation_slices,
     plan_batch,
     plan_batch_compact,
@@ -89,15 +90,16 @@ def test_null_panel_is_a_seeded_subset_or_everything():
     assert null_panel(signatures, 0, seed=1) == signatures == null_panel(signatures, 40, seed=1)
 
 
-def test_permutation_slices_pack_the_panel_once_per_permutation():
+def test_permutation_slices_pack_each_permutations_signatures_in_order():
     signatures = plan_signatures([f"p{i}" for i in range(50)], 5, 2, 4, seed=1)
-    slices = permutation_slices(signatures, 3, seed=9, signatures_per_slice=2)
-    assert [s["slice"] for s in slices] == list(range(1, 10))
-    seeds = [s["permutation_seed"] for s in slices]
-    assert seeds == [seeds[0]] * 3 + [seeds[3]] * 3 + [seeds[6]] * 3
-    assert len(set(seeds)) == 3
+    seeds = permutation_seeds(3, seed=9)
+    per_permutation = [(seeds[0], signatures), (seeds[1], signatures[1:3]), (seeds[2], [])]
+    slices = permutation_slices(per_permutation, signatures_per_slice=2)
+    assert [s["slice"] for s in slices] == list(range(1, 5))
+    assert [s["permutation_seed"] for s in slices] == [seeds[0]] * 3 + [seeds[1]]
     ids = [[sig["id"] for sig in s["signatures"]] for s in slices]
-    assert ids[:3] == [[0, 1], [2, 3], [4]] and ids[3:6] == ids[:3]
+    assert ids == [[0, 1], [2, 3], [4], [1, 2]]
+    assert len(set(seeds)) == 3
 
 
 def test_batch_one_is_the_plain_plan_and_later_batches_add_new_signatures():
@@ -118,9 +120,11 @@ def test_search_key_depends_on_every_protocol_field():
         protocol.key() == SearchProtocol("ab", "AML", "ALL", ("svm",), 10, 1, 30, 3, 6, 20, 5).key()
     )
     for field in dataclasses.fields(protocol):
-        changed = {"classifiers": ("logistic",), "validation_fraction": 0.3}.get(
-            field.name, getattr(protocol, field.name) * 2
-        )
+        changed = {
+            "classifiers": ("logistic",),
+            "validation_fraction": 0.3,
+            "null_candidates": 3,
+        }.get(field.name, getattr(protocol, field.name) * 2)
         assert dataclasses.replace(protocol, **{field.name: changed}).key() != protocol.key()
     assert protocol.plan(PROBESETS, 2) == plan_batch(PROBESETS, 30, 3, 6, seed=1, batch=2)
 

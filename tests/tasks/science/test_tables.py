@@ -11,10 +11,12 @@ from tasks.science import tables
 from tasks.science.plan import Signature
 from tasks.science.tables import (
     auc_interval,
+    capped_selection_p,
     gene_evidence,
+    null_maxima,
     null_means,
+    null_statistic,
     null_summary,
-    pooled_sd,
     random_signature_baseline,
     rank_enrichment,
     rank_sum_tail,
@@ -97,39 +99,45 @@ def null_frame(values_per_permutation):
     )
 
 
-@pytest.mark.parametrize(("observed", "p"), [(0.9, 1 / 4), (0.8, 2 / 4), (0.5, 4 / 4)])
-def test_selection_adjusted_p_is_the_max_statistic_null_when_the_panel_is_every_signature(
-    observed, p
-):
-    # Three permutations, each evaluating the same 3 searched signatures: maxima .7, .85, .6.
+def brute_force_p(value, maxima):
+    """(1 + permutations whose best reaches the value) / (permutations + 1), one at a time."""
+    return (1 + sum(1 for m in maxima if m >= value)) / (len(maxima) + 1)
+
+
+@pytest.mark.parametrize(("observed", "p"), [(0.9, 1 / 4), (0.85, 2 / 4), (0.5, 4 / 4)])
+def test_selection_adjusted_p_is_the_permutation_test_of_each_permutations_best(observed, p):
+    # Three permutations, each with its own signatures evaluated: maxima .7, .85, .6.
     null = null_frame([[0.5, 0.7, 0.6], [0.85, 0.4, 0.5], [0.6, 0.55, 0.5]])
-    out = selection_adjusted_p(np.array([observed]), null, n_searched=3)
-    np.testing.assert_allclose(out, [p], rtol=1e-12)
+    maxima = null_maxima(null)
+    assert_allclose(maxima, [0.7, 0.85, 0.6])
+    assert_allclose(selection_adjusted_p(np.array([observed]), maxima), [p], rtol=1e-12)
+    rng = np.random.default_rng(2)
+    many, values = rng.uniform(0.4, 0.9, 39), rng.uniform(0.3, 1.0, 50)
+    expected = [brute_force_p(v, many) for v in values]
+    assert_allclose(selection_adjusted_p(values, many), expected, rtol=1e-12)
+    assert np.isnan(selection_adjusted_p(np.array([0.7]), np.array([]))).all()
 
 
-def test_selection_adjusted_p_extrapolates_a_panel_subset_to_the_best_of_all_searched():
-    rng = np.random.default_rng(5)
-    null = null_frame(rng.normal(0.5, 0.05, size=(19, 4)))
-    groups = null.groupby("permutation")["mean_auc"]
-    sd, means = np.sqrt(groups.var().mean()), groups.mean().to_numpy()
-    # The best of 1000 draws from N(mean_p, sd) reaches 0.6 with probability 1 - Phi(z)^1000.
-    expected = (1 + np.sum(1 - stats.norm.cdf((0.6 - means) / sd) ** 1000)) / 20
-    out = selection_adjusted_p(np.array([0.6]), null, n_searched=1000)
-    np.testing.assert_allclose(out, [expected], rtol=1e-9)
-    # Selection makes a value harder to reach by chance: more searched, larger p.
-    assert selection_adjusted_p(np.array([0.6]), null, n_searched=10)[0] < out[0]
-    # The smallest attainable p is 1 / (permutations + 1).
-    np.testing.assert_allclose(selection_adjusted_p(np.array([1.0]), null, 1000), [1 / 20])
+def test_a_value_above_the_real_labels_statistic_gets_the_statistics_p():
+    maxima = np.array([0.6, 0.7, 0.8, 0.9])
+    # The best signature (0.95) was not screened in: the statistic is 0.75, and its p is 3/5.
+    out = capped_selection_p(np.array([0.95, 0.75, 0.65]), maxima, statistic=0.75)
+    assert_allclose(out, [3 / 5, 3 / 5, 4 / 5])
+    table = pd.DataFrame({"signature": [1, 2, 3, 4], "mean_auc": [0.95, 0.75, 0.65, np.nan]})
+    assert null_statistic(table, frozenset({2, 3, 4})) == 0.75
+    assert null_statistic(table, None) == 0.95
+    assert np.isnan(null_statistic(table, frozenset({4})))
 
 
-def test_selection_threshold_is_where_the_adjusted_p_crosses_alpha():
-    rng = np.random.default_rng(6)
-    null = null_frame(rng.normal(0.5, 0.05, size=(39, 5)))
-    threshold = selection_threshold(null, n_searched=300, alpha=0.05)
-    p = selection_adjusted_p(np.array([threshold]), null, n_searched=300)
-    np.testing.assert_allclose(p, [0.05], rtol=1e-4)
-    # Nineteen permutations cannot give p below 1/20 = 0.05 exactly, so 0.04 is unreachable.
-    assert np.isnan(selection_threshold(null_frame(rng.normal(0.5, 0.05, (19, 5))), 300, 0.04))
+@pytest.mark.parametrize(("n", "alpha"), [(19, 0.05), (39, 0.05), (99, 0.1), (999, 0.001)])
+def test_the_threshold_is_the_smallest_value_whose_p_reaches_alpha(n, alpha):
+    maxima = np.round(np.random.default_rng(n).uniform(0.5, 0.9, n), 3)
+    threshold = selection_threshold(maxima, alpha)
+    assert selection_adjusted_p(np.array([threshold]), maxima)[0] <= alpha * (1 + 1e-12)
+    below = np.nextafter(threshold, 0)
+    assert selection_adjusted_p(np.array([below]), maxima)[0] > alpha
+    # Nineteen permutations cannot give p below 1/20 = 0.05, so 0.04 is unreachable.
+    assert np.isnan(selection_threshold(maxima[:19], 0.04))
 
 
 def test_random_signature_baseline_compares_real_and_permuted_distributions():
@@ -283,80 +291,6 @@ def test_the_auc_interval_covers_as_stated_where_hanley_mcneil_is_exact(auc, n_c
 def test_the_auc_interval_stays_within_zero_and_one():
     low, high = auc_interval(np.array([0.99, 0.02]), 3, 4)
     assert (low >= 0).all() and (high <= 1).all() and high[0] == 1.0 and low[1] == 0.0
-
-
-def test_the_normal_fit_pools_spread_by_degrees_of_freedom_and_needs_some():
-    # Groups of one have no spread: they do not pull the pooled SD towards 0.
-    groups = [np.array([0.4, 0.6]), np.array([0.5]), np.array([0.3, 0.5, 0.7])]
-    expected = np.sqrt((1 * 0.02 + 2 * 0.04) / 3)
-    np.testing.assert_allclose(pooled_sd(groups), expected, rtol=1e-12)
-    singletons = null_frame([[0.6], [0.5], [0.55]])
-    assert np.isnan(selection_adjusted_p(np.array([0.62]), singletons, n_searched=300)).all()
-    assert selection_adjusted_p(np.array([]), singletons, n_searched=300).shape == (0,)
-
-
-def test_a_student_t_tail_is_heavier_than_the_normal_and_tends_to_it():
-    null = null_frame([[0.50, 0.55, 0.60], [0.52, 0.58, 0.61], [0.49, 0.53, 0.57]])
-    observed = np.array([0.70, 0.80, 0.95])
-    normal = selection_adjusted_p(observed, null, n_searched=300)
-    assert_allclose(selection_adjusted_p(observed, null, 300, tail_df=1e7), normal, rtol=1e-5)
-    heavy = selection_adjusted_p(observed, null, 300, tail_df=3)
-    assert (heavy >= normal).all() and heavy[-1] > normal[-1]
-
-
-def test_the_threshold_is_the_smallest_value_that_reaches_alpha_on_a_stretch():
-    # 19 permutations, each panel every searched signature: p = (1 + exceedances) / 20 is
-    # exactly 0.05 for every value above the best permuted maximum, 0.65.
-    maxima = np.linspace(0.5, 0.65, 19)
-    null = null_frame([[m, 0.3] for m in maxima])
-    np.testing.assert_allclose(selection_threshold(null, n_searched=2), 0.65, atol=2e-6)
-
-
-def threshold_by_bisection(null, n_searched, alpha=0.05):
-    """selection_threshold as first written: bisection of [0, 1] to a width of 1e-6."""
-    n_perm = null["permutation"].nunique()
-    if n_perm == 0 or 1 / (n_perm + 1) > alpha:
-        return float("nan")
-
-    def reaches(value):
-        return bool(selection_adjusted_p(np.array([value]), null, n_searched)[0] <= alpha)
-
-    if not reaches(1.0):
-        return float("nan")
-    low, high = 0.0, 1.0
-    while high - low > 1e-6:
-        middle = (low + high) / 2
-        low, high = (low, middle) if reaches(middle) else (middle, high)
-    return high
-
-
-@pytest.mark.parametrize(
-    ("n_permutations", "panel", "n_searched", "alpha", "centre"),
-    [
-        (39, 5, 5, 0.05, 0.5),  # the panel is every signature: the exact null
-        (19, 4, 4, 0.05, 0.6),  # ... at the smallest attainable p
-        (99, 8, 8, 0.1, 0.5),
-        (39, 5, 300, 0.05, 0.5),  # a panel subset: the normal fit
-        (40, 20, 1000, 0.05, 0.55),
-        (19, 3, 50, 0.1, 0.4),
-    ],
-)
-def test_selection_threshold_agrees_with_the_bisection_it_replaces(
-    n_permutations, panel, n_searched, alpha, centre
-):
-    rng = np.random.default_rng(n_permutations * panel)
-    null = null_frame(np.round(rng.normal(centre, 0.05, (n_permutations, panel)), 6))
-    new, old = (
-        selection_threshold(null, n_searched, alpha),
-        threshold_by_bisection(null, n_searched, alpha),
-    )
-    # The bisection stops on a grid of 2**-20 at the first point that reaches alpha; the
-    # new value is the smallest float that does (exact null) or the root to 1e-12 (fit).
-    assert 0.5 < new < 1 and -1e-11 <= old - new <= 2**-20 + 1e-11
-    p = selection_adjusted_p(np.array([new]), null, n_searched)[0]
-    assert p <= alpha * (1 + 1e-9)
-    below = selection_adjusted_p(np.array([new - 1e-9]), null, n_searched)[0]
-    assert below > alpha * (1 - 1e-6)
 
 
 def test_the_mean_auc_is_the_mean_over_three_classifiers_not_another_average():
