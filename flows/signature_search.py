@@ -45,6 +45,7 @@ from tasks.policy import (
     slice_size,
     tolerated,
     validation_run_id,
+    without_failed_permutations,
     worker_config,
 )
 from tasks.redact import redact_http_logs
@@ -209,6 +210,13 @@ def run_jobs(
         complete = not main.failed and not (perm and perm.failed)
         search = pool_search_task(
             plan.search_dir, plan.protocol, str(dataset.path), search, complete
+        )
+    if perm is not None and perm.failed:
+        search, dropped = without_failed_permutations(search, perm_slices, perm.failed)
+        get_run_logger().warning(
+            "%d permutations left out of the null (a slice of each failed): %s",
+            len(dropped),
+            ", ".join(map(str, dropped)),
         )
     if perm_records is not None:
         design = null_design_task(str(dataset.path), plan.protocol, search.batches, rows)

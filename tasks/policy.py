@@ -172,6 +172,23 @@ def null_slices(
     return permutation_slices([(seed, null.evaluated(seed)) for seed in seeds], per_slice)
 
 
+def without_failed_permutations(
+    search: SearchRecords, perm_slices: Sequence[SliceDatum], failed: Collection[int]
+) -> tuple[SearchRecords, list[int]]:
+    """The search without the permutations one of whose slices failed, and their seeds.
+
+    Such a permutation's statistic would be the best of fewer signatures than the real
+    labels' one, which makes a p too small; leaving out whole permutations keeps it exact.
+    """
+    chosen = (s["permutation_seed"] for s in perm_slices if s["slice"] in failed)
+    seeds = sorted({seed for seed in chosen if seed is not None})
+    records = search.permutation_records
+    if not seeds or records is None:
+        return search, seeds
+    kept = records[~records["permutation"].isin(seeds)].reset_index(drop=True)
+    return dataclasses.replace(search, permutation_records=kept), seeds
+
+
 RECORD_FILES = {
     "main": "records.tsv",
     "permutation": "permutation_records.tsv",

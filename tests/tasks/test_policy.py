@@ -1,5 +1,6 @@
 """Run policy: plain functions, tested without Prefect, a server or a worker (milliseconds)."""
 
+import pandas as pd
 import pytest
 
 from tasks.execution import sizing
@@ -16,6 +17,7 @@ from tasks.policy import (
     slice_size,
     tolerated,
     validation_run_id,
+    without_failed_permutations,
     worker_config,
 )
 from tasks.report.build import SearchRecords
@@ -136,3 +138,23 @@ def test_the_sample_split_refuses_a_discovery_class_smaller_than_the_folds():
     with pytest.raises(DatasetError, match="d.tsv: validation_fraction=0.3 leaves for discovery "
                        "class 'a' has 7 samples, fewer than cv_folds=8"):  # fmt: skip
         sample_split(labels, 0.3, 7, 8, "d.tsv")
+
+
+def test_a_permutation_with_a_failed_slice_leaves_the_null_whole():
+    params = SearchParameters(n_permutations=3, null_signatures=4, seed=4)
+    seeds = permutation_seeds(3, 4)
+    slices = null_slices(params, NullPlan(tuple(SIGNATURES[:4]), {}), per_slice=2)
+    records = pd.DataFrame(
+        [
+            {"permutation": seed, "signature": s.id, "classifier": "svm", "auc": 0.5}
+            for seed in seeds
+            for s in SIGNATURES[:4]
+            if not (seed == seeds[1] and s.id == SIGNATURES[3].id)  # slice 4 sent nothing
+        ]
+    )
+    search = SearchRecords((1,), SIGNATURES, records, records)
+    kept, dropped = without_failed_permutations(search, slices, {4})
+    assert dropped == [seeds[1]]
+    assert set(kept.permutation_records["permutation"]) == {seeds[0], seeds[2]}
+    assert len(kept.permutation_records) == 8 and kept.records is records
+    assert without_failed_permutations(search, slices, set()) == (search, [])
