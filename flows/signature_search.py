@@ -62,7 +62,6 @@ from tasks.steps import (
     find_server_run_task,
     journal_task,
     next_batch_task,
-    null_design_task,
     plan_null_task,
     plan_task,
     pool_search_task,
@@ -202,7 +201,8 @@ def run_jobs(
 ) -> JobResults:
     """The main and null jobs, the search's earlier batches, then held-out validation."""
     rows = plan.split[0] if plan.split else None
-    null = plan_null_task(str(dataset.path), plan.protocol, plan.batch, rows)
+    stored = plan.search_dir if params.extend_search else None
+    null = plan_null_task(str(dataset.path), plan.protocol, plan.batch, rows, stored)
     perm_slices = null_slices(params, null, plan.slices.per_slice)
     main, records, perm, perm_records = evaluate(ctx, dataset, plan, perm_slices)
     search = SearchRecords((plan.batch,), plan.signatures, records, perm_records)
@@ -218,9 +218,8 @@ def run_jobs(
             len(dropped),
             ", ".join(map(str, dropped)),
         )
-    if perm_records is not None:
-        design = null_design_task(str(dataset.path), plan.protocol, search.batches, rows)
-        search = dataclasses.replace(search, null_design=design)
+    if null is not None:
+        search = dataclasses.replace(search, null_design=null.design)
     if plan.split is None or not tolerated(params, main.failed):
         return JobResults(main, perm, None, search, None)
     validation, validation_records = validate(params, ctx, dataset, plan, search)

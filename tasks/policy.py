@@ -28,7 +28,6 @@ from tasks.science.plan import (
     SearchProtocol,
     Signature,
     SignaturePlan,
-    permutation_seeds,
     permutation_slices,
     slice_signature_ids,
     stratified_split,
@@ -168,8 +167,7 @@ def null_slices(
     """
     if null is None or not params.n_permutations:
         return []
-    seeds = permutation_seeds(params.n_permutations, params.seed)
-    return permutation_slices([(seed, null.evaluated(seed)) for seed in seeds], per_slice)
+    return permutation_slices(list(null.evaluate.items()), per_slice)
 
 
 def without_failed_permutations(

@@ -52,8 +52,8 @@ from tasks.science.dataset import (
     PrepareOptions,
     prepare_dataset,
 )
-from tasks.science.plan import SearchProtocol, SignaturePlan, batch_seed, permutation_seeds
-from tasks.science.screen import NullDesign, NullPlan, plan_null
+from tasks.science.plan import SearchProtocol, SignaturePlan, batch_seed
+from tasks.science.screen import NullPlan, plan_null
 from tasks.science.tables import records_from_results, sort_records
 
 
@@ -139,47 +139,44 @@ def plan_task(
 
 @task(name="plan-null")
 def plan_null_task(
-    dataset_path: str, protocol: SearchProtocol, batch: int, rows: list[int] | None
+    dataset_path: str,
+    protocol: SearchProtocol,
+    batch: int,
+    rows: list[int] | None,
+    search_dir: Path | None,
 ) -> NullPlan | None:
-    """A batch's null: its random panel and each labelling's screened-in signatures."""
+    """The batch's null job and design; with `search_dir`, over the stored batches too."""
     if not protocol.n_permutations:
         return None
-    values, columns, cases = read_screen_input(Path(dataset_path), protocol.case, rows)
-    signatures = protocol.plan_compact(read_probesets(Path(dataset_path)), batch)
+    path = Path(dataset_path)
+    earlier = [b for b in read_batches(search_dir) if b < batch] if search_dir else []
+    batches = [*earlier, batch]
+    probesets = read_probesets(path)
     return plan_null(
-        values,
-        columns,
-        cases,
-        signatures,
+        read_screen_input(path, protocol.case, rows),
+        [protocol.plan_compact(probesets, b) for b in batches],
         (protocol.null_signatures, protocol.null_candidates),
         (
-            batch_seed(protocol.seed, batch),
-            permutation_seeds(protocol.n_permutations, protocol.seed),
+            [batch_seed(protocol.seed, b) for b in batches],
+            protocol.permutations(batch),
+            protocol.n_permutations,
         ),
+        stored_evaluations(search_dir, earlier) if search_dir else {},
     )
 
 
-@task(name="null-design", cache_policy=NO_CACHE)
-def null_design_task(
-    dataset_path: str, protocol: SearchProtocol, batches: tuple[int, ...], rows: list[int] | None
-) -> NullDesign | None:
-    """What the real labels' statistic is taken over, for every batch a report pools."""
-    if not protocol.null_signatures:  # every signature on every permutation: the search's best
-        return None
-    values, columns, cases = read_screen_input(Path(dataset_path), protocol.case, rows)
-    probesets = read_probesets(Path(dataset_path))
-    design = NullDesign(frozenset(), frozenset())
+def stored_evaluations(search_dir: Path, batches: list[int]) -> dict[int, frozenset[int]]:
+    """The signature ids the stored batches evaluated, per permutation seed."""
+    found: dict[int, set[int]] = {}
     for batch in batches:
-        null = plan_null(
-            values,
-            columns,
-            cases,
-            protocol.plan_compact(probesets, batch),
-            (protocol.null_signatures, protocol.null_candidates),
-            (batch_seed(protocol.seed, batch), ()),
-        )
-        design = design.union(null.design())
-    return design
+        _, permuted = read_batch(search_dir, batch)
+        if permuted is None:
+            continue
+        for seed, signature in zip(
+            permuted["permutation"].tolist(), permuted["signature"].tolist()
+        ):
+            found.setdefault(int(seed), set()).add(int(signature))
+    return {seed: frozenset(ids) for seed, ids in found.items()}
 
 
 @task(name="split-samples")

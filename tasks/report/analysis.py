@@ -13,7 +13,7 @@ from scipy import stats
 from tasks.report.summary import RunSummary
 from tasks.science.destats import differential_expression
 from tasks.science.plan import Signature
-from tasks.science.screen import NullDesign
+from tasks.science.screen import NullDesign, statistic_ids
 from tasks.science.tables import (
     capped_selection_p,
     gene_evidence,
@@ -215,22 +215,36 @@ def null_evidence(
     if not n_searched or means.empty:  # nothing ranked, or no permuted result: no null
         return None
     design = search.null_design
-    panel = means if design is None else means[means["signature"].isin(design.panel)]
-    maxima = null_maxima(means)
-    statistic = null_statistic(table, None if design is None else design.panel | design.screened)
+    if design is None:  # every searched signature on every permutation
+        statistic_rows, panel, real = means, means, None
+    else:
+        statistic_rows = means[
+            [
+                s in statistic_ids(design, int(p))
+                for p, s in zip(means["permutation"], means["signature"])
+            ]
+        ]
+        panel = means[
+            means["signature"].isin(design.panel)
+            & means["permutation"].isin(design.panel_permutations)
+        ]
+        real = statistic_ids(design, None)
+    maxima = null_maxima(statistic_rows)
+    statistic = null_statistic(table, real)
+    exact = design is None or (not design.screened and len(design.panel) >= n_searched)
     return NullEvidence(
         means=means,
         per_permutation=null_summary(means),
         top=top_signature_evidence(top_rows, table, maxima, statistic),
         baseline=random_signature_baseline(table, panel),
         n_searched=n_searched,
-        exact=design is None or len(design.panel) >= n_searched,
+        exact=exact,
         threshold=selection_threshold(maxima),
         min_p=1 / (len(maxima) + 1),
         maxima=maxima,
         statistic=statistic,
         n_panel=n_searched if design is None else len(design.panel),
-        n_candidates=0 if design is None else len(design.screened),
+        n_candidates=0 if design is None else len(design.screened.get(None, ())),
         panel_means=panel,
     )
 

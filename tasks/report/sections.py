@@ -187,12 +187,16 @@ def null_statistic_text(null: NullEvidence) -> str:
             f"the best mean AUC of all {null.n_searched} searched signatures, on the real "
             "labels and on each permutation (every signature evaluated on every permutation)"
         )
+    if not null.n_candidates:
+        return (
+            f"the best mean AUC of the {null.n_panel} random panel signatures, on the real "
+            "labels and on each permutation"
+        )
     return (
-        f"the best mean AUC among the null's signatures for a labelling (a random panel of "
-        f"{null.n_panel}, and the searched signatures whose probesets separate that "
-        f"labelling's groups most, by mean squared t: {null.n_candidates} on the real "
-        "labels), on the real labels and on each permutation: chosen the same way on both, "
-        "so the test is exact for that statistic"
+        f"the best mean AUC among the {null.n_candidates} searched signatures whose probesets "
+        "separate a labelling's groups most (by mean squared t), on the real labels and on "
+        "each permutation: chosen the same way on both, so the test is exact for that "
+        "statistic"
     )
 
 
@@ -271,9 +275,11 @@ def null_facts(null: NullEvidence) -> dict[str, str]:
     method = (
         "exact: every searched signature on every permutation"
         if null.exact
-        else f"{null.n_panel} random panel signatures and the ones screened in for each "
-        "labelling; the statistic, their best mean AUC, is taken the same way on the real "
-        "labels: an exact permutation test"
+        else f"the {null.n_candidates} signatures screened in for each labelling, evaluated on "
+        "it; the statistic, their best mean AUC, is taken the same way on the real labels: "
+        "an exact permutation test"
+        if null.n_candidates
+        else f"the {null.n_panel} random panel signatures on every permutation"
     )
     needed = f"{null.threshold:.3f}" if np.isfinite(null.threshold) else "unreachable"
     return {
@@ -416,8 +422,8 @@ def searched_facts(content: Content) -> dict[str, str]:
     panel = (
         "every searched signature"
         if null.exact
-        else f"{null.n_panel} signatures drawn at random with the seed; with the candidates, "
-        f"{counts} signatures per permutation"
+        else f"{null.n_panel} signatures drawn at random with the seed (on the first "
+        f"permutations); with the candidates, {counts} signatures per permutation"
     )
     return {
         "n_signatures": searched,

@@ -266,6 +266,12 @@ class SearchProtocol:
             probesets, self.n_signatures, self.min_len, self.max_len, self.seed, batch
         )
 
+    def permutations(self, batch: int) -> list[int]:
+        """The label-permutation seeds after batch `batch`: each batch adds its own when
+        candidates are screened (a permutation then costs them only), else the first batch's."""
+        grows = self.null_signatures > 0 and self.null_candidates > 0
+        return permutation_seeds(self.n_permutations * (batch if grows else 1), self.seed)
+
     def plan_compact(self, probesets: Sequence[str], batch: int) -> SignaturePlan:
         """The signatures of batch `batch` of this search, held compactly."""
         return plan_batch_compact(

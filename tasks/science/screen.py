@@ -1,17 +1,18 @@
 """Which signatures the permuted-label null evaluates: a random panel and screened candidates.
 
 The selection-adjusted p is a permutation test of one statistic, computed the same way on the
-real labels and on each permutation: the best mean AUC among the null's signatures for that
-labelling. They are a fixed random panel (for the random-signature baseline) and the
-`n_candidates` searched signatures whose probesets separate that labelling's groups most, by
-the mean squared two-sample t of their probesets (a screen costing no classifier fit). Any
-screen keeps the test exact, since it is part of the statistic; a good one keeps its power, as
-the search's best is then among the candidates.
+real labels and on each permutation: the best mean AUC among the `n_candidates` signatures of
+the whole (pooled) search whose probesets separate that labelling's groups most, by the mean
+squared two-sample t of their probesets (a screen costing no classifier fit). Any screen keeps
+the test exact, since it is part of the statistic; a good one keeps its power, as the search's
+best is then among the candidates. A fixed random panel, on the search's first permutations,
+serves the random-signature baseline. Each batch of an extended search adds permutations: the
+screen being over the pooled search, a new permutation costs `n_candidates` evaluations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,34 +24,19 @@ _CHUNK_VALUES = 4_000_000  # labellings x probeset occurrences scored at once (3
 
 @dataclass(frozen=True)
 class NullDesign:
-    """The ids the statistic is taken over on the real labels: the panel and the candidates."""
+    """Which signatures the null's statistics and its baseline are taken over."""
 
-    panel: frozenset[int]
-    screened: frozenset[int]
-
-    def union(self, other: NullDesign) -> NullDesign:
-        """Both designs' signatures (pooled batches)."""
-        return NullDesign(self.panel | other.panel, self.screened | other.screened)
+    panel: frozenset[int]  # the random panel's ids (the baseline's signatures)
+    panel_permutations: frozenset[int]  # the seeds the panel is evaluated on
+    screened: Mapping[int | None, frozenset[int]]  # per labelling (None: the real labels)
 
 
 @dataclass(frozen=True)
 class NullPlan:
-    """A batch's null: its panel, and each labelling's candidates (key None: the real labels)."""
+    """A batch's null job: the signatures to evaluate per permutation seed, and the design."""
 
-    panel: tuple[Signature, ...]
-    candidates: dict[int | None, tuple[Signature, ...]]
-
-    def evaluated(self, permutation_seed: int) -> list[Signature]:
-        """The signatures evaluated on one permutation: panel and candidates, by id."""
-        chosen = {s.id: s for s in (*self.panel, *self.candidates.get(permutation_seed, ()))}
-        return [chosen[i] for i in sorted(chosen)]
-
-    def design(self) -> NullDesign:
-        """What the real labels' statistic is taken over."""
-        return NullDesign(
-            frozenset(s.id for s in self.panel),
-            frozenset(s.id for s in self.candidates.get(None, ())),
-        )
+    evaluate: dict[int, tuple[Signature, ...]]
+    design: NullDesign
 
 
 def permuted_cases(cases: np.ndarray, permutation_seed: int | None) -> np.ndarray:
@@ -84,8 +70,8 @@ def squared_t(values: np.ndarray, labellings: np.ndarray) -> np.ndarray:
 
 def top_candidates(
     scores_of: np.ndarray, plan: SignaturePlan, columns: np.ndarray, k: int
-) -> np.ndarray:
-    """Per labelling (row of `scores_of`, squared t per column), the k best signature positions.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per labelling (row of `scores_of`, squared t per column), the k best positions, scores.
 
     A signature scores the mean of its probesets' squared t; ties go to the lower position.
     """
@@ -105,31 +91,79 @@ def top_candidates(
         order = np.lexsort((best_pos, -best_score), axis=1)[:, :k]
         best_score = np.take_along_axis(best_score, order, axis=1)
         best_pos = np.take_along_axis(best_pos, order, axis=1)
-    return best_pos
+    return best_pos, best_score
 
 
-def plan_null(
+def screened_in(
     values: np.ndarray,
     column_names: Sequence[str],
     cases: np.ndarray,
-    signatures: SignaturePlan,
-    counts: tuple[int, int],
-    seeds: tuple[int, Sequence[int]],
-) -> NullPlan:
-    """A batch's null: `counts` = (panel size, candidates), `seeds` = (batch seed, permutations).
+    plans: Sequence[SignaturePlan],
+    keys: Sequence[int | None],
+    k: int,
+) -> dict[int | None, tuple[Signature, ...]]:
+    """Per labelling (a permutation seed, None: the real labels), the k best of all `plans`.
 
-    `values` and `cases` are the searched (discovery) samples' values and 0/1 labels.
+    `values` and `cases` are the searched (discovery) samples' values and 0/1 labels; ties go
+    to the lower signature id.
+    """
+    labellings = np.array([permuted_cases(cases, key) for key in keys], dtype=np.float64)
+    t2 = squared_t(values, labellings)
+    position = {name: i for i, name in enumerate(column_names)}
+    ids, scores, found = [], [], []
+    for plan in plans:
+        columns = np.array([position[name] for name in plan.probesets], dtype=np.int64)
+        best, best_score = top_candidates(t2, plan, columns, k)
+        ids.append(best + plan.first_id)
+        scores.append(best_score)
+        found.append((plan, best))
+    all_ids, all_scores = np.hstack(ids), np.hstack(scores)
+    order = np.lexsort((all_ids, -all_scores), axis=1)[:, :k]
+    chosen = np.take_along_axis(all_ids, order, axis=1)
+    by_id = {int(i) + plan.first_id: plan for plan, best in found for i in np.unique(best)}
+    return {
+        key: tuple(by_id[int(i)][int(i) - by_id[int(i)].first_id] for i in row)
+        for key, row in zip(keys, chosen)
+    }
+
+
+def plan_null(
+    screen_input: tuple[np.ndarray, Sequence[str], np.ndarray],
+    plans: Sequence[SignaturePlan],
+    counts: tuple[int, int],
+    seeds: tuple[Sequence[int], Sequence[int], int],
+    evaluated: Mapping[int, frozenset[int]],
+) -> NullPlan:
+    """The null job of the last of `plans` (the search's batches, in order), and its design.
+
+    `counts` = (panel size, candidates); `seeds` = (each batch's seed, the search's
+    permutation seeds, how many of the first carry the panel); `evaluated` = the signature
+    ids earlier batches evaluated per seed, not asked again.
     """
     n_panel, n_candidates = counts
-    batch_seed, permutation_seeds = seeds
-    panel = tuple(null_panel(signatures, n_panel, batch_seed))
-    if len(panel) == len(signatures) or not n_candidates:  # every signature already evaluated
-        return NullPlan(panel, {})
-    keys: list[int | None] = [None, *permutation_seeds]
-    labellings = np.array([permuted_cases(cases, seed) for seed in keys], dtype=np.float64)
-    position = {name: i for i, name in enumerate(column_names)}
-    columns = np.array([position[name] for name in signatures.probesets], dtype=np.int64)
-    best = top_candidates(squared_t(values, labellings), signatures, columns, n_candidates)
-    return NullPlan(
-        panel, {key: tuple(signatures[int(i)] for i in row) for key, row in zip(keys, best)}
+    batch_seeds, permutation_seeds, n_panel_seeds = seeds
+    panels = [null_panel(plan, n_panel, seed) for plan, seed in zip(plans, batch_seeds)]
+    on_panel = frozenset(permutation_seeds[:n_panel_seeds])
+    if len(panels[-1]) == len(plans[-1]) or not n_candidates:  # the panel alone
+        screened: dict[int | None, tuple[Signature, ...]] = {}
+    else:
+        values, column_names, cases = screen_input
+        keys = [None, *permutation_seeds]
+        screened = screened_in(values, column_names, cases, plans, keys, n_candidates)
+    evaluate = {}
+    for seed in permutation_seeds:
+        chosen = {s.id: s for s in screened.get(seed, ())}
+        chosen.update({s.id: s for s in panels[-1]} if seed in on_panel else {})
+        done = evaluated.get(seed, frozenset())
+        evaluate[seed] = tuple(chosen[i] for i in sorted(chosen) if i not in done)
+    design = NullDesign(
+        frozenset(s.id for panel in panels for s in panel),
+        on_panel,
+        {key: frozenset(s.id for s in chosen) for key, chosen in screened.items()},
     )
+    return NullPlan(evaluate, design)
+
+
+def statistic_ids(design: NullDesign, key: int | None) -> frozenset[int]:
+    """The signatures a labelling's statistic is the best of: its candidates, else the panel."""
+    return design.screened.get(key, frozenset()) if design.screened else design.panel

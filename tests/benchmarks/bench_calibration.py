@@ -8,9 +8,9 @@ Null datasets (no true signal): golub with its labels permuted (unbalanced 11/27
 swapped between the groups (a weaker signal). Each is searched with `--signatures` random
 signatures, and every signature is evaluated on each of `--permutations` label permutations,
 so the exact max-statistic null is known. From the same evaluations:
-- screened (the product's): per labelling, the best of a seeded random panel of 5 and the
-  `--candidates` signatures screened in by mean squared t (tasks/science/screen.py), on the
-  real labels and on each permutation alike;
+- screened (the product's): per labelling, the best of the `--candidates` signatures screened
+  in by mean squared t (tasks/science/screen.py), on the real labels and on each permutation
+  alike;
 - normal tail (the product's until now): a panel of 5 per permutation, 1 - F(v)^N with F the
   panel's normal fit (per-permutation mean, pooled SD).
 
@@ -39,8 +39,8 @@ from scipy import special, stats
 
 from tasks.io import read_prepared
 from tasks.parameters import SearchParameters
-from tasks.science.plan import iter_slices, permutation_seeds, plan_compact
-from tasks.science.screen import plan_null
+from tasks.science.plan import iter_slices, null_panel, permutation_seeds, plan_compact
+from tasks.science.screen import screened_in
 from tasks.science.tables import selection_adjusted_p
 
 from ..conftest import GOLUB
@@ -190,26 +190,21 @@ class Statistics:
 
 
 def statistics(found: dict, dataset: BenchDataset, index: int, args) -> Statistics:
-    """Every labelling's best (exact), best among panel and candidates (screened), panels."""
+    """Every labelling's best (exact), best among its candidates (screened), the panel's AUCs."""
     signatures = plan(dataset, args, index)
     seeds = permutation_seeds(args.permutations, 7 + index)
     cases = (np.array(dataset.labels) == dataset.case).astype(np.int64)
-    null = plan_null(
-        dataset.values,
-        dataset.probesets,
-        cases,
-        signatures,
-        (PANEL, args.candidates),
-        (11 + index, seeds),
+    keys = [None, *seeds]
+    candidates = screened_in(
+        dataset.values, dataset.probesets, cases, [signatures], keys, args.candidates
     )
-    panel = {s.id for s in null.panel}
+    panel = sorted(s.id for s in null_panel(signatures, PANEL, 11 + index))
     exact, screened, panels = {}, {}, {}
-    for seed in [None, *seeds]:
+    for seed in keys:
         means = found[(index, seed)]
-        chosen = panel | {s.id for s in null.candidates[seed]}
         exact[seed] = max(means.values())
-        screened[seed] = max(means[i] for i in chosen)
-        panels[seed] = np.array([means[i] for i in sorted(panel)])
+        screened[seed] = max(means[s.id] for s in candidates[seed])
+        panels[seed] = np.array([means[i] for i in panel])
     return Statistics(exact, screened, panels, screened[None] == exact[None])
 
 

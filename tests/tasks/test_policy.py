@@ -23,7 +23,7 @@ from tasks.policy import (
 from tasks.report.build import SearchRecords
 from tasks.science.dataset import DatasetError
 from tasks.science.plan import Signature, permutation_seeds, plan_signatures
-from tasks.science.screen import NullPlan
+from tasks.science.screen import NullDesign, NullPlan
 
 SIGNATURES = plan_signatures([f"p{i}" for i in range(50)], 12, 2, 4, seed=1)
 
@@ -101,20 +101,22 @@ def test_tolerated_counts_failed_slices_against_the_tolerance(failed, tolerance,
     assert tolerated(params, list(range(failed))) is ok
 
 
-def test_null_slices_pack_each_permutations_panel_and_candidates_as_asked():
+def null_plan(evaluate):
+    """A null job asking these signatures per seed (the design is not looked at)."""
+    return NullPlan(evaluate, NullDesign(frozenset(), frozenset(), {}))
+
+
+def test_null_slices_pack_each_permutations_signatures_as_asked():
     params = SearchParameters(n_permutations=3, null_signatures=5, seed=4)
     seeds = permutation_seeds(3, 4)
-    panel = tuple(SIGNATURES[:5])
-    candidates = {None: (SIGNATURES[9],), seeds[0]: (SIGNATURES[2], SIGNATURES[7])}
-    slices = null_slices(params, NullPlan(panel, candidates), per_slice=2)
-    # 6 signatures (one candidate in the panel already) in 3 slices, then 5 in 3, twice.
-    assert [s["slice"] for s in slices] == list(range(1, 10))
-    assert [s["permutation_seed"] for s in slices] == [seeds[0]] * 3 + [seeds[1]] * 3 + [
-        seeds[2]
-    ] * 3
-    first = [p["id"] for s in slices[:3] for p in s["signatures"]]
-    assert first == sorted({s.id for s in (*panel, SIGNATURES[7])})
-    assert null_slices(SearchParameters(n_permutations=0), NullPlan(panel, {}), 2) == []
+    evaluate = {seeds[0]: tuple(SIGNATURES[:5]), seeds[1]: (), seeds[2]: tuple(SIGNATURES[2:5])}
+    slices = null_slices(params, null_plan(evaluate), per_slice=2)
+    # 5 signatures in 3 slices, none, then 3 in 2.
+    assert [s["slice"] for s in slices] == list(range(1, 6))
+    assert [s["permutation_seed"] for s in slices] == [seeds[0]] * 3 + [seeds[2]] * 2
+    ids = [[p["id"] for p in s["signatures"]] for s in slices]
+    assert ids[3:] == [[SIGNATURES[2].id, SIGNATURES[3].id], [SIGNATURES[4].id]]
+    assert null_slices(SearchParameters(n_permutations=0), null_plan(evaluate), 2) == []
     assert null_slices(params, None, 2) == []
 
 
@@ -143,7 +145,8 @@ def test_the_sample_split_refuses_a_discovery_class_smaller_than_the_folds():
 def test_a_permutation_with_a_failed_slice_leaves_the_null_whole():
     params = SearchParameters(n_permutations=3, null_signatures=4, seed=4)
     seeds = permutation_seeds(3, 4)
-    slices = null_slices(params, NullPlan(tuple(SIGNATURES[:4]), {}), per_slice=2)
+    evaluate = {seed: tuple(SIGNATURES[:4]) for seed in seeds}
+    slices = null_slices(params, null_plan(evaluate), per_slice=2)
     records = pd.DataFrame(
         [
             {"permutation": seed, "signature": s.id, "classifier": "svm", "auc": 0.5}

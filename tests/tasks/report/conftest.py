@@ -75,7 +75,8 @@ def report_inputs(params, golub_summary, outcomes) -> ReportInputs:
             signatures,
             synthetic_records(ids, [-1], seed=1),
             synthetic_records(ids[:3], [11, 12, 13, 14, 15], seed=2),
-            NullDesign(frozenset(ids[:3]), frozenset()),  # a panel of 3, no candidates
+            # A panel of 3 on every permutation, no candidates.
+            NullDesign(frozenset(ids[:3]), frozenset([11, 12, 13, 14, 15]), {}),
         ),
         classifiers=CLASSIFIERS,
         failed_signatures=frozenset(),

@@ -77,24 +77,39 @@ def test_the_null_counts_only_ranked_signatures_as_searched(report_inputs):
     top = top_signatures(table, 0.1)
     ranked = [i for i in ids if i not in failed]
     real = table.set_index("signature")["mean_auc"]
-    screened = NullDesign(frozenset(ids[:3]), frozenset({ids[9], ids[5]}))
-    for evaluated, design in ((ids[:3] + [ids[9]], screened), (ranked, None)):
-        permuted = synthetic_records(evaluated, [11, 12, 13, 14, 15], seed=2)
+    perms = [11, 12, 13, 14, 15]
+    # Each permutation's candidates (2 of them), the panel (ids 0-2) on permutations 11, 12.
+    candidates = {p: [ids[(3 * p + k) % 40] for k in (0, 7)] for p in perms}
+    candidates[None] = [ids[9], ids[5]]  # 5 failed: the real statistic is 9's
+    rows = [
+        synthetic_records(candidates[p] + (ids[:3] if p < 13 else []), [p], seed=p) for p in perms
+    ]
+    screened = NullDesign(
+        frozenset(ids[:3]), frozenset({11, 12}), {k: frozenset(v) for k, v in candidates.items()}
+    )
+    cases = ((pd.concat(rows), screened), (synthetic_records(ranked, perms, seed=2), None))
+    for permuted, design in cases:
         search = dataclasses.replace(
             report_inputs.search, permutation_records=permuted, null_design=design
         )
         null = null_evidence(table, search, top)
         assert null.n_searched == 38 and null.exact is (design is None)
-        # The statistic: the best real mean AUC among the design's ranked signatures.
-        chosen = ranked if design is None else [ids[0], ids[1], ids[2], ids[9]]
+        means = null_means(permuted)
+        if design is None:
+            chosen, maxima = ranked, means.groupby("permutation")["mean_auc"].max().to_numpy()
+            panel = set(ranked)
+        else:  # a permutation's best among its own candidates only, not the panel's
+            chosen, panel = [ids[9]], set(ids[:3])
+            maxima = [means[(means.permutation == p) & means.signature.isin(candidates[p])]
+                      .mean_auc.max() for p in perms]  # fmt: skip
+        assert_allclose(null.maxima, maxima, rtol=1e-12)
         assert null.statistic == real[chosen].max()
-        maxima = null_means(permuted).groupby("permutation")["mean_auc"].max().to_numpy()
         expected = [
-            (1 + np.sum(maxima >= min(v, null.statistic))) / (len(maxima) + 1)
+            (1 + np.sum(np.array(maxima) >= min(v, null.statistic))) / (len(maxima) + 1)
             for v in top["mean_auc"]
         ]
         assert_allclose(null.top["selection_adjusted_p"], expected, rtol=1e-12)
-        assert set(null.panel_means["signature"]) == set(ids[:3] if design else ranked)
+        assert set(null.panel_means["signature"]) == panel
         shown = with_selection_p(table, null)["selection_adjusted_p"]
         assert shown.notna().sum() == 38 and shown[table["signature"].isin(failed)].isna().all()
 

@@ -8,6 +8,7 @@ from tasks.io import save_tsv
 from tasks.report.analysis import with_selection_p
 from tasks.report.build import build_report
 from tasks.report.verdict import gene_names
+from tasks.science.screen import statistic_ids
 from tasks.science.tables import (
     null_maxima,
     null_means,
@@ -28,7 +29,7 @@ def science_signature_table(inputs) -> pd.DataFrame:
     design = inputs.search.null_design
     null = SimpleNamespace(
         maxima=null_maxima(null_means(inputs.search.permutation_records)),
-        statistic=null_statistic(table, design.panel | design.screened),
+        statistic=null_statistic(table, statistic_ids(design, None)),
     )
     return with_selection_p(table, null)
 
