@@ -14,7 +14,7 @@ from werkzeug.exceptions import (
 
 from . import datasets, db, health, inputs, runs, sink, state
 from .auth import redact, redacted_query
-from .config import configure
+from .config import ENV_PREFIX, configure
 
 access_log = logging.getLogger("server.access")
 RETRY_AFTER_SECONDS = 5
@@ -63,18 +63,45 @@ def _unexpected_error(exc: Exception):
     return _http_error(InternalServerError(description="internal error"))
 
 
+# What a CORS preflight may ask for: the methods the routes take, the headers a client sends
+# (the admin's Authorization, JSON's Content-Type; workers' form posts need none).
+CORS_METHODS = "GET, POST, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type"
+# Browsers cache a preflight's answer this long (Chromium caps it at 2 hours).
+CORS_MAX_AGE_SECONDS = 600
+
+
 def _preflight():
-    if request.method == "OPTIONS":
-        return "", 204
-    return None
+    if request.method != "OPTIONS":
+        return None
+    origin = request.headers.get("Origin")
+    if not origin or "Access-Control-Request-Method" not in request.headers:
+        return "", 204  # a plain OPTIONS, not a browser's preflight
+    if origin not in current_app.config["ALLOWED_ORIGINS"]:
+        # No CORS headers, so the browser refuses the request; 403 says why to a human.
+        response = jsonify(
+            error="Forbidden",
+            reason=f"origin {origin} is not allowed (the server's {ENV_PREFIX}_ALLOWED_ORIGINS)",
+        )
+        response.status_code = 403
+        return response
+    response = current_app.response_class(status=204)
+    response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+    response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+    response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
+    # Private Network Access: a public page (https://dcp.work) asking a private address.
+    if request.headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+        response.headers["Access-Control-Allow-Private-Network"] = "true"
+    response.headers.add(
+        "Vary", "Access-Control-Request-Headers, Access-Control-Request-Private-Network"
+    )
+    return response
 
 
 def _cors_and_log(response):
     origin = request.headers.get("Origin")
     if origin and origin in current_app.config["ALLOWED_ORIGINS"]:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
         response.headers.add("Vary", "Origin")
     query = redacted_query(request.args)
     access_log.info(

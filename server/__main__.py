@@ -1,4 +1,4 @@
-"""`python -m server`: run the data server and results sink on waitress."""
+"""`python -m server`: run the data server and results sink on waitress (HTTPS with a certificate)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import stat
 import sys
 from pathlib import Path
 
-from waitress import serve
+from waitress import create_server
 
 from . import create_app
 from .config import ENV_PREFIX, waitress_options
+from .tls import PeerAddresses, TlsFront, server_context
 
 log = logging.getLogger("server")
 
@@ -49,7 +50,7 @@ def load_admin_token(path: Path) -> tuple[str, str]:
     return path.read_text().strip(), str(path)
 
 
-def public_url_for(host: str, port: int, public_url: str | None) -> str:
+def public_url_for(host: str, port: int, public_url: str | None, scheme: str = "http") -> str:
     """What workers must use: given, else the bind address (the LAN address for 0.0.0.0)."""
     if public_url:
         return public_url.rstrip("/")
@@ -57,7 +58,7 @@ def public_url_for(host: str, port: int, public_url: str | None) -> str:
         host = lan_address()
     elif ipaddress.ip_address(host).version == 6:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", default="var/results.sqlite3", type=Path)
     parser.add_argument("--admin-token-file", default="var/admin-token", type=Path)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument(
+        "--certfile", type=Path, help="PEM certificate (chain) to serve HTTPS with; needs --keyfile"
+    )
+    parser.add_argument("--keyfile", type=Path, help="PEM private key of --certfile (unencrypted)")
     return parser.parse_args(argv)
 
 
@@ -77,19 +82,51 @@ def main(argv: list[str] | None = None) -> int:
     """Start the server and print the URLs workers need."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
+    try:
+        tls = server_context(args.certfile, args.keyfile)
+        if tls and args.public_url and not args.public_url.startswith("https://"):
+            raise ValueError(f"--public-url {args.public_url} must be https:// with --certfile")
+    except ValueError as exc:  # checked before anything is written (token file, database)
+        return _refuse(exc)
     token, token_source = load_admin_token(args.admin_token_file)
-    url = public_url_for(args.host, args.port, args.public_url)
+    url = public_url_for(args.host, args.port, args.public_url, "https" if tls else "http")
     try:
         app = create_app({"DATA_DIR": args.data_dir, "DATABASE": args.db, "ADMIN_TOKEN": token})
     except ValueError as exc:  # a setting refused (a short admin token...): said in one line
-        sys.stderr.write(f"python -m server: error: {exc}\n")
-        return 2
+        return _refuse(exc)
+    options = waitress_options(app)
+    if tls is None:
+        server = create_server(app, host=args.host, port=args.port, threads=args.threads, **options)
+        listening = f"{args.host}:{args.port} (waitress)"
+    else:
+        # waitress on a loopback port of its own, the TLS front on the given address.
+        peers = PeerAddresses(app)
+        server = create_server(
+            peers, host="127.0.0.1", port=0, threads=args.threads, url_scheme="https", **options
+        )
+        front = TlsFront(
+            tls, args.host, args.port, server.effective_port, peers, options["connection_limit"]
+        )
+        try:
+            front.start()
+        except OSError as exc:  # the port in use, an address not on this machine
+            server.close()
+            return _refuse(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        listening = f"{args.host}:{front.port} (TLS, relayed to waitress on 127.0.0.1:{server.effective_port})"
     print(f" * Serving data on: {url}/datasets/<name>?token=<run token>", flush=True)
     print(f" * DCP results endpoint: {url}/dcp-results/<run_id>?token=<run token>", flush=True)
     print(f" * Admin token: {token_source}", flush=True)
-    print(f" * Listening on {args.host}:{args.port} (waitress)", flush=True)
-    serve(app, host=args.host, port=args.port, threads=args.threads, **waitress_options(app))
+    print(f" * Listening on {listening}", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+def _refuse(exc: Exception | str) -> int:
+    sys.stderr.write(f"python -m server: error: {exc}\n")
+    return 2
 
 
 if __name__ == "__main__":

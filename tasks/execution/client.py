@@ -1,9 +1,10 @@
-"""HTTP client of the data server for the flow (admin token in a header)."""
+"""HTTP(S) client of the data server for the flow (admin token in a header)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,8 +26,32 @@ log = logging.getLogger(__name__)
 INPUT_BATCH = 500
 
 
-def retrying_session(allowed_methods=Retry.DEFAULT_ALLOWED_METHODS) -> requests.Session:
-    """A session that retries refused connections and 502/503/504 answers with backoff."""
+# A CA bundle (PEM) that signs an https:// server's certificate, when the system's CAs do not.
+CA_BUNDLE_VARIABLE = "SIGSEARCH_CA_BUNDLE"
+
+
+def ca_verify(ca_bundle: str | None = None) -> str | bool:
+    """What requests' `verify` takes: `ca_bundle`, else $SIGSEARCH_CA_BUNDLE, else the system CAs.
+
+    A bundle that is not a readable file is a ValueError naming it, at once, not a TLS
+    error on the first request.
+    """
+    bundle = ca_bundle or os.environ.get(CA_BUNDLE_VARIABLE) or None
+    if bundle is None:
+        return True
+    if not os.path.isfile(bundle) or not os.access(bundle, os.R_OK):
+        source = "ca_bundle" if ca_bundle else CA_BUNDLE_VARIABLE
+        raise ValueError(f"CA bundle {bundle} ({source}) is not a readable file")
+    return bundle
+
+
+def retrying_session(
+    allowed_methods=Retry.DEFAULT_ALLOWED_METHODS, verify: str | bool | None = None
+) -> requests.Session:
+    """A session that retries refused connections and 502/503/504 answers with backoff.
+
+    Certificates are verified against `verify`, by default `ca_verify()`.
+    """
     retry = Retry(
         total=4,
         backoff_factor=0.5,
@@ -37,11 +62,26 @@ def retrying_session(allowed_methods=Retry.DEFAULT_ALLOWED_METHODS) -> requests.
     session = requests.Session()
     for scheme in ("http://", "https://"):
         session.mount(scheme, HTTPAdapter(max_retries=retry))
+    session.verify = ca_verify() if verify is None else verify
     return session
 
 
 class ServerNotReady(RuntimeError):
     """The server did not become ready in time; the message lists its reasons."""
+
+
+class ServerCertificateRefused(ConnectionError):
+    """An https:// server's certificate failed verification: not an outage to wait out."""
+
+
+def certificate_refused(
+    base_url: str, exc: requests.exceptions.SSLError
+) -> ServerCertificateRefused:
+    """The error for a TLS failure, saying where the CA that signed the server's goes."""
+    return ServerCertificateRefused(
+        f"{base_url}: TLS with the server failed ({redact_tokens(str(exc))[:300]}); if its"
+        f" certificate is signed by your own CA, give that CA's PEM file in {CA_BUNDLE_VARIABLE}"
+    )
 
 
 class ServerUnreachable(ConnectionError):
@@ -81,11 +121,16 @@ class ServerClient:
     logger: Logger = field(default=log, repr=False, compare=False)
     outages: list[Outage] = field(default_factory=list, repr=False, compare=False)
     registered: list[str] = field(default_factory=list, repr=False, compare=False)  # run ids
+    # PEM CAs for an https:// server; None: $SIGSEARCH_CA_BUNDLE, else the system's CAs.
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        # Passed to each request, not only set on the session: $REQUESTS_CA_BUNDLE overrides
+        # a session's CA bundle in requests, not one given to the request.
+        self._verify = ca_verify(self.ca_bundle)
         # Registration and attempts are idempotent on the server: POSTs may be repeated too.
-        self._session = retrying_session(allowed_methods=None)
+        self._session = retrying_session(allowed_methods=None, verify=self._verify)
         self._session.headers["Authorization"] = f"Bearer {self.admin_token}"
 
     @overload
@@ -111,8 +156,10 @@ class ServerClient:
         """The server's answer, or None and why there is none (unreachable or 503)."""
         try:
             response = self._session.request(
-                method, self.base_url + path, timeout=self.timeout, **kwargs
+                method, self.base_url + path, timeout=self.timeout, verify=self._verify, **kwargs
             )
+        except requests.exceptions.SSLError as exc:  # before TRANSPORT_ERRORS, its base class
+            raise certificate_refused(self.base_url, exc) from None
         except TRANSPORT_ERRORS as exc:
             return None, f"{type(exc).__name__} on {method} {path}"
         if response.status_code == 503:
@@ -157,6 +204,7 @@ class ServerClient:
                 f"{self.base_url}/runs/sigsearch-admin-check/status",
                 headers={"Authorization": f"Bearer {self.admin_token}"},
                 timeout=5,
+                verify=self._verify,
             )
         except requests.RequestException:
             return ""
@@ -167,7 +215,7 @@ class ServerClient:
     def serving_problem(self, name: str, token: str, sha256: str) -> str:
         """Why workers cannot get this run's dataset now ('' when they can)."""
         try:
-            response = requests.get(self.base_url + "/ready", timeout=5)
+            response = requests.get(self.base_url + "/ready", timeout=5, verify=self._verify)
             if response.status_code != 200:
                 return f"/ready answers {response.status_code}: {response.text[:200]}"
             served = self.served_sha256(name, token)
@@ -189,10 +237,12 @@ class ServerClient:
         deadline, reasons = time.monotonic() + timeout, ["no answer"]
         while time.monotonic() < deadline:
             try:
-                response = requests.get(self.base_url + "/ready", timeout=5)
+                response = requests.get(self.base_url + "/ready", timeout=5, verify=self._verify)
                 if response.status_code == 200:
                     return
                 reasons = response.json().get("reasons", [response.text[:200]])
+            except requests.exceptions.SSLError as exc:  # waiting will not mend it
+                raise certificate_refused(self.base_url, exc) from None
             except requests.RequestException as exc:
                 reasons = [type(exc).__name__]
             time.sleep(interval)
@@ -307,7 +357,9 @@ class ServerClient:
     def served_sha256(self, name: str, token: str) -> str:
         """sha256 of the dataset as the server serves it (computed here, not trusted)."""
         try:
-            response = requests.get(self.dataset_url(name, token), timeout=self.timeout)
+            response = requests.get(
+                self.dataset_url(name, token), timeout=self.timeout, verify=self._verify
+            )
         except requests.RequestException as exc:  # its message holds the URL, token and all
             raise ConnectionError(f"GET dataset {name!r}: {redact_tokens(str(exc))}") from None
         if response.status_code != 200:

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from urllib.parse import urlsplit
 
-from tasks.execution.client import redact_tokens, retrying_session
+from tasks.execution.client import ca_verify, redact_tokens, retrying_session
 from tasks.execution.jobs import JobSpec, SliceEvent, drain
 
 HTTP_TIMEOUT = 30.0
@@ -106,7 +106,8 @@ def fetch_argument(url: str, allowed: tuple[str, ...]):
     import requests
 
     check_origin(url, allowed)
-    response = requests.get(url, timeout=HTTP_TIMEOUT)
+    # An https:// server's certificate is checked against $SIGSEARCH_CA_BUNDLE, as the flow's.
+    response = requests.get(url, timeout=HTTP_TIMEOUT, verify=ca_verify())
     response.raise_for_status()
     return decode_fetched(response.text, response.headers.get("Content-Type", "text/plain"))
 
