@@ -65,22 +65,25 @@ def stranger(tmp_path_factory) -> Issued:
     return issue(tmp_path_factory.mktemp("stranger"), "stranger")
 
 
-def start_https_server(tmp: Path, certs: Issued) -> RunningServer:
+def start_https_server(
+    tmp: Path, certs: Issued, host: str = "127.0.0.1", env: dict[str, str] | None = None
+) -> RunningServer:
     """The real `python -m server` over HTTPS on a free loopback port, in a subprocess."""
     _data_dir(tmp / "data")
     port = free_loopback_port()
-    command = _command(tmp, "--port", str(port), "--certfile", str(certs.cert),
+    command = _command(tmp, "--host", host, "--port", str(port), "--certfile", str(certs.cert),
                        "--keyfile", str(certs.key))  # fmt: skip
     process = subprocess.Popen(
-        command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        command, cwd=ROOT, env={**_env(), **(env or {})}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert process.stdout is not None
     lines: list[str] = []
     # The server prints its URLs once it listens; "Listening" is the last of them.
     for line in process.stdout:
         lines.append(line)
         if "Listening on" in line:
-            return RunningServer(f"https://127.0.0.1:{port}", port, certs, process, lines)
+            return RunningServer(f"https://{host}:{port}", port, certs, process, lines)
     _, stderr = process.communicate(timeout=60)
     pytest.fail(f"server ended: {stderr}")
 
