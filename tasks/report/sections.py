@@ -81,7 +81,7 @@ def lower_p_figures(content: Content, target: float = 0.001) -> dict | None:
     null = content.analysis.null
     if null is None:
         return None
-    per_permutation = float(null.per_permutation["n_signatures"].mean())
+    per_permutation = null.n_candidates or null.n_panel  # the panel stays on the first ones
     n_classifiers = len(content.classifiers)
     searched = int(content.analysis.outcome["signatures evaluated"])
     evaluated = int(searched + null.per_permutation["n_signatures"].sum()) * n_classifiers

@@ -40,17 +40,17 @@ def selection_line(record: dict, best_auc: float) -> str:
 
 
 def lower_p_cost(
-    target: float, per_permutation: float, n_classifiers: int, evaluated: int, seconds: float
+    target: float, per_permutation: int, n_classifiers: int, evaluated: int, seconds: float
 ) -> dict[str, float]:
     """Permutations, evaluations and wall seconds (at this run's rate) a p of `target` needs.
 
-    The smallest attainable p is 1 / (permutations + 1); each permutation evaluates its panel
-    and candidates (`per_permutation` signatures) with every classifier. The rate is this
+    The smallest attainable p is 1 / (permutations + 1); each permutation evaluates its
+    candidates (`per_permutation` signatures) with every classifier. The rate is this
     run's evaluations over its whole wall time, set-up included, so the seconds are an upper
     estimate on the same backend and workers.
     """
     permutations = int(np.ceil(1 / target - 1 - 1e-9))
-    evaluations = int(np.ceil(permutations * per_permutation)) * n_classifiers
+    evaluations = permutations * per_permutation * n_classifiers
     measured = evaluated > 0 and seconds > 0
     return {
         "p": target,
