@@ -52,6 +52,7 @@ GROUPS = {
         "workers",
         "signatures_per_slice",
         "server_url",
+        "ca_bundle",
         "slice_timeout",
         "max_slice_retries",
         "retry_backoff",
@@ -178,7 +179,7 @@ def describe(exc: ValidationError) -> str:
 
 def check_inputs(params: SearchParameters) -> None:
     """What the run would refuse later, found before Prefect starts (UsageError, DatasetError)."""
-    for name in ("input_path", "sample_sheet", "annotation_path", "contrasts"):
+    for name in ("input_path", "sample_sheet", "annotation_path", "contrasts", "ca_bundle"):
         path = getattr(params, name)
         if path and not Path(path).is_file():
             option = FLAGS.get(name, flag(name))
@@ -191,7 +192,8 @@ def check_inputs(params: SearchParameters) -> None:
             "export the server's admin token (its var/admin-token)"
         )
     if params.server_url:
-        client = ServerClient(params.server_url, os.environ["SIGSEARCH_ADMIN_TOKEN"])
+        token = os.environ["SIGSEARCH_ADMIN_TOKEN"]
+        client = ServerClient(params.server_url, token, ca_bundle=params.ca_bundle)
         if refused := client.admin_token_refused():
             raise UsageError(
                 f"{refused}: SIGSEARCH_ADMIN_TOKEN is not its admin token; export the one in "

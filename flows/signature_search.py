@@ -20,7 +20,7 @@ from flows.backends import make_backend
 from flows.params import injected_faults, takes_fields_of
 from server.embedded import EmbeddedServer
 from tasks.execution import history
-from tasks.execution.client import ServerClient
+from tasks.execution.client import CA_BUNDLE_VARIABLE, ServerClient
 from tasks.execution.history import Journal
 from tasks.execution.rounds import (
     JobContext,
@@ -125,7 +125,15 @@ def serve_or_connect(params: SearchParameters, deadline: float) -> Iterator[Serv
         token = os.environ.get("SIGSEARCH_ADMIN_TOKEN")
         if not token:
             raise ValueError("server_url is set but SIGSEARCH_ADMIN_TOKEN is not")
-        yield ServerClient(params.server_url, token, ride_out_until=deadline, logger=logger)
+        if params.ca_bundle:  # local workers read it from the environment, as the client can
+            os.environ[CA_BUNDLE_VARIABLE] = params.ca_bundle
+        yield ServerClient(
+            params.server_url,
+            token,
+            ride_out_until=deadline,
+            logger=logger,
+            ca_bundle=params.ca_bundle,
+        )
         return
     admin_token = secrets.token_urlsafe(32)
     server = EmbeddedServer.for_data(Path(params.data_dir), Path(params.database), admin_token)

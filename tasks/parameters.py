@@ -85,6 +85,11 @@ class SearchParameters(BaseModel):
     server_url: str = Field(
         "", description="URL of a running data server; when empty, an embedded one is started"
     )
+    ca_bundle: str | None = Field(
+        None,
+        description="PEM file of the CA that signed an https server_url's certificate "
+        "(default: $SIGSEARCH_CA_BUNDLE, else the system's CAs)",
+    )
     slice_timeout: float = Field(600.0, gt=0, description="seconds before a slice is lost")
     max_slice_retries: int = Field(2, ge=0, le=20, description="redeployments of failed slices")
     retry_backoff: float = Field(

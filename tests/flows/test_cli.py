@@ -103,6 +103,7 @@ def test_bad_options_are_refused_in_one_line(argv, said):
         (["--input", "{tmp}/malformed.tsv"], "malformed.tsv"),
         (["--n-signature", "100"], "unrecognized arguments: --n-signature 100"),
         (["--sample-sheet", "{tmp}/none.tsv"], "none.tsv: no such file (--sample-sheet)"),
+        (["--ca-bundle", "{tmp}/ca.pem"], "ca.pem: no such file (--ca-bundle)"),
         (["--server-url", "http://192.0.2.1:5001"], "SIGSEARCH_ADMIN_TOKEN is not set"),
         (["--validation-fraction", "0.3"], "discovery class 'AML' has 8 samples, fewer than"),
     ],
