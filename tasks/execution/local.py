@@ -72,7 +72,8 @@ def check_origin(url: str, allowed: tuple[str, ...]) -> None:
 def post_envelope(session, url: str, fields: dict, allowed: tuple[str, ...]) -> None:
     """POST the DCP result envelope; a non-2xx answer after retries fails the slice."""
     check_origin(url, allowed)
-    session.post(url, data=fields, timeout=HTTP_TIMEOUT).raise_for_status()
+    # Explicitly: requests lets $REQUESTS_CA_BUNDLE override a session's own `verify`.
+    session.post(url, data=fields, timeout=HTTP_TIMEOUT, verify=session.verify).raise_for_status()
 
 
 class JsStringObject:
