@@ -33,8 +33,10 @@ WRITE_WAIT_SECONDS = 30.0
 READY_WAIT_SECONDS = 5.0
 
 
-# The run_inputs row of a run's config: slice numbers are never negative.
+# The run_inputs rows of a run's config and of its work function's source: slice numbers
+# are never negative.
 CONFIG_SLICE = -1
+WORK_SLICE = -2
 
 
 class DatabaseBusy(Exception):
@@ -59,7 +61,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE TABLE IF NOT EXISTS run_inputs (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
-    slice INTEGER NOT NULL,  -- CONFIG_SLICE for the run's config
+    slice INTEGER NOT NULL,  -- CONFIG_SLICE: the run's config; WORK_SLICE: its work function
     content TEXT NOT NULL,
     PRIMARY KEY (run_id, slice)
 );
@@ -366,7 +368,7 @@ class InputConflict(Exception):
 
 
 def store_inputs(run_id: str, inputs: dict[int, str]) -> list[int]:
-    """Store a run's inputs (slice -> JSON text), all or none; the slices stored differently."""
+    """Store a run's inputs (slice -> text), all or none; the slices stored differently."""
 
     def insert(conn: sqlite3.Connection) -> None:
         conflicts = []
@@ -389,7 +391,7 @@ def store_inputs(run_id: str, inputs: dict[int, str]) -> list[int]:
 
 
 def get_input(run_id: str, slice_no: int) -> str | None:
-    """A registered input's JSON text (CONFIG_SLICE: the config), or None."""
+    """A registered input's text (CONFIG_SLICE: the config, WORK_SLICE: the work), or None."""
     row = (
         get_db()
         .execute(

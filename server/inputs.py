@@ -1,7 +1,9 @@
-"""Slice inputs and run configs: registered by the flow (admin token), fetched by workers by URL.
+"""Slice inputs, run configs and the work function: registered by the flow (admin token),
+fetched by workers by URL.
 
 With them a DCP job's input set is URLs on this server, so the scheduler never sees which
-probesets a slice evaluates, nor the contrast, folds or seed of the run.
+probesets a slice evaluates, nor the contrast, folds or seed of the run; and with the work
+function's source served here too, the job carries only a stub that fetches it, not the method.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ def _json_text(value: str) -> str:
 JsonText = Annotated[str, AfterValidator(_json_text)]
 
 
+def _source_text(value: str) -> str:
+    if not value:
+        raise ValueError("must be the work function's source text: it is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be text (UTF-8): it holds a lone surrogate") from None
+    return value
+
+
+SourceText = Annotated[str, AfterValidator(_source_text)]
+
+
 class SliceInput(BaseModel):
     """One slice's datum, as JSON text."""
 
@@ -43,17 +58,22 @@ class SliceInput(BaseModel):
 
 
 class InputSet(BaseModel):
-    """Some of a run's inputs: its config and slice data (JSON text each)."""
+    """Some of a run's inputs: its config and slice data (JSON text each), its work source."""
 
     model_config = ConfigDict(strict=True)
     config: JsonText | None = None
     slices: list[SliceInput] = []
+    work: SourceText | None = None  # Python source, not JSON: served as it is
+
+
+# What a 409 calls the reserved rows.
+RESERVED_NAMES = {db.CONFIG_SLICE: "config", db.WORK_SLICE: "work"}
 
 
 @bp.post("/<run_id>")
 @require_admin
 def register_inputs(run_id: str):
-    """Store a run's config and slice data once (repeats with the same content are fine)."""
+    """Store a run's config, slice data and work once (repeats with the same content are fine)."""
     run = run_or_404(run_id)
     refuse_if_finished(run)
     body = parse_body(InputSet)
@@ -63,11 +83,13 @@ def register_inputs(run_id: str):
         abort(400, description=f"slices {unexpected} are not expected by this run")
     if body.config is not None:
         inputs[db.CONFIG_SLICE] = body.config
+    if body.work is not None:
+        inputs[db.WORK_SLICE] = body.work
     if not inputs:
-        abort(400, description="nothing to register: give 'config' or 'slices'")
+        abort(400, description="nothing to register: give 'config', 'slices' or 'work'")
     conflicts = db.store_inputs(run_id, inputs)
     if conflicts:
-        names = ["config" if s == db.CONFIG_SLICE else f"slice {s}" for s in conflicts]
+        names = [RESERVED_NAMES.get(s, f"slice {s}") for s in sorted(conflicts)]
         abort(409, description=f"{', '.join(names)} already registered with other content")
     return jsonify(ok=True, run_id=run_id, registered=len(inputs)), 201
 
@@ -77,6 +99,13 @@ def get_config(run_id: str):
     """The run's config (JSON as text/plain), for its token."""
     _check_worker_access(run_id)
     return _input_text(run_id, db.CONFIG_SLICE)
+
+
+@bp.get("/<run_id>/work")
+def get_work(run_id: str):
+    """The run's work function source (Python as text/plain), for its token."""
+    _check_worker_access(run_id)
+    return _input_text(run_id, db.WORK_SLICE)
 
 
 @bp.get("/<run_id>/slices/<number>")

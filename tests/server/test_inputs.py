@@ -132,3 +132,48 @@ def test_no_token_reaches_the_logs(registered, caplog):
             registered.get(f"/inputs/run1/{path}?token={RUN_TOKEN}")
         registered.get(f"/inputs/run1/config?token={RUN_TOKEN}x")
     assert caplog.records and RUN_TOKEN not in caplog.text and ADMIN not in caplog.text
+
+
+WORK = 'def evaluate_slice(datum, dataset, config):\n    return "{é}"  # not JSON\n'
+
+
+def test_the_work_function_is_served_as_plain_text_to_the_run_token(registered):
+    body = {"work": WORK}
+    assert registered.post("/inputs/run1", headers=AUTH, json=body).status_code == 201
+    response = registered.get(f"/inputs/run1/work?token={RUN_TOKEN}")
+    assert response.status_code == 200 and response.get_data(as_text=True) == WORK
+    # text/plain: a DCP worker hands it to Python as a str, as it does the dataset
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert registered.get("/inputs/run1/work").status_code == 401
+    assert registered.get(f"/inputs/run1/work?token={RUN_TOKEN}x").status_code == 403
+
+
+def test_the_work_function_registers_once_with_the_config_and_refuses_other_text(client):
+    assert client.post("/runs", headers=AUTH, json=REGISTRATION).status_code == 201
+    assert client.get(f"/inputs/run1/work?token={RUN_TOKEN}").status_code == 404
+    body = {**INPUTS, "work": WORK}
+    response = client.post("/inputs/run1", headers=AUTH, json=body)
+    assert response.status_code == 201 and response.json["registered"] == 5
+    # A retried flow run registers the same text again: fine.
+    assert client.post("/inputs/run1", headers=AUTH, json=body).status_code == 201
+    other = client.post("/inputs/run1", headers=AUTH, json={"work": WORK + "# changed\n"})
+    assert other.status_code == 409 and other.json["reason"].startswith("work already")
+    assert client.get(f"/inputs/run1/work?token={RUN_TOKEN}").get_data(as_text=True) == WORK
+
+
+@pytest.mark.parametrize(
+    ("work", "reason"),
+    [("", "'work': must be the work function's source text"), (7, "'work'")],
+)
+def test_bad_work_texts_are_refused(client, work, reason):
+    assert client.post("/runs", headers=AUTH, json=REGISTRATION).status_code == 201
+    response = client.post("/inputs/run1", headers=AUTH, json={"work": work})
+    assert response.status_code == 400 and reason in response.json["reason"]
+    assert client.get(f"/inputs/run1/work?token={RUN_TOKEN}").status_code == 404
+
+
+def test_a_finished_run_serves_no_work_function(registered):
+    assert registered.post("/inputs/run1", headers=AUTH, json={"work": WORK}).status_code == 201
+    assert registered.post("/runs/run1/finish", headers=AUTH).status_code == 200
+    assert registered.get(f"/inputs/run1/work?token={RUN_TOKEN}").status_code == 410
