@@ -267,43 +267,53 @@ class ServerClient:
     def register_inputs(
         self,
         run_id: str,
-        config_json: str,
+        config_json: str | None,
         slices: dict[int, str] | Iterator[tuple[int, str]],
         batch: int = INPUT_BATCH,
+        work: str | None = None,
     ) -> int:
         """Register a run's config and slice data (JSON text each), `batch` slices a request.
 
         `slices` is slice -> text, or (slice, text) pairs sent as they come (an iterator
-        is read one request at a time, never whole); returns the slices registered.
+        is read one request at a time, never whole); `work` is the work function's source;
+        returns the slices registered.
         """
         # The counts only grow: their max is the last, and taking it sends every request.
-        return max(self.register_input_batches(run_id, config_json, slices, batch), default=0)
+        batches = self.register_input_batches(run_id, config_json, slices, batch, work)
+        return max(batches, default=0)
 
     def register_input_batches(
         self,
         run_id: str,
-        config_json: str,
+        config_json: str | None,
         slices: dict[int, str] | Iterator[tuple[int, str]],
         batch: int = INPUT_BATCH,
+        work: str | None = None,
     ) -> Iterator[int]:
         """`register_inputs` a request at a time: yields the slices registered after each one.
 
-        The config goes with the first request (alone when there are no slices), so a
-        caller may deploy the slices registered so far and go on registering the rest.
+        The config and the work source (those given) go with the first request (alone when
+        there are no slices), so a caller may deploy the slices registered so far and go on
+        registering the rest.
         """
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         pairs = iter(sorted(slices.items()) if isinstance(slices, dict) else slices)
         path, registered, first = f"/inputs/{quote(run_id)}", 0, True
+        once = {
+            key: value
+            for key, value in (("config", config_json), ("work", work))
+            if value is not None
+        }
         while True:
             chunk = []
             for number, datum in pairs:
                 chunk.append({"slice": number, "datum": datum})
                 if len(chunk) == batch:
                     break
-            if not chunk and not first:
+            if not chunk and not (first and once):
                 return
-            body = {"slices": chunk, **({"config": config_json} if first else {})}
+            body = {"slices": chunk, **(once if first else {})}
             self._call("POST", path, json=body)
             registered, first = registered + len(chunk), False
             yield registered
@@ -349,6 +359,10 @@ class ServerClient:
     def config_url(self, run_id: str, token: str) -> str:
         """The URL a worker fetches a run's registered config from."""
         return f"{self.base_url}/inputs/{quote(run_id)}/config?token={quote(token)}"
+
+    def work_url(self, run_id: str, token: str) -> str:
+        """The URL a worker fetches a run's registered work function source from."""
+        return f"{self.base_url}/inputs/{quote(run_id)}/work?token={quote(token)}"
 
     def sink_url(self, run_id: str, token: str) -> str:
         """The result-storage URL workers post to."""

@@ -107,6 +107,26 @@ def test_without_slices_the_config_is_registered_alone(client):
     )
 
 
+def test_the_work_source_goes_once_with_the_first_request_and_is_served_as_is(client, monkeypatch):
+    client.register_run("run6", "demo", RUN_TOKEN, [1, 2, 3])
+    work = "def evaluate_slice(datum, dataset, config):\n    return '{}'\n"
+    calls = []
+    real_call = client._call
+    monkeypatch.setattr(
+        client, "_call", lambda *a, **k: calls.append(k["json"]) or real_call(*a, **k)
+    )
+    pairs = iter([(n, str(n)) for n in range(1, 4)])
+    assert client.register_inputs("run6", None, pairs, batch=2, work=work) == 3
+    assert [set(body) for body in calls] == [{"slices", "work"}, {"slices"}]  # no config
+    served = requests.get(client.work_url("run6", RUN_TOKEN), timeout=10)
+    assert served.text == work and served.headers["Content-Type"].startswith("text/plain")
+    assert requests.get(client.config_url("run6", RUN_TOKEN), timeout=10).status_code == 404
+    # A retried flow run registers the same work again; other work is refused.
+    assert client.register_inputs("run6", None, {}, work=work) == 0
+    with pytest.raises(RuntimeError, match="HTTP 409"):
+        client.register_inputs("run6", None, {}, work=work + "#")
+
+
 def test_exactly_full_batches_send_no_empty_request(client, monkeypatch):
     client.register_run("run5", "demo", RUN_TOKEN, [1, 2, 3, 4])
     calls = []
