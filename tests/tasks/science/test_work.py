@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -14,7 +15,13 @@ import pytest
 import threadpoolctl
 
 from tasks.science.plan import pack_slices, plan_signatures
-from tasks.science.work import load_work_function, work_function_source
+from tasks.science.work import (
+    load_work_function,
+    remote_work_stub,
+    source_sha256,
+    work_function_source,
+    worker_source,
+)
 from tasks.science.worker import CLASSIFIERS, evaluate_slice
 
 from ...conftest import ROOT
@@ -69,6 +76,80 @@ def test_shipped_source_runs_the_same(slice_datum, golub_text):
     a = json.loads(shipped(json.dumps(slice_datum), golub_text, config))
     b = json.loads(evaluate_slice(slice_datum, golub_text, config))
     assert a["records"] == b["records"]
+
+
+@pytest.fixture
+def fresh_sandbox(monkeypatch):
+    """A worker process that has compiled no work source yet."""
+    monkeypatch.setattr(builtins, "_signature_search_worker", None, raising=False)
+
+
+def stub_config(sha256=None, **config):
+    """A config as the flow registers it for the remote stub."""
+    sha256 = source_sha256(worker_source()) if sha256 is None else sha256
+    return json.dumps({"case": "AML", "cv_folds": 3, "worker_sha256": sha256, **config})
+
+
+def test_the_remote_stub_runs_the_fetched_source_as_the_worker_does(
+    fresh_sandbox, slice_datum, golub_text
+):
+    stub = load_work_function(remote_work_stub())
+    config = stub_config(classifiers=["svm", "logistic"])
+    a = json.loads(stub(json.dumps(slice_datum), golub_text, config, worker_source()))
+    b = json.loads(evaluate_slice(slice_datum, golub_text, config))  # the extra key is ignored
+    assert a["records"] == b["records"]
+    # A JS String object (a JsProxy under Pyodide) and a mapping config work too.
+    c = json.loads(stub(slice_datum, golub_text, json.loads(config), JsString(worker_source())))
+    assert c["records"] == b["records"]
+
+
+def test_the_remote_stub_compiles_the_source_once_per_sandbox(
+    fresh_sandbox, slice_datum, golub_text, monkeypatch
+):
+    stub = load_work_function(remote_work_stub())
+    config = stub_config(classifiers=["logistic"])
+    compiled = []
+    real_compile = builtins.compile
+    monkeypatch.setattr(
+        builtins, "compile", lambda *a, **k: compiled.append(a[1]) or real_compile(*a, **k)
+    )
+    for _ in range(3):
+        stub(json.dumps(slice_datum), golub_text, config, worker_source())
+    # (numpy and scikit-learn compile snippets of their own)
+    assert compiled.count("signature_search_worker.py") == 1
+
+
+@pytest.mark.parametrize("expected", ["0" * 64, ""])
+def test_the_remote_stub_refuses_a_source_of_another_sha256(
+    fresh_sandbox, slice_datum, golub_text, expected
+):
+    stub = load_work_function(remote_work_stub())
+    actual = source_sha256(worker_source() + "#")
+    wanted = expected or "none (it has no worker_sha256)"
+    message = f"has sha256 {actual}, the config expects {wanted}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        stub(json.dumps(slice_datum), golub_text, stub_config(expected), worker_source() + "#")
+    assert getattr(builtins, "_signature_search_worker", None) is None  # nothing ran
+
+
+def test_a_sandbox_that_ran_one_source_checks_the_next_against_its_config(
+    fresh_sandbox, slice_datum, golub_text
+):
+    stub = load_work_function(remote_work_stub())
+    stub(
+        json.dumps(slice_datum), golub_text, stub_config(classifiers=["logistic"]), worker_source()
+    )
+    with pytest.raises(ValueError, match="the config expects " + "1" * 64):
+        stub(json.dumps(slice_datum), golub_text, stub_config("1" * 64), worker_source())
+
+
+def test_the_remote_stub_names_neither_the_method_nor_a_classifier():
+    stub = remote_work_stub()
+    source = worker_source()
+    assert "def score_classifier" in source and "sklearn" in source
+    for name in [*CLASSIFIERS, "sklearn", "score_classifier", "StratifiedKFold", "numpy"]:
+        assert name not in stub, name
+    assert len(stub) < 2000 < len(work_function_source())
 
 
 def test_unknown_classifier_and_wrong_dataset_are_refused(slice_datum, golub_text):
