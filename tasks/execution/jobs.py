@@ -23,6 +23,9 @@ class JobSpec:
     attempt: int = 0  # the round of retries this job is (0: the first deployment)
     slice_numbers: tuple[int, ...] = ()  # plan slice of each element, as `slices`
     remote_inputs: bool = False  # slices and config are URLs on the server, not the data
+    # Where a remote work stub (`work_source`) fetches the work function's source, with the
+    # run token: the job's last argument. None: `work_source` is the whole work function.
+    work_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class Backend(Protocol):
     """Deploys jobs, at most `parallelism` slices at a time (what bounds a round's time).
 
     With `remote_inputs` its jobs carry URLs of slice data and config, registered on the
-    server, instead of the data: the DCP scheduler then never sees them.
+    server, instead of the data: the DCP scheduler then never sees them. With
+    `remote_work_function` they carry a stub and the URL of the work function's source.
     """
 
     # Read-only: a backend may give them as properties (computed from its options).
@@ -63,6 +67,9 @@ class Backend(Protocol):
 
     @property
     def remote_inputs(self) -> bool: ...
+
+    @property
+    def remote_work_function(self) -> bool: ...
 
     def deploy(self, spec: JobSpec) -> JobHandle:
         """Start a job and return its handle."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from tasks.execution.client import ServerClient
 from tasks.execution.jobs import Backend, JobHandle, JobSpec, SliceEvent
 from tasks.science.plan import Signature, iter_slice_inputs, slice_count
+from tasks.science.work import WORKER_SHA256_KEY, source_sha256
 from tasks.status import RunStatus, SliceConflict
 
 if TYPE_CHECKING:  # the worker's types, without loading scikit-learn
@@ -38,6 +39,9 @@ class JobContext:
     slice_timeout: float
     deadline: float  # time.monotonic() after which no round starts or continues
     retry_backoff: float = 5.0  # seconds before round 1, doubling, at most MAX_BACKOFF
+    # The work function's source, registered on the server for `work_source`, a remote stub,
+    # to fetch; '' when `work_source` carries it itself.
+    work_text: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def job_spec(
         config = ctx.client.config_url(run_id, ctx.token)
     else:
         inputs = tuple(text for _, text in slices.texts(numbers))
-        config = json.dumps(ctx.config, sort_keys=True)
+        config = config_text(ctx)
     return JobSpec(
         name=f"{job_name}#{attempt}",
         slices=inputs,
@@ -172,12 +176,36 @@ def job_spec(
         attempt=attempt,
         slice_numbers=tuple(numbers),
         remote_inputs=remote,
+        work_url=ctx.client.work_url(run_id, ctx.token) if ctx.work_text else None,
     )
 
 
+def config_text(ctx: JobContext) -> str:
+    """The run's config as JSON; with a remote work function, naming its source's sha256."""
+    config: dict = dict(ctx.config)
+    if ctx.work_text:  # the stub runs only the source it names
+        config[WORKER_SHA256_KEY] = source_sha256(ctx.work_text)
+    return json.dumps(config, sort_keys=True)
+
+
+def needs_registration(ctx: JobContext) -> bool:
+    """Whether the run's jobs fetch anything registered on the server besides the dataset."""
+    return ctx.backend.remote_inputs or bool(ctx.work_text)
+
+
 def register_inputs(ctx: JobContext, run_id: str, slices: SliceSource) -> None:
-    """Put a run's config and every slice's datum on the server, streamed, for jobs to fetch."""
-    ctx.client.register_inputs(run_id, json.dumps(ctx.config, sort_keys=True), slices.texts())
+    """Put on the server what a run's jobs fetch: config and slice data, and the work source.
+
+    Slices are streamed; config and slices only with remote inputs, the source only for a
+    remote work function. A retried flow run registers the same again, which is fine.
+    """
+    remote = ctx.backend.remote_inputs
+    ctx.client.register_inputs(
+        run_id,
+        config_text(ctx) if remote else None,
+        slices.texts() if remote else {},
+        work=ctx.work_text or None,
+    )
 
 
 def run_slices(
@@ -199,7 +227,7 @@ def run_slices(
     outcome = RunOutcome(run_id)
     if isinstance(slices, dict):
         slices = ListedSlices(slices)
-    if ctx.backend.remote_inputs:
+    if needs_registration(ctx):
         register_inputs(ctx, run_id, slices)
     status = ctx.client.status(run_id)
     remaining = sorted(set(slices.numbers()) - set(status["received"]))

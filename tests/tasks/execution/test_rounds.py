@@ -8,6 +8,7 @@ import pytest
 from tasks.execution.client import Outage
 from tasks.execution.jobs import JobSpec, SliceEvent
 from tasks.execution.rounds import JobContext, ListedSlices, PlannedSlices, job_spec, run_slices
+from tasks.science.work import source_sha256
 
 
 class FakeServer:
@@ -16,6 +17,7 @@ class FakeServer:
     def __init__(self, expected: list[int]) -> None:
         self.expected, self.received, self.errored, self.attempts = expected, set(), [], {}
         self.inputs: list[tuple] = []  # (run, config, slices) of each registration
+        self.works: list[tuple] = []  # (run, work source) of each registration that gave one
         self.outages: list[Outage] = []  # what ServerClient.ride_out recorded
         self.away: list[str] = []  # what wait_until_serving finds at each call ('' = serving)
 
@@ -35,11 +37,13 @@ class FakeServer:
     def register_attempt(self, run_id: str, attempt: int, slices: list[int]) -> None:
         self.attempts[attempt] = slices
 
-    def register_inputs(self, run_id: str, config_json: str, slices) -> None:
+    def register_inputs(self, run_id: str, config_json, slices, work=None) -> None:
         pairs = dict(slices)  # (number, text) pairs, as ServerClient takes them
-        self.inputs.append(
-            (run_id, json.loads(config_json), {k: json.loads(v) for k, v in pairs.items()})
-        )
+        if config_json is not None or pairs:
+            config = None if config_json is None else json.loads(config_json)
+            self.inputs.append((run_id, config, {k: json.loads(v) for k, v in pairs.items()}))
+        if work is not None:
+            self.works.append((run_id, work))
 
     def dataset_url(self, name: str, token: str) -> str:
         return f"http://127.0.0.1:1/datasets/{name}?token={token}"
@@ -49,6 +53,9 @@ class FakeServer:
 
     def config_url(self, run_id: str, token: str) -> str:
         return f"http://127.0.0.1:1/inputs/{run_id}/config?token={token}"
+
+    def work_url(self, run_id: str, token: str) -> str:
+        return f"http://127.0.0.1:1/inputs/{run_id}/work?token={token}"
 
     def sink_url(self, run_id: str, token: str) -> str:
         return f"http://127.0.0.1:1/dcp-results/{run_id}?token={token}"
@@ -105,7 +112,9 @@ SLICES = {k: {"slice": k, "signatures": [{"id": k, "probesets": ["a", "b"]}]} fo
 CONFIG = {"case": "AML", "dataset_sha256": "ab" * 32}
 
 
-def context(outcome_of, max_retries=2, seconds=30.0, backoff=0.0, remote_inputs=False):
+def context(
+    outcome_of, max_retries=2, seconds=30.0, backoff=0.0, remote_inputs=False, work_text=""
+):
     server = FakeServer(sorted(SLICES))
     backend = ScriptedBackend(server, outcome_of, remote_inputs)
     ctx = JobContext(
@@ -119,6 +128,7 @@ def context(outcome_of, max_retries=2, seconds=30.0, backoff=0.0, remote_inputs=
         slice_timeout=5.0,
         deadline=time.monotonic() + seconds,
         retry_backoff=backoff,
+        work_text=work_text,
     )
     return ctx, backend, server
 
@@ -235,8 +245,32 @@ def test_remote_inputs_are_registered_once_and_every_job_carries_only_their_urls
 def test_inline_inputs_register_nothing():
     ctx, backend, server = context(lambda a, n: "result")
     run(ctx)
-    assert server.inputs == [] and not backend.specs[0].remote_inputs
+    assert server.inputs == server.works == [] and not backend.specs[0].remote_inputs
     assert json.loads(backend.specs[0].config_json) == CONFIG
+    assert backend.specs[0].work_url is None
+
+
+WORK = "def evaluate_slice(datum, dataset, config):\n    return '{}'\n"
+
+
+@pytest.mark.parametrize("remote_inputs", [True, False])
+def test_a_remote_work_function_is_registered_and_named_by_url_and_sha256(remote_inputs):
+    ctx, backend, server = context(
+        lambda a, n: "error" if (a, n) == (0, 2) else "result",
+        remote_inputs=remote_inputs,
+        work_text=WORK,
+    )
+    assert run(ctx).failed == {} and len(backend.specs) == 2
+    assert server.works == [("run", WORK)]  # once per run, with its inputs
+    expected = {**CONFIG, "worker_sha256": source_sha256(WORK)}
+    if remote_inputs:
+        assert server.inputs == [("run", expected, SLICES)]
+    else:  # only the work is registered; the config travels in the job, sha256 and all
+        assert server.inputs == []
+        assert all(json.loads(spec.config_json) == expected for spec in backend.specs)
+    work_url = "http://127.0.0.1:1/inputs/run/work?token=t0k3n-xxxxxxxxxxxxxxxx"
+    assert [spec.work_url for spec in backend.specs] == [work_url, work_url]
+    assert all(WORK not in repr(spec) for spec in backend.specs)
 
 
 def test_a_round_interrupted_by_an_outage_does_not_use_up_a_retry():
