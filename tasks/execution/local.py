@@ -1,8 +1,9 @@
 """The `local` backend: worker processes that behave as DCP workers started with --allow-origin.
 
 Each worker fetches the job's URLs (the dataset; with remote inputs the slice's datum and
-the config too) over HTTP (allowed origins only) and decodes them by Content-Type, runs
-the shipped work-function source on a slice with a `dcp` module that counts progress,
+the config too; with a remote work function the work function's source) over HTTP (allowed
+origins only) and decodes them by Content-Type, runs the shipped work-function text (the
+remote stub, by default) on a slice with a `dcp` module that counts progress,
 and POSTs the DCP result envelope to the result-storage URL, as DCP's Pyodide worktime
 does: no progress is a failed slice (ENOPROGRESS), and an exception is posted as the
 slice's result. A manager thread hands out slices, replaces dead workers and kills slices
@@ -142,11 +143,17 @@ def exception_result(exc: BaseException) -> dict:
 
 
 def slice_arguments(spec: dict, datum: str, allowed: tuple[str, ...]) -> tuple:
-    """(datum, dataset, config) of a slice as the worktime passes them: URLs fetched and decoded."""
+    """(datum, dataset, config[, work]) of a slice as the worktime passes them: URLs fetched.
+
+    The work function's source is the job's last argument when the job ships the remote stub.
+    """
     config = spec["config_json"]
     if spec["remote_inputs"]:
         datum, config = fetch_argument(datum, allowed), fetch_argument(config, allowed)
-    return datum, fetch_argument(spec["dataset_url"], allowed), config
+    arguments = [datum, fetch_argument(spec["dataset_url"], allowed), config]
+    if spec.get("work_url"):
+        arguments.append(fetch_argument(spec["work_url"], allowed))
+    return tuple(arguments)
 
 
 def _run_slice(
@@ -270,6 +277,7 @@ class LocalJob:
             "result_url": self.spec.result_url,
             "result_params": self.spec.result_params,
             "remote_inputs": self.spec.remote_inputs,
+            "work_url": self.spec.work_url,
         }
         # Each worker is sent its element's datum only: a job's slices may be many.
         pending = collections.deque(range(1, len(self.spec.slices) + 1))
@@ -344,6 +352,7 @@ class LocalBackend:
     slice_timeout: float = 600.0
     faults: FaultPlan = field(default_factory=FaultPlan)
     remote_inputs: bool = True  # fetch slice data and config by URL, as DCP jobs do
+    remote_work_function: bool = True  # ship the stub; workers fetch the source, as on DCP
 
     @property
     def parallelism(self) -> int:

@@ -25,7 +25,12 @@ from tasks.execution.local import (
 from tasks.io import read_input, save_prepared
 from tasks.science.dataset import PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
-from tasks.science.work import work_function_source
+from tasks.science.work import (
+    remote_work_stub,
+    source_sha256,
+    work_function_source,
+    worker_source,
+)
 
 from ...conftest import GOLUB
 
@@ -43,19 +48,39 @@ def server(tmp_path_factory):
     embedded.stop()
 
 
-def make_spec(client, summary, run_id, n_slices, work_source=None, remote_inputs=False):
+def make_spec(
+    client,
+    summary,
+    run_id,
+    n_slices,
+    work_source=None,
+    remote_inputs=False,
+    remote_work: bool | str = False,
+):
+    """A registered run's job; `remote_work`: the stub, the source on the server.
+
+    `remote_work` may be the sha256 the config names instead of the source's.
+    """
     token = secrets.token_urlsafe(24)
     probesets = [f for f in GOLUB.read_text().split("\n", 1)[0].split("\t")[1:]]
     slices = pack_slices(plan_signatures(probesets, n_slices, 3, 5, 11), 1)
     client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
     data = {s["slice"]: json.dumps(s) for s in slices}
-    config = json.dumps({**CONFIG, "dataset_sha256": summary.sha256})
+    config_fields = {**CONFIG, "dataset_sha256": summary.sha256}
+    work_url = None
+    if remote_work:
+        named = remote_work if isinstance(remote_work, str) else source_sha256(worker_source())
+        config_fields["worker_sha256"] = named
+        client.register_inputs(run_id, None, {}, work=worker_source())
+        work_url, work_source = client.work_url(run_id, token), remote_work_stub()
+    config = json.dumps(config_fields)
     if remote_inputs:
         client.register_inputs(run_id, config, data)
         data = {k: client.slice_url(run_id, k, token) for k in data}
         config = client.config_url(run_id, token)
     return JobSpec(
         name=run_id,
+        work_url=work_url,
         slices=tuple(data.values()),
         work_source=work_source or work_function_source(),
         dataset_url=client.dataset_url("golub", token),
@@ -106,6 +131,34 @@ def test_slices_fetched_by_url_give_the_records_of_slices_sent_inline(server):
         events = run_to_end(backend, spec)
         assert sorted(e.element for e in events if e.kind == "result") == [1, 2, 3, 4]
     assert stored(client, "remote-True") == stored(client, "remote-False")
+
+
+def test_a_fetched_work_function_gives_the_records_of_the_shipped_one(server):
+    client, summary = server
+    backend = LocalBackend(workers=2, allowed_origins=(client.base_url,), slice_timeout=120)
+    for remote in (False, True):
+        spec = make_spec(
+            client, summary, f"work-{remote}", 3, remote_inputs=True, remote_work=remote
+        )
+        assert (spec.work_url is not None) == remote
+        assert ("def score_classifier" in spec.work_source) != remote
+        events = run_to_end(backend, spec)
+        assert sorted(e.element for e in events if e.kind == "result") == [1, 2, 3]
+    assert stored(client, "work-True") == stored(client, "work-False")
+
+
+def test_a_fetched_work_function_of_another_sha256_is_a_slice_error(server):
+    client, summary = server
+    spec = make_spec(client, summary, "work-sha", 1, remote_work="0" * 64)
+    backend = LocalBackend(workers=1, allowed_origins=(client.base_url,), slice_timeout=60)
+    events = run_to_end(backend, spec)
+    assert [e.kind for e in events if e.element] == ["error"]
+    [error] = client.status("work-sha")["errored"]
+    actual = source_sha256(worker_source())
+    assert (
+        f"ValueError: work function from the job's work URL has sha256 {actual}" in error["error"]
+    )
+    assert "the config expects " + "0" * 64 in error["error"]
 
 
 def test_slices_of_a_finished_run_cannot_be_fetched(server):
