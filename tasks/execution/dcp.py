@@ -67,6 +67,11 @@ class DcpOptions(BaseModel):
         description="slices and config are URLs on the server that workers fetch, so the "
         "scheduler never sees probesets, labels, folds or seed",
     )
+    remote_work_function: bool = Field(
+        True,
+        description="the job carries a stub; workers fetch the work function's source from the "
+        "server (checked by sha256), so the scheduler never sees the method or classifiers",
+    )
 
 
 class DcpError(RuntimeError):
@@ -200,7 +205,10 @@ def build_job(dcp, spec: JobSpec, opts: DcpOptions, group: ComputeGroup | None):
         inputs, config = dcp.compute.RemoteDataSet(list(spec.slices)), make_url(spec.config_json)
     else:
         inputs, config = list(spec.slices), spec.config_json
-    job = dcp.compute_for(inputs, spec.work_source, [make_url(spec.dataset_url), config])
+    arguments = [make_url(spec.dataset_url), config]
+    if spec.work_url is not None:  # the remote stub's source: fetched by workers like the data
+        arguments.append(make_url(spec.work_url))
+    job = dcp.compute_for(inputs, spec.work_source, arguments)
     job.public = {
         "name": opts.job_name,
         "description": spec.name,
@@ -655,6 +663,11 @@ class DcpBackend:
     def remote_inputs(self) -> bool:
         """Whether jobs carry URLs of slice data and config instead of the data."""
         return self.opts.remote_inputs
+
+    @property
+    def remote_work_function(self) -> bool:
+        """Whether jobs carry the remote stub and the URL of the work source, not the source."""
+        return self.opts.remote_work_function
 
     def deploy(self, spec: JobSpec) -> DcpJob:
         """Deploy through the SDK in a child process."""

@@ -27,7 +27,7 @@ from tasks.execution.dcp import (
     supervise,
 )
 from tasks.execution.jobs import JobSpec
-from tasks.science.work import WORK_MODULES, work_function_source
+from tasks.science.work import WORK_MODULES, remote_work_stub, work_function_source
 
 from ...conftest import ROOT
 from ...dcp_offline import CLOSED, offline_sdk_env
@@ -102,6 +102,57 @@ def test_built_job_with_remote_inputs_has_a_remote_input_set_and_a_config_url(of
     job = built_job(spec, offline_env)
     assert job["remote_inputs"] is True and job["slices"] == urls
     assert job["arguments"] == [spec["dataset_url"], spec["config_json"]]
+
+
+ARGUMENTS = """
+import json, sys, dcp
+dcp.init()
+import pythonmonkey as pm
+from tasks.execution.dcp import DcpOptions, build_job
+from tasks.execution.jobs import JobSpec
+job = build_job(dcp, JobSpec(**json.loads(sys.argv[1])), DcpOptions(), None)
+describe = pm.eval("(a) => Array.from(a, (v) => v instanceof URL ? {url: v.href} : v)")
+print(json.dumps({"arguments": [dict(a) if not isinstance(a, str) else a
+                                for a in describe(job.js_ref.jobArguments)],
+                  "work_function": job._get_raw_work_function()}))
+"""
+
+
+def test_built_job_with_a_remote_work_function_carries_the_stub_and_the_work_url(offline_env):
+    work_url = "http://10.1.2.3:5001/inputs/run/work?token=t0k3n"
+    spec = {
+        "name": "run-main#0",
+        "slices": ["http://10.1.2.3:5001/inputs/run/slices/1?token=t0k3n"],
+        "work_source": remote_work_stub(),
+        "dataset_url": "http://10.1.2.3:5001/datasets/golub?token=t0k3n",
+        "config_json": "http://10.1.2.3:5001/inputs/run/config?token=t0k3n",
+        "result_url": "http://10.1.2.3:5001/dcp-results/run?token=t0k3n",
+        "remote_inputs": True,
+        "work_url": work_url,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", ARGUMENTS, json.dumps(spec)],
+        cwd=ROOT,
+        env=offline_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    job = json.loads(out.stdout.strip().splitlines()[-1])
+    # URL objects, as the dataset's: the worker fetches each before the first slice.
+    assert job["arguments"] == [
+        {"url": spec["dataset_url"]},
+        {"url": spec["config_json"]},
+        {"url": work_url},
+    ]
+    assert job["work_function"].strip() == remote_work_stub().strip()
+    assert "def score_classifier" not in job["work_function"]
+
+
+def test_remote_work_function_is_on_by_default_and_can_be_turned_off():
+    assert DcpOptions().remote_work_function is True
+    assert DcpOptions(remote_work_function=False).remote_work_function is False
 
 
 def test_preflight_names_every_problem_quickly(tmp_path, monkeypatch):
