@@ -52,7 +52,7 @@ from tasks.redact import redact_http_logs
 from tasks.report.build import SearchRecords, run_summary, with_split
 from tasks.science.dataset import PreparedSummary
 from tasks.science.tables import top_signature_list
-from tasks.science.work import work_function_source
+from tasks.science.work import remote_work_stub, work_function_source, worker_source
 from tasks.steps import (
     abandon_run,
     build_report_task,
@@ -151,13 +151,17 @@ def job_context(
     discovery: list[int] | None,
 ) -> JobContext:
     """What the run's jobs share: backend, server, a fresh run token, config and limits."""
+    backend = make_backend(params, client.base_url)
+    # A remote work function: the jobs ship the stub, the server serves worker.py's text.
+    remote_work = backend.remote_work_function
     return JobContext(
-        backend=make_backend(params, client.base_url),
+        backend=backend,
         client=client,
         token=secrets.token_urlsafe(24),
         dataset_name=dataset.name,
         config=worker_config(params, dataset, discovery),
-        work_source=work_function_source(),
+        work_source=remote_work_stub() if remote_work else work_function_source(),
+        work_text=worker_source() if remote_work else "",
         max_retries=params.max_slice_retries,
         slice_timeout=params.slice_timeout,
         deadline=deadline,
