@@ -79,7 +79,8 @@ def top_candidates(
     genes = columns[plan.indices]
     best_pos = np.zeros((n_rows, 0), dtype=np.int64)
     best_score = np.zeros((n_rows, 0))
-    per_chunk = max(1, _CHUNK_VALUES // max(1, n_rows * 9))
+    per_signature = len(plan.indices) / max(1, n)  # probesets a signature, on average
+    per_chunk = max(1, int(_CHUNK_VALUES / max(1.0, n_rows * per_signature)))
     for start in range(0, n, per_chunk):
         stop = min(n, start + per_chunk)
         lo, hi = plan.offsets[start], plan.offsets[stop]
@@ -120,11 +121,10 @@ def screened_in(
     all_ids, all_scores = np.hstack(ids), np.hstack(scores)
     order = np.lexsort((all_ids, -all_scores), axis=1)[:, :k]
     chosen = np.take_along_axis(all_ids, order, axis=1)
-    by_id = {int(i) + plan.first_id: plan for plan, best in found for i in np.unique(best)}
-    return {
-        key: tuple(by_id[int(i)][int(i) - by_id[int(i)].first_id] for i in row)
-        for key, row in zip(keys, chosen)
+    signature_of = {
+        int(i) + plan.first_id: plan[int(i)] for plan, best in found for i in np.unique(best)
     }
+    return {key: tuple(signature_of[int(i)] for i in row) for key, row in zip(keys, chosen)}
 
 
 def plan_null(
