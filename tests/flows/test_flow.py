@@ -20,8 +20,10 @@ from prefect.exceptions import ParameterBindError
 from pydantic import ValidationError
 
 from flows.signature_search import NothingComputed, SlicesFailed, signature_search
+from tasks.execution.local import LocalBackend
 from tasks.parameters import FAULTS_VARIABLE, SearchParameters
 from tasks.science.dataset import DatasetError
+from tasks.science.work import remote_work_stub
 
 from ..conftest import GOLUB
 
@@ -139,9 +141,19 @@ def test_same_tables_with_two_workers_and_with_absorbed_faults(workdir, referenc
     # A hang is found by the slice timeout; on a loaded machine other slices may time out
     # too, so there are retries enough for them: the run is slower, never red.
     faulty_params = params(workdir, workers=2, slice_timeout=10, max_slice_retries=6)
+    deployed = []
+    real_deploy = LocalBackend.deploy
+    monkeypatch.setattr(
+        LocalBackend, "deploy", lambda self, spec: deployed.append(spec) or real_deploy(self, spec)
+    )
     state = run_with_faults(monkeypatch, faults, **faulty_params)
     faulty = state.result()
     assert tables(faulty) == tables(reference_run)
+    # Every job, retries and the null's included, shipped the stub and fetched the work source.
+    assert len(deployed) >= 3
+    for spec in deployed:
+        assert spec.work_source == remote_work_stub() and "/work?token=" in spec.work_url
+        assert "def score_classifier" not in repr(spec)
     run = json.loads((Path(faulty["run_dir"]) / "run.json").read_text())
     first, retry = run["main"]["rounds"][:2]
     failed_first = {int(s): reason for s, reason in first["failed"].items()}
