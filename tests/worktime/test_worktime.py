@@ -26,7 +26,12 @@ from tasks.io import read_input, save_prepared
 from tasks.science.dataset import PrepareOptions, prepare_dataset
 from tasks.science.plan import pack_slices, plan_signatures
 from tasks.science.tables import records_from_results
-from tasks.science.work import work_function_source
+from tasks.science.work import (
+    remote_work_stub,
+    source_sha256,
+    work_function_source,
+    worker_source,
+)
 from tasks.science.worker import CLASSIFIERS, evaluate_slice
 
 from ..conftest import GOLUB
@@ -35,15 +40,17 @@ from .harness import export_job, run_slice
 from .pyodide_dist import pyodide_dir
 
 pytestmark = pytest.mark.worktime
-PROBE = """def probe(datum, dataset, config):
+PROBE = """def probe(datum, dataset, config, *work):
     import json
     import dcp
     dcp.progress()
-    return json.dumps([type(v).__name__ for v in (datum, dataset, config)])
+    return json.dumps([type(v).__name__ for v in (datum, dataset, config, *work)])
 """
-SILENT = """def silent(datum, dataset, config):
+SILENT = """def silent(datum, *arguments):
     return "{}"
 """
+# What the work function's source holds and a remote stub's job must not: the method.
+METHOD = ["def score_classifier", "RandomForestClassifier", "StratifiedKFold", *CLASSIFIERS]
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +81,8 @@ class Worker:
         self.client, self.summary = client, summary
         self.offline_sdk, self.pyodide, self.tmp = offline_sdk, pyodide, tmp_path
 
-    def context(self, backend, token: str, **config) -> JobContext:
-        """What a run's jobs share, as the flow makes it."""
+    def context(self, backend, token: str, remote_work: bool = True, **config) -> JobContext:
+        """What a run's jobs share, as the flow makes it (the remote stub unless told)."""
         defaults = {"case": "AML", "cv_folds": 3, "seed": 1, "classifiers": CLASSIFIERS}
         return JobContext(
             backend=backend,
@@ -83,20 +90,35 @@ class Worker:
             token=token,
             dataset_name="golub",
             config={**defaults, "dataset_sha256": self.summary.sha256, **config},
-            work_source=work_function_source(),
+            work_source=remote_work_stub() if remote_work else work_function_source(),
             max_retries=1,
             slice_timeout=300,
             deadline=time.monotonic() + 900,
             retry_backoff=0.0,
+            work_text=worker_source() if remote_work else "",
         )
 
-    def spec(self, run_id: str, slices: list[dict], remote_inputs: bool = True) -> JobSpec:
-        """A registered run's first job, built and registered as `rounds.run_slices` does."""
+    def spec(
+        self,
+        run_id: str,
+        slices: list[dict],
+        remote_inputs: bool = True,
+        remote_work: bool = True,
+        served_work: str | None = None,
+    ) -> JobSpec:
+        """A registered run's first job, built and registered as `rounds.run_slices` does.
+
+        With `served_work` the server serves that text as the work source (a tampered one)
+        while the config names the real source's sha256.
+        """
         token = secrets.token_urlsafe(24)
         self.client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
-        ctx = self.context(Unused(remote_inputs), token)
+        ctx = self.context(Unused(remote_inputs), token, remote_work)
         listed = rounds.ListedSlices({s["slice"]: s for s in slices})
-        if remote_inputs:
+        if served_work is not None:
+            config = rounds.config_text(ctx)
+            self.client.register_inputs(run_id, config, listed.texts(), work=served_work)
+        elif rounds.needs_registration(ctx):
             rounds.register_inputs(ctx, run_id, listed)
         return rounds.job_spec(ctx, run_id, run_id, listed, 0, listed.numbers())
 
@@ -143,7 +165,8 @@ def test_the_work_function_receives_str_arguments(worker, remote_inputs):
     spec = worker.spec(f"types-{remote_inputs}", golub_slices(1, 1), remote_inputs)
     report = worker.run(worker.export(spec, work_function=PROBE), 1)
     assert report["verdict"] == "complete", report
-    assert json.loads(report["result"]) == ["str", "str", "str"]
+    # datum, dataset, config and the work function's source, fetched like the dataset
+    assert json.loads(report["result"]) == ["str", "str", "str", "str"]
 
 
 @pytest.mark.parametrize("remote_inputs", [True, False])
@@ -164,6 +187,35 @@ def test_with_remote_inputs_the_job_the_sdk_builds_names_no_probeset_label_or_da
         assert set(found) == set(secrets_of_the_study)
 
 
+def test_with_a_remote_work_function_the_job_carries_neither_the_method_nor_classifiers(worker):
+    slices = golub_slices(2, 1)
+    spec = worker.spec("stub-job", slices)
+    remote = worker.export(spec).read_text()
+    inline = worker.export(worker.spec("inline-job", slices, remote_work=False)).read_text()
+    assert [text for text in METHOD if text in remote] == []
+    assert spec.work_url in remote  # the source's URL, as such
+    # The contrast: the same check finds all of it in a job that ships the source.
+    assert [text for text in METHOD if text in inline] == METHOD
+    sizes = {"remote_stub": len(remote.encode()), "inline_source": len(inline.encode())}
+    print(f"exported job bytes: {sizes}")
+    assert sizes["remote_stub"] < sizes["inline_source"] / 2, sizes
+
+
+def test_a_work_source_of_another_sha256_ends_as_a_slice_error_that_says_so(worker):
+    tampered = worker_source() + "\n# changed on the server\n"
+    spec = worker.spec("tampered", golub_slices(1, 1), served_work=tampered)
+    assert worker.fetch(spec.work_url) == tampered
+    report = worker.run(worker.export(spec), 1)
+    assert report["verdict"] == "workError", report
+    message = (
+        f"ValueError: work function from the job's work URL has sha256 {source_sha256(tampered)}, "
+        f"the config expects {source_sha256(worker_source())}"
+    )
+    assert message in report["result"]["message"]
+    [error] = worker.client.status("tampered")["errored"]
+    assert message in error["error"]  # the sink's slice error, which the flow retries
+
+
 def test_a_slice_runs_as_on_cpython_and_reaches_the_sink_once_even_when_re_executed(worker):
     # 10 signatures x 6 classifiers: a result POST of 60 records through the worker's code.
     slices = golub_slices(10, 10)
@@ -174,10 +226,11 @@ def test_a_slice_runs_as_on_cpython_and_reaches_the_sink_once_even_when_re_execu
     assert first["progressEvents"][-1] == 1 and len(first["progressEvents"]) >= 10 + 1
     assert first["receipt"]["recorded"] == "stored"
     assert again["receipt"]["recorded"] == "duplicate"  # other timings, same records
-    # The worker fetched its datum, the config and the dataset from the server.
-    assert spec.remote_inputs
+    # The worker fetched its datum, the config, the dataset and the work source from the server.
+    assert spec.remote_inputs and spec.work_url
     datum, config = worker.fetch(spec.slices[0]), worker.fetch(spec.config_json)
     assert json.loads(datum) == slices[0] and json.loads(config)["case"] == "AML"
+    assert worker.fetch(spec.work_url) == worker_source()
     on_pyodide = json.loads(first["result"])
     on_cpython = json.loads(evaluate_slice(datum, worker.fetch(spec.dataset_url), config))
     assert on_pyodide["records"] == on_cpython["records"]
@@ -244,6 +297,7 @@ def test_an_exception_on_a_worker_is_a_slice_error_that_the_flow_retries(worker)
     for run_id in ("retried", "wrong-dataset"):
         worker.client.register_run(run_id, "golub", token, [s["slice"] for s in slices])
     config = {"case": "AML", "cv_folds": 3, "classifiers": ["logistic"], "dataset_sha256": "0" * 64}
+    config["worker_sha256"] = source_sha256(worker_source())  # the work source is not at fault
     worker.client.register_inputs("wrong-dataset", json.dumps(config), {})
     backend = WorktimeBackend(worker, worker.client.config_url("wrong-dataset", token))
     ctx = worker.context(backend, token, classifiers=["logistic"])
