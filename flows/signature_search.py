@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -52,7 +52,13 @@ from tasks.redact import redact_http_logs
 from tasks.report.build import SearchRecords, run_summary, with_split
 from tasks.science.dataset import PreparedSummary
 from tasks.science.tables import top_signature_list
-from tasks.science.work import remote_work_stub, work_function_source, worker_source
+from tasks.science.work import (
+    WORKER_SHA256_KEY,
+    remote_work_stub,
+    source_sha256,
+    work_function_source,
+    worker_source,
+)
 from tasks.steps import (
     abandon_run,
     build_report_task,
@@ -75,7 +81,7 @@ from tasks.steps import (
 )
 
 if TYPE_CHECKING:  # the worker's types, without loading scikit-learn
-    from tasks.science.worker import SliceDatum
+    from tasks.science.worker import SliceDatum, WorkerConfig
 
 
 class SlicesFailed(RuntimeError):
@@ -154,12 +160,16 @@ def job_context(
     backend = make_backend(params, client.base_url)
     # A remote work function: the jobs ship the stub, the server serves worker.py's text.
     remote_work = backend.remote_work_function
+    config = worker_config(params, dataset, discovery)
+    # Named either way, so that a retried run that switches remote_work_function registers
+    # the same config (the inline shim ignores it).
+    config = cast("WorkerConfig", {**config, WORKER_SHA256_KEY: source_sha256(worker_source())})
     return JobContext(
         backend=backend,
         client=client,
         token=secrets.token_urlsafe(24),
         dataset_name=dataset.name,
-        config=worker_config(params, dataset, discovery),
+        config=config,
         work_source=remote_work_stub() if remote_work else work_function_source(),
         work_text=worker_source() if remote_work else "",
         max_retries=params.max_slice_retries,
