@@ -179,12 +179,14 @@ def _options(server: RunningServer, headers: dict[str, str]) -> requests.Respons
     )
 
 
+def _preflight(server: RunningServer, origin: str, method: str, **asked: str):
+    """A CORS preflight from `origin` for `method`, with more Access-Control-Request-* headers."""
+    headers = {f"Access-Control-Request-{k.replace('_', '-').title()}": v for k, v in asked.items()}
+    return _options(server, {"Origin": origin, "Access-Control-Request-Method": method, **headers})
+
+
 def test_preflight_for_an_allowed_origin(https_server):
-    response = _options(
-        https_server,
-        {"Origin": ALLOWED, "Access-Control-Request-Method": "GET",
-         "Access-Control-Request-Headers": "content-type"},
-    )  # fmt: skip
+    response = _preflight(https_server, ALLOWED, "GET", headers="content-type")
     assert response.status_code == 204
     headers = response.headers
     assert headers["Access-Control-Allow-Origin"] == ALLOWED
@@ -200,22 +202,14 @@ def test_preflight_for_an_allowed_origin(https_server):
 
 
 def test_preflight_asking_for_the_private_network(https_server):
-    response = _options(
-        https_server,
-        {"Origin": ALLOWED, "Access-Control-Request-Method": "POST",
-         "Access-Control-Request-Private-Network": "true"},
-    )  # fmt: skip
+    response = _preflight(https_server, ALLOWED, "POST", private_network="true")
     assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
     assert response.headers["Access-Control-Allow-Private-Network"] == "true"
 
 
 def test_preflight_from_another_origin_is_refused_without_cors_headers(https_server):
-    response = _options(
-        https_server,
-        {"Origin": "https://evil.example", "Access-Control-Request-Method": "GET",
-         "Access-Control-Request-Private-Network": "true"},
-    )  # fmt: skip
+    response = _preflight(https_server, "https://evil.example", "GET", private_network="true")
     assert response.status_code == 403
     assert "evil.example" in response.json()["reason"]
     assert not [h for h in response.headers if h.lower().startswith("access-control-")]
