@@ -52,10 +52,10 @@ def offline_env(tmp_path):
     return {**os.environ, **offline_sdk_env(tmp_path)}
 
 
-def built_job(spec: dict, env: dict) -> dict:
+def built_job(spec: dict, env: dict, script: str | None = None) -> dict:
     """What `build_job` makes of a JobSpec with the real SDK offline (`describe_job`)."""
     out = subprocess.run(
-        [sys.executable, "-c", BUILD, json.dumps(spec)],
+        [sys.executable, "-c", script or BUILD, json.dumps(spec)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -130,16 +130,7 @@ def test_built_job_with_a_remote_work_function_carries_the_stub_and_the_work_url
         "remote_inputs": True,
         "work_url": work_url,
     }
-    out = subprocess.run(
-        [sys.executable, "-c", ARGUMENTS, json.dumps(spec)],
-        cwd=ROOT,
-        env=offline_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    job = json.loads(out.stdout.strip().splitlines()[-1])
+    job = built_job(spec, offline_env, ARGUMENTS)
     # URL objects, as the dataset's: the worker fetches each before the first slice.
     assert job["arguments"] == [
         {"url": spec["dataset_url"]},
