@@ -81,7 +81,8 @@ def lower_p_figures(content: Content, target: float = 0.001) -> dict | None:
     null = content.analysis.null
     if null is None:
         return None
-    per_permutation = null.n_candidates or null.n_panel  # the panel stays on the first ones
+    # A run's own permutations evaluate its panel and its candidates (the latter may overlap).
+    per_permutation = null.n_candidates + null.n_panel
     n_classifiers = len(content.classifiers)
     searched = int(content.analysis.outcome["signatures evaluated"])
     evaluated = int(searched + null.per_permutation["n_signatures"].sum()) * n_classifiers
