@@ -224,7 +224,9 @@ def run_jobs(
     """The main and null jobs, the search's earlier batches, then held-out validation."""
     rows = plan.split[0] if plan.split else None
     stored = plan.search_dir if params.extend_search else None
-    null = plan_null_task(str(dataset.path), plan.protocol, plan.batch, rows, stored)
+    null = plan_null_task(
+        str(dataset.path), plan.protocol, plan.signatures, plan.batch, rows, stored
+    )
     perm_slices = null_slices(params, null, plan.slices.per_slice)
     main, records, perm, perm_records = evaluate(ctx, dataset, plan, perm_slices)
     search = SearchRecords((plan.batch,), plan.signatures, records, perm_records)

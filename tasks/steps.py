@@ -137,10 +137,11 @@ def plan_task(
     return signatures, PlannedSlices(signatures, signatures_per_slice)
 
 
-@task(name="plan-null")
+@task(name="plan-null", persist_result=False, cache_policy=NO_CACHE)
 def plan_null_task(
     dataset_path: str,
     protocol: SearchProtocol,
+    signatures: SignaturePlan,
     batch: int,
     rows: list[int] | None,
     search_dir: Path | None,
@@ -154,7 +155,7 @@ def plan_null_task(
     probesets = read_probesets(path)
     return plan_null(
         read_screen_input(path, protocol.case, rows),
-        [protocol.plan_compact(probesets, b) for b in batches],
+        [*(protocol.plan_compact(probesets, b) for b in earlier), signatures],
         (protocol.null_signatures, protocol.null_candidates),
         (
             [batch_seed(protocol.seed, b) for b in batches],
