@@ -35,6 +35,7 @@ GROUPS = {
         "pair",
         "adjust_features",
         "contrasts",
+        "probesets",
     ),
     "search": (
         "n_signatures",
@@ -134,11 +135,13 @@ def add_option(group, option: str, dest: str, field: FieldInfo) -> None:
     if get_origin(kind) is Literal:
         options["choices"] = get_args(kind)
     elif get_origin(kind) is list:
-        names = get_args(get_args(kind)[0])
+        names = get_args(get_args(kind)[0])  # a Literal's choices; none for free text
         options["type"] = lambda text: text.split(",")
         options["metavar"] = "NAME[,NAME...]"
-        options["help"] += f"; comma-separated, of {', '.join(names)}"
-        default = "all" if list(default) == list(names) else ",".join(default)
+        options["help"] += (
+            f"; comma-separated, of {', '.join(names)}" if names else "; comma-separated"
+        )
+        default = "all" if names and list(default) == list(names) else ",".join(default)
     else:
         options["metavar"] = METAVARS.get(kind, "TEXT")
     if default not in (None, ""):

@@ -61,6 +61,11 @@ class SearchParameters(BaseModel):
         description="a contrasts TSV (columns id, variable, reference, target, optional "
         "covariates): one search, report and Prefect subflow per contrast, and an index page",
     )
+    probesets: list[str] = Field(
+        default_factory=list,
+        description="only these probesets, in this order (a federated search's common "
+        "universe); empty: every probeset preparation keeps",
+    )
     case: str | None = Field(None, description="case label; when unset, the minority label")
     control: str | None = Field(None, description="control label; when unset, the other label")
     n_signatures: int = Field(300, ge=1, le=10_000_000, description="random signatures to evaluate")
@@ -192,4 +197,6 @@ def preparation_options(params: SearchParameters) -> dict:
         "counts",
         "adjust_features",
     )
-    return {name: getattr(params, name) for name in names}
+    options = {name: getattr(params, name) for name in names}
+    # Only when set: the key of every other preparation (its cached file's name) stays as it was.
+    return options | ({"probesets": tuple(params.probesets)} if params.probesets else {})

@@ -51,6 +51,8 @@ class PrepareOptions:
     pair: str | None = None  # the sample-sheet column naming each sample's pair or patient
     counts: bool = False  # RNA-seq counts: filterByExpr, TMM, voom
     adjust_features: bool = False  # the classifiers see the covariates' effects removed
+    # A federated search's common universe: these probesets only, in this order (all if empty).
+    probesets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,8 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
             f"classifiers see the values with {', '.join(design.covariates)} removed "
             "(removeBatchEffect, phenotype not used)"
         )
+    if options.probesets:
+        matrix, de_input = _restrict(matrix, de_input, options.probesets, path, decisions)
     decisions.append(
         f"{matrix.shape[1]} probesets; {counts[case]} '{case}' and {counts[control]} '{control}'"
     )
@@ -228,6 +232,26 @@ def prepare_dataset(raw: RawDataset, options: PrepareOptions) -> PreparedDataset
         model,
         None if de_input is None else de_input.set_axis(sample_ids),
     )
+
+
+def _restrict(
+    matrix: pd.DataFrame,
+    de_input: pd.DataFrame | None,
+    probesets: tuple[str, ...],
+    path: Path,
+    decisions: list[str],
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The given probesets only, in their order; DatasetError names any preparation lacks."""
+    missing = [p for p in probesets if p not in matrix.columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: {len(missing)} of the {len(probesets)} requested probesets are not in the "
+            f"prepared data: {', '.join(missing[:10])}"
+        )
+    check_unique(list(probesets), "requested probeset", path)
+    decisions.append(f"kept the {len(probesets)} probesets asked for (of {matrix.shape[1]})")
+    keep = list(probesets)
+    return matrix.loc[:, keep], None if de_input is None else de_input.loc[:, keep]
 
 
 def _design(
