@@ -134,6 +134,42 @@ def malformed_result(value: object, slice_no: int) -> str | None:
         return "malformed result: not a JSON object with a 'records' list"
     if value.get("slice") != slice_no:
         return f"malformed result: it says slice {value.get('slice')!r}, posted as slice {slice_no}"
+    return malformed_predictions(value)
+
+
+def _is_row(item: object) -> bool:
+    """A dataset row number (bool is an int to Python, not to us)."""
+    return isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= db.MAX_INTEGER
+
+
+def _is_probability(item: object) -> bool:
+    """A number in [0, 1] (JSON has no NaN here: the content parser refused it)."""
+    return isinstance(item, int | float) and not isinstance(item, bool) and 0 <= item <= 1
+
+
+def malformed_predictions(value: dict) -> str | None:
+    """Why a result's out-of-fold scores (a predictions slice's) are malformed, or None.
+
+    `scored_rows` names the samples; every record with an AUC has one score per sample, a
+    record without (a classifier that could not fit) has none.
+    """
+    rows, records = value.get("scored_rows"), value["records"]
+    if rows is None:
+        if any(isinstance(r, dict) and "scores" in r for r in records):
+            return "malformed result: records carry 'scores' but it has no 'scored_rows'"
+        return None
+    if not isinstance(rows, list) or not all(map(_is_row, rows)) or len(set(rows)) < len(rows):
+        return "malformed result: 'scored_rows' is not a list of distinct row numbers"
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            return f"malformed result: record {i} is not an object"
+        scores = record.get("scores")
+        if scores is None and record.get("auc") is None:
+            continue
+        if not isinstance(scores, list) or len(scores) != len(rows):
+            return f"malformed result: record {i} has no list of {len(rows)} scores"
+        if not all(map(_is_probability, scores)):
+            return f"malformed result: record {i} has a score that is not a number in [0, 1]"
     return None
 
 

@@ -63,6 +63,7 @@ class WorkerConfig(TypedDict, total=False):
     rows: list[int]  # the discovery samples the search sees (default: all)
     validation_rows: list[int]  # held-out samples a validation slice scores once
     permutation_seed: int | None
+    predictions: bool  # also return each record's out-of-fold scores (for ROC curves)
 
 
 class ParsedDataset(NamedTuple):
@@ -341,8 +342,14 @@ def native_thread_limit() -> contextlib.AbstractContextManager:
     return threadpoolctl.threadpool_limits(limits=1)
 
 
-def score_classifier(x: np.ndarray, labels: SliceLabels, make_model: Callable[[], Any]) -> dict:
-    """AUC and accuracy of one classifier's out-of-fold probabilities, or why it failed."""
+def score_classifier(
+    x: np.ndarray, labels: SliceLabels, make_model: Callable[[], Any], keep_scores: bool = False
+) -> dict:
+    """AUC and accuracy of one classifier's out-of-fold probabilities, or why it failed.
+
+    The AUC is pooled: one ROC over every sample's out-of-fold probability, not a mean over
+    folds. With `keep_scores`, the record also holds those probabilities (`scored` order).
+    """
     y, scored = labels.y, labels.scored
     try:
         # cross_val_predict's fits and predictions, without its per-call overhead.
@@ -352,10 +359,13 @@ def score_classifier(x: np.ndarray, labels: SliceLabels, make_model: Callable[[]
             for train, test in labels.splits:
                 model = make_model().fit(x[train], y[train])
                 proba[test] = model.predict_proba(x[test])[:, 1]
-        return {
+        record = {
             "auc": float(roc_auc_score(y[scored], proba[scored])),
             "accuracy": float(np.mean((proba[scored] >= 0.5) == y[scored])),
         }
+        if keep_scores:
+            record["scores"] = proba[scored].tolist()
+        return record
     except Exception as exc:  # a classifier that cannot fit is reported, not fatal
         return {"auc": None, "accuracy": None, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -378,6 +388,7 @@ def evaluate_signatures(
 ) -> tuple[list[dict], float]:
     """Every (signature, classifier) record of the slice, and the seconds spent fitting."""
     seed, names, progress = int(config.get("seed", 0)), classifier_names(config), slice_progress()
+    keep_scores = bool(config.get("predictions"))
     records, fit_seconds = [], 0.0
     signatures = datum["signatures"]
     # Inputs are validated above; skipping sklearn's per-fit re-validation keeps its results.
@@ -390,7 +401,8 @@ def evaluate_signatures(
             x = dataset.matrix[np.ix_(labels.used, columns)]
             for name in names:
                 fit_started = time.perf_counter()
-                scores = score_classifier(x, labels, functools.partial(FACTORIES[name], seed))
+                make_model = functools.partial(FACTORIES[name], seed)
+                scores = score_classifier(x, labels, make_model, keep_scores)
                 fit_seconds += time.perf_counter() - fit_started
                 records.append({"signature": int(signature["id"]), "classifier": name, **scores})
             progress((done + 1) / len(signatures))
@@ -413,7 +425,7 @@ def evaluate_slice(datum: Any, dataset: Any, config: Any) -> str:
     permutation_seed = slice_datum.get("permutation_seed", worker_config.get("permutation_seed"))
     labels = slice_labels(parsed.labels, worker_config, permutation_seed)
     records, fit_seconds = evaluate_signatures(parsed, slice_datum, labels, worker_config)
-    result = {
+    result: dict[str, Any] = {
         "slice": int(slice_datum["slice"]),
         "dataset_sha256": parsed.sha256,
         "permutation_seed": None if permutation_seed is None else int(permutation_seed),
@@ -431,4 +443,6 @@ def evaluate_slice(datum: Any, dataset: Any, config: Any) -> str:
             "scikit-learn": sklearn.__version__,
         },
     }
+    if worker_config.get("predictions"):  # the dataset rows each record's `scores` are of
+        result["scored_rows"] = labels.used[labels.scored].tolist()
     return json.dumps(result, sort_keys=True)

@@ -57,3 +57,18 @@ def register(base_url: str, run_id: str = "run1", expected=(1, 2, 3)) -> None:
 
 def result_content(element: int, value: float = 0.5) -> str:
     return json.dumps({"slice": element, "records": [{"signature": element, "auc": value}]})
+
+
+def predictions(element: int = 1, records=None, scores=(0.25, 0.75), **changes) -> str:
+    """A predictions slice's result (two samples), with `changes` to its fields."""
+    record = {"signature": 1, "classifier": "svm", "auc": 1.0}
+    if scores is not None:
+        record["scores"] = list(scores)
+    content = {"slice": element, "records": [record] if records is None else records}
+    content["scored_rows"] = [3, 0]
+    for key, value in changes.items():
+        if value is None:
+            content.pop(key)
+        else:
+            content[key] = value
+    return json.dumps(content)

@@ -6,7 +6,7 @@ import logging
 import pytest
 import requests
 
-from .conftest import ADMIN, DATASET, RUN_TOKEN, register, result_content
+from .conftest import ADMIN, DATASET, RUN_TOKEN, predictions, register, result_content
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
@@ -150,6 +150,19 @@ def test_errors_status_and_paged_results(live_server):
     ).json()
     assert [r["slice"] for r in rest["results"]] == [3]
     assert rest["results"][0]["content"]["records"][0]["auc"] == 0.5
+
+
+def test_a_predictions_result_is_stored_with_its_scores_and_a_failed_fit_without(live_server):
+    register(live_server)
+    failed = {"signature": 1, "classifier": "svm", "auc": None, "error": "ValueError: x"}
+    fitted = json.loads(predictions())["records"][0]
+    content = predictions(records=[fitted, failed])
+    posted = requests.post(sink(live_server), data={"element": "1", "content": content}, timeout=5)
+    assert posted.json()["recorded"] == "stored"
+    results = requests.get(f"{live_server}/runs/run1/results", headers=AUTH, timeout=5).json()
+    [stored] = results["results"]
+    assert stored["content"]["scored_rows"] == [3, 0]
+    assert stored["content"]["records"][0]["scores"] == [0.25, 0.75]
 
 
 def test_retry_attempt_maps_elements_to_plan_slices(live_server):

@@ -14,7 +14,7 @@ import requests
 from server import create_app
 from tasks.redact import redact
 
-from .conftest import ADMIN, DATASET, RUN_TOKEN, register, result_content
+from .conftest import ADMIN, DATASET, RUN_TOKEN, predictions, register, result_content
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 HUGE = str(2**70)
@@ -230,6 +230,17 @@ def test_concurrent_hostile_requests_never_500(live_server):
         ("[1, 2]", "not a JSON object with a 'records' list"),
         ('{"slice": 1}', "not a JSON object with a 'records' list"),
         ('{"slice": 99, "records": []}', "it says slice 99, posted as slice 1"),
+        (predictions(scored_rows=None), "records carry 'scores' but it has no 'scored_rows'"),
+        (predictions(scored_rows=[0, 0]), "not a list of distinct row numbers"),
+        (predictions(scored_rows=[0, -1]), "not a list of distinct row numbers"),
+        (predictions(scored_rows=[0, True]), "not a list of distinct row numbers"),
+        (predictions(scored_rows="0,1"), "not a list of distinct row numbers"),
+        (predictions(scores=[0.5]), "record 0 has no list of 2 scores"),
+        (predictions(scores=None), "record 0 has no list of 2 scores"),
+        (predictions(scores=[0.5, 1.5]), "record 0 has a score that is not a number in [0, 1]"),
+        (predictions(scores=[0.5, "0.1"]), "record 0 has a score that is not a number in [0, 1]"),
+        (predictions(scores=[0.5, False]), "record 0 has a score that is not a number in [0, 1]"),
+        (predictions(records=[7]), "record 0 is not an object"),
     ],
 )
 def test_a_result_that_is_not_a_slices_records_is_kept_as_its_error(client, content, reason):

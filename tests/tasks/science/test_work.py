@@ -374,3 +374,32 @@ def test_packing_does_not_change_any_record(golub_text, held_out):
         by_packing[per_slice] = sorted(records, key=lambda r: (r["signature"], r["classifier"]))
     assert len(by_packing[1]) == 25 * len(CLASSIFIERS)
     assert by_packing[1] == by_packing[7] == by_packing[25]  # exact, not close
+
+
+def golub_cases(text):
+    """Each row's 0/1 label (AML is the case), in the dataset's order."""
+    return np.array([line.split("\t", 1)[0] == "AML" for line in text.strip().split("\n")[1:]])
+
+
+@pytest.mark.parametrize("rows", [None, list(range(37, 0, -2))])
+def test_predictions_are_the_out_of_fold_scores_the_records_are_computed_from(
+    slice_datum, golub_text, rows
+):
+    from sklearn.metrics import roc_auc_score
+
+    config = {"cv_folds": 5, "seed": 2} | ({"rows": rows} if rows else {})
+    plain = run(slice_datum, golub_text, **config)
+    scored = run(slice_datum, golub_text, **config, predictions=True)
+    # The same records (same folds, seeds and fits), each with its samples' scores.
+    without = [{k: v for k, v in r.items() if k != "scores"} for r in scored["records"]]
+    assert without == plain["records"] and "scored_rows" not in plain
+    samples = rows or list(range(38))  # the dataset rows the slice used, in the config's order
+    assert scored["scored_rows"] == samples
+    y = golub_cases(golub_text)[samples]
+    for record in scored["records"]:
+        scores = np.array(record["scores"])
+        assert scores.shape == (len(samples),) and ((scores >= 0) & (scores <= 1)).all()
+        # The record's AUC is the pooled out-of-fold one: sklearn's on the returned scores
+        # (the same computation on the same numbers, so to 1e-12).
+        np.testing.assert_allclose(roc_auc_score(y, scores), record["auc"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.mean((scores >= 0.5) == y), record["accuracy"], atol=1e-12)

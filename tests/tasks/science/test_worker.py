@@ -3,6 +3,7 @@
 import ast
 import builtins
 import contextlib
+import functools
 import hashlib
 import json
 import sys
@@ -187,3 +188,18 @@ def test_native_threads_are_left_alone_under_pyodide(monkeypatch):
 def test_progress_goes_nowhere_without_a_dcp_module(monkeypatch):
     monkeypatch.delitem(sys.modules, "dcp", raising=False)
     assert worker.slice_progress()(0.5) is None
+
+
+def test_score_classifier_keeps_scores_only_when_asked_and_only_for_a_fit():
+    labels = worker.slice_labels(LABELS, {"case": "case", "cv_folds": 2}, None)
+    x = np.arange(12.0).reshape(-1, 1)
+    make = functools.partial(worker.FACTORIES["logistic"], 0)
+    assert "scores" not in worker.score_classifier(x, labels, make)
+    kept = worker.score_classifier(x, labels, make, keep_scores=True)
+    assert len(kept["scores"]) == 12 and all(0 <= s <= 1 for s in kept["scores"])
+
+    class Broken:
+        def fit(self, x, y):
+            raise ArithmeticError("no fit")
+
+    assert "scores" not in worker.score_classifier(x, labels, Broken, keep_scores=True)
