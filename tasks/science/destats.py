@@ -38,6 +38,7 @@ class Moderated:
     s2_prior: float
     df_prior: float
     df_total: float
+    s2_post: np.ndarray  # genes: the moderated (posterior) residual variance
 
 
 def trigamma_inverse(x: float) -> float:
@@ -153,17 +154,25 @@ def ebayes(
     else:
         kernel = (1 + df_total) / 2 * np.log((t2 + df_total) / (t2 / r + df_total))
     lods = np.log(proportion / (1 - proportion)) - np.log(r) / 2 + kernel
-    return Moderated(t, p, lods, s2_prior, float(df_prior), float(df_total))
+    return Moderated(t, p, lods, s2_prior, float(df_prior), float(df_total), s2_post)
 
 
 def limma_table(
-    y: np.ndarray, design: np.ndarray, coef: int, weights: np.ndarray | None = None
+    y: np.ndarray,
+    design: np.ndarray,
+    coef: int,
+    weights: np.ndarray | None = None,
+    standard_errors: bool = False,
 ) -> dict[str, np.ndarray]:
-    """topTable(eBayes(lmFit(y, design, weights)), coef, sort.by = "none") as columns."""
+    """topTable(eBayes(lmFit(y, design, weights)), coef, sort.by = "none") as columns.
+
+    With `standard_errors`, also the moderated standard error of logFC (`SE`, limma's
+    stdev.unscaled * sqrt(s2.post)) and the moderated t's degrees of freedom (`df.total`).
+    """
     fit = lm_fit(y, design, weights)
     mod = ebayes(fit)
     p = mod.p_value[:, coef]
-    return {
+    table = {
         "logFC": fit.coefficients[:, coef],
         "AveExpr": fit.amean,
         "t": mod.t[:, coef],
@@ -171,15 +180,21 @@ def limma_table(
         "adj.P.Val": benjamini_hochberg(p),
         "B": mod.lods[:, coef],
     }
+    if standard_errors:
+        table["SE"] = fit.stdev_unscaled[:, coef] * np.sqrt(mod.s2_post)
+        table["df.total"] = np.full(len(p), mod.df_total)
+    return table
 
 
-def moderated_t(matrix: np.ndarray, is_case: np.ndarray) -> dict[str, np.ndarray]:
+def moderated_t(
+    matrix: np.ndarray, is_case: np.ndarray, standard_errors: bool = False
+) -> dict[str, np.ndarray]:
     """Per-probeset case-vs-control statistics; `matrix` is samples x probesets."""
     case = np.asarray(is_case, dtype=bool)
     if int(case.sum()) < 2 or int((~case).sum()) < 2:
         raise ValueError("each group needs at least 2 samples")
     design = np.column_stack([np.ones(len(case)), case.astype(np.float64)])
-    return limma_table(matrix, design, coef=1)
+    return limma_table(matrix, design, coef=1, standard_errors=standard_errors)
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -198,6 +213,7 @@ def differential_expression(
     control: str,
     model: ExpressionModel | None = None,
     rows: list[int] | None = None,
+    standard_errors: bool = False,
 ) -> pd.DataFrame:
     """limma-style table (probeset index) of case vs control over the given samples.
 
@@ -208,22 +224,27 @@ def differential_expression(
     keep = np.isin(labels_arr, [case, control])
     values, is_case = matrix.to_numpy()[keep], labels_arr[keep] == case
     if model is None or not (model.covariates or model.counts):
-        stats_ = moderated_t(values, is_case)
+        stats_ = moderated_t(values, is_case, standard_errors)
     else:
         chosen = list(range(len(labels))) if rows is None else list(rows)
-        stats_ = model_statistics(values, is_case, model, [r for r, k in zip(chosen, keep) if k])
+        rows_kept = [r for r, k in zip(chosen, keep) if k]
+        stats_ = model_statistics(values, is_case, model, rows_kept, standard_errors)
     return pd.DataFrame(stats_, index=pd.Index(matrix.columns, name="probeset"))
 
 
 def model_statistics(
-    values: np.ndarray, is_case: np.ndarray, model: ExpressionModel, rows: list[int]
+    values: np.ndarray,
+    is_case: np.ndarray,
+    model: ExpressionModel,
+    rows: list[int],
+    standard_errors: bool = False,
 ) -> dict[str, np.ndarray]:
     """The group coefficient's table under the model's design; counts through TMM and voom."""
     design = model.design(is_case, rows)
     if not model.counts:
-        return limma_table(values, design.matrix, design.group_column)
+        return limma_table(values, design.matrix, design.group_column, None, standard_errors)
     from tasks.science.counts import tmm_factors, voom
 
     lib_size = values.sum(axis=1) * tmm_factors(values)
     log_cpm, weights = voom(values, design.matrix, lib_size)
-    return limma_table(log_cpm, design.matrix, design.group_column, weights)
+    return limma_table(log_cpm, design.matrix, design.group_column, weights, standard_errors)

@@ -1,0 +1,1 @@
+"""Federated search: several sites search one plan; only summaries leave a site."""
