@@ -199,3 +199,15 @@ def test_the_layout_is_said_in_words(tmp_path):
     assert prepared.decisions[0] == (
         "input layout: the tutorial's layout (samples as rows, a phenotype column)"
     )
+
+
+def test_preparation_keeps_the_probesets_asked_for_in_their_order():
+    chosen = ("M27891_at", "AFFX-HUMISGF3A/M97935_MA_at", "X95735_at")
+    prepared = prepare(GOLUB, cv_folds=10, probesets=chosen)
+    assert tuple(prepared.matrix.columns) == chosen
+    assert any("kept the 3 probesets asked for (of 3051)" in d for d in prepared.decisions)
+
+
+def test_a_probeset_asked_for_that_preparation_lacks_is_named():
+    with pytest.raises(DatasetError, match=r"golub_all_aml.tsv: 1 of the 2 requested probesets"):
+        prepare(GOLUB, cv_folds=10, probesets=("M27891_at", "NOT_A_PROBESET"))

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from tasks.io import read_prepared
 from tasks.science.destats import benjamini_hochberg, differential_expression
@@ -78,3 +79,14 @@ def test_benjamini_hochberg_keeps_missing_p_values_out_as_r_does():
     # p.adjust(c(0.01, NA, 0.04, 0.03), "BH") in R: NA stays, n counts the 3 others.
     got = benjamini_hochberg(np.array([0.01, np.nan, 0.04, 0.03]))
     np.testing.assert_allclose(got, [0.03, np.nan, 0.04, 0.04], rtol=1e-12)
+
+
+def test_standard_errors_are_r_limma_s_logfc_over_t(reference):
+    """limma's t is logFC / (stdev.unscaled * sqrt(s2.post)): its SE is R's logFC / t."""
+    labels, matrix = read_prepared(GOLUB)
+    table = differential_expression(matrix, labels, "AML", "ALL", standard_errors=True)
+    got = table.loc[reference.index]
+    np.testing.assert_allclose(got["SE"], reference["logFC"] / reference["t"], rtol=1e-6)
+    # R's P.Value back from t on df.total: the degrees of freedom are limma's too.
+    p = 2 * stats.t.sf(np.abs(reference["t"]), got["df.total"])
+    np.testing.assert_allclose(p, reference["P.Value"], rtol=1e-5)
