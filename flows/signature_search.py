@@ -34,11 +34,14 @@ from tasks.io import read_jsonl
 from tasks.parameters import TEST_ONLY, SearchParameters, preparation_options
 from tasks.policy import (
     RECORD_FILES,
+    ROC_SIGNATURES_PER_SLICE,
     JobResults,
     RunPlan,
     dataset_stem,
+    follow_up_run_id,
     null_slices,
     report_inputs,
+    roc_signatures,
     run_key,
     run_record,
     search_protocol,
@@ -64,6 +67,7 @@ from tasks.steps import (
     build_report_task,
     close_intake_task,
     close_runs_task,
+    fetch_predictions_task,
     fetch_records_task,
     find_server_run_task,
     journal_task,
@@ -215,6 +219,8 @@ def run_and_fetch(
     outcome = run_slices_task(ctx, server_run, job_name, slices, kind, plan)
     close_intake_task(ctx.client, server_run)
     path = plan.work_dir / RECORD_FILES[kind]
+    if kind == "predictions":
+        return outcome, fetch_predictions_task(ctx.client, server_run, dataset, path)
     return outcome, fetch_records_task(ctx.client, server_run, dataset.sha256, path)
 
 
@@ -244,10 +250,36 @@ def run_jobs(
         )
     if null is not None:
         search = dataclasses.replace(search, null_design=null.design)
-    if plan.split is None or not tolerated(params, main.failed):
+    if not tolerated(params, main.failed):
         return JobResults(main, perm, None, search, None)
+    predictions, scores = predict(params, ctx, dataset, plan, search)
+    if plan.split is None:
+        return JobResults(main, perm, None, search, None, predictions, scores)
     validation, validation_records = validate(params, ctx, dataset, plan, search)
-    return JobResults(main, perm, validation, search, validation_records)
+    return JobResults(main, perm, validation, search, validation_records, predictions, scores)
+
+
+def predict(
+    params: SearchParameters,
+    ctx: JobContext,
+    dataset: PreparedSummary,
+    plan: RunPlan,
+    search: SearchRecords,
+) -> tuple[RunOutcome | None, pd.DataFrame | None]:
+    """The top signatures' out-of-fold scores for ROC curves: the search's folds and seeds."""
+    top = roc_signatures(search, params.classifiers)
+    if not top:
+        return None, None
+    slices = PlannedSlices(top, ROC_SIGNATURES_PER_SLICE)
+    scoring = dataclasses.replace(ctx, config={**ctx.config, "predictions": True})
+    job_id = follow_up_run_id(plan.run_id, "predictions", top)
+    outcome, scores = run_and_fetch(scoring, dataset, plan, job_id, slices, "predictions")
+    if outcome.failed:  # the report draws the others; the run's outcome is the search's
+        get_run_logger().warning(
+            "ROC curves: predictions slices %s failed; those signatures have no curve",
+            sorted(outcome.failed),
+        )
+    return outcome, scores
 
 
 def validate(

@@ -47,9 +47,9 @@ EXACT_FLOATS: dict[str, Any] = (
 )
 
 
-def save_tsv(frame: pd.DataFrame, path: Path) -> None:
-    """Write a table with a fixed float format, atomically (byte-identical for equal input)."""
-    text = frame.to_csv(sep="\t", index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+def save_tsv(frame: pd.DataFrame, path: Path, float_format: str | None = FLOAT_FORMAT) -> None:
+    """Write a table atomically, floats in one format (None: every digit); equal in, equal out."""
+    text = frame.to_csv(sep="\t", index=False, float_format=float_format, lineterminator="\n")
     write_atomic(Path(path), text.encode("utf-8"))
 
 

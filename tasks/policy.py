@@ -33,6 +33,7 @@ from tasks.science.plan import (
     stratified_split,
 )
 from tasks.science.screen import NullPlan
+from tasks.science.tables import signature_table
 
 if TYPE_CHECKING:
     from tasks.parameters import SearchParameters
@@ -151,10 +152,29 @@ def sample_split(
     return discovery, held_out
 
 
-def validation_run_id(run_id: str, top: Sequence[Signature]) -> str:
-    """The server run validating a top list, named by it: a resumed run may have another one."""
+def follow_up_run_id(run_id: str, kind: str, top: Sequence[Signature]) -> str:
+    """The server run of a follow-up job on a top list, named by it: a resume may have another."""
     digest = hashlib.sha256(json.dumps([s.id for s in top]).encode()).hexdigest()[:8]
-    return f"{run_id}-validation-{digest}"
+    return f"{run_id}-{kind}-{digest}"
+
+
+def validation_run_id(run_id: str, top: Sequence[Signature]) -> str:
+    """The server run validating a top list."""
+    return follow_up_run_id(run_id, "validation", top)
+
+
+# The top signatures whose out-of-fold predictions a follow-up job returns for ROC curves,
+# one a slice: spread over the workers whatever their number (the packing changes no score).
+ROC_SIGNATURES = 5
+ROC_SIGNATURES_PER_SLICE = 1
+
+
+def roc_signatures(search: SearchRecords, classifiers: Sequence[str]) -> list[Signature]:
+    """The best ROC_SIGNATURES ranked signatures of the search, as planned."""
+    table = signature_table(search.signatures, search.records, classifiers, set())
+    by_id = {s.id: s for s in search.signatures}
+    ranked = table.dropna(subset=["rank"]).head(ROC_SIGNATURES)
+    return [by_id[int(i)] for i in ranked["signature"]]
 
 
 def null_slices(
@@ -191,6 +211,7 @@ RECORD_FILES = {
     "main": "records.tsv",
     "permutation": "permutation_records.tsv",
     "validation": "validation_records.tsv",
+    "predictions": "predictions.tsv",
 }
 
 
@@ -224,11 +245,13 @@ class JobResults:
     validation: RunOutcome | None
     search: SearchRecords
     validation_records: pd.DataFrame | None
+    predictions: RunOutcome | None = None  # the top signatures' out-of-fold scores, for ROC
+    prediction_scores: pd.DataFrame | None = None  # predictions.tsv (sample-level)
 
     @property
     def run_ids(self) -> list[str]:
         """The server runs of the jobs that ran."""
-        outcomes = (self.main, self.perm, self.validation)
+        outcomes = (self.main, self.perm, self.validation, self.predictions)
         return [outcome.run_id for outcome in outcomes if outcome is not None]
 
 
@@ -260,6 +283,7 @@ def report_inputs(
         record_files=record_files(jobs),
         validation_records=jobs.validation_records,
         discovery_rows=tuple(plan.split[0]) if plan.split else None,
+        predictions=jobs.prediction_scores,
     )
 
 
@@ -278,6 +302,7 @@ def run_record(
         "main": jobs.main.as_record(),
         "permutation": jobs.perm and jobs.perm.as_record(),
         "validation": jobs.validation and jobs.validation.as_record(),
+        "predictions": jobs.predictions and jobs.predictions.as_record(),
         "search": {
             "key": plan.protocol.key(),
             "batch": plan.batch,
@@ -293,5 +318,6 @@ def record_files(jobs: JobResults) -> tuple[str, ...]:
         "records.tsv": True,
         "permutation_records.tsv": jobs.perm is not None,
         "validation_records.tsv": jobs.validation is not None,
+        "predictions.tsv": jobs.predictions is not None,
     }
     return tuple(name for name, written in names.items() if written)

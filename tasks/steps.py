@@ -54,7 +54,7 @@ from tasks.science.dataset import (
 )
 from tasks.science.plan import SearchProtocol, SignaturePlan, batch_seed
 from tasks.science.screen import NullPlan, plan_null
-from tasks.science.tables import records_from_results, sort_records
+from tasks.science.tables import predictions_from_results, records_from_results, sort_records
 
 
 # Cached on the input's content hash and the preparation options (INPUTS covers both) and
@@ -291,14 +291,37 @@ def fetch_records_task(
     client: ServerClient, run_id: str, dataset_sha256: str, path: Path
 ) -> pd.DataFrame:
     """Every stored result of a run as records (also written to `path`); refuse other datasets'."""
+    frame = records_from_results(stored_contents(client, run_id, dataset_sha256))
+    save_tsv(frame, path)
+    return frame
+
+
+def stored_contents(client: ServerClient, run_id: str, dataset_sha256: str) -> list[dict]:
+    """Every stored result of a run, refusing one computed on another dataset."""
     contents = []
     for item in client.iter_results(run_id):
         content = item["content"]
         if content.get("dataset_sha256") != dataset_sha256:
             raise RuntimeError(f"slice {item['slice']} was computed on another dataset")
         contents.append(content)
-    frame = records_from_results(contents)
-    save_tsv(frame, path)
+    return contents
+
+
+@task(
+    name="fetch-predictions",
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=[1, 2, 4],
+    cache_policy=NO_CACHE,
+)
+def fetch_predictions_task(
+    client: ServerClient, run_id: str, dataset: PreparedSummary, path: Path
+) -> pd.DataFrame:
+    """A predictions run's out-of-fold scores by sample (also written to `path`, every digit)."""
+    contents = stored_contents(client, run_id, dataset.sha256)
+    labels, _ = read_prepared(dataset.path)
+    frame = predictions_from_results(contents, dataset.sample_ids, labels)
+    save_tsv(frame, path, float_format=None)  # the ROC is computed from these digits
     return frame
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tasks.report.roc import RocCurve, roc_curves
 from tasks.report.summary import RunSummary
 from tasks.science.destats import differential_expression
 from tasks.science.plan import Signature
@@ -63,6 +64,7 @@ class ReportInputs:
     record_files: tuple[str, ...] = ()  # TSV files of the run beside the report, by name
     validation_records: pd.DataFrame | None = None  # top signatures scored on held-out samples
     discovery_rows: tuple[int, ...] | None = None  # with held-out validation: the rows searched
+    predictions: pd.DataFrame | None = None  # top signatures' out-of-fold scores (predictions.tsv)
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class Analysis:
     heatmap: HeatmapData
     outcome: dict[str, str | int]
     samples: SampleView
+    roc: tuple[RocCurve, ...] = ()  # the top signatures' ROC curves, when they were predicted
 
 
 def gene_symbols(annotation: pd.DataFrame | None) -> dict[str, str]:
@@ -333,6 +336,9 @@ def analyse(
         heatmap=heatmap_data(matrix, labels, inputs.case, inputs.control, top, symbols),
         outcome=outcome(table, genes),
         samples=sample_view(matrix, labels),
+        roc=tuple(roc_curves(inputs.predictions, table, inputs.case))
+        if inputs.predictions is not None and len(inputs.predictions)
+        else (),
     )
 
 

@@ -20,6 +20,7 @@ from tasks.report.analysis import (
 )
 from tasks.report.plots import figures, png_bytes
 from tasks.report.render import render_html, render_markdown
+from tasks.report.roc import RocCurve
 from tasks.report.sections import Content, lower_p_figures, report_sections
 from tasks.report.summary import run_summary, with_split
 from tasks.report.write import ReportOutput, plot_paths, write_report
@@ -65,12 +66,24 @@ def report_record(content: Content, plots: dict[str, Path]) -> dict:
         "validation": _records(content.analysis.validation)
         if content.analysis.validation is not None
         else None,
+        "roc": [roc_record(curve) for curve in content.analysis.roc],
         "gene_power": dataclasses.asdict(content.analysis.gene_power),
         "batches": list(content.batches),
         "rounds": _records(summary.rounds),
         "parameters": _records(summary.parameters),
         "versions": dict(zip(summary.versions["package"], summary.versions["version"])),
         "files": {k: str(v) for k, v in plots.items()},
+    }
+
+
+def roc_record(curve: RocCurve) -> dict:
+    """report.json's line of a ROC curve: its signature and its area beside the mean AUC."""
+    return {
+        "rank": curve.rank,
+        "signature": curve.signature,
+        "roc_auc": curve.auc,
+        "mean_auc": curve.mean_auc,
+        "n_classifiers": curve.n_classifiers,
     }
 
 

@@ -11,6 +11,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from tasks.report.analysis import Analysis, HeatmapData, NullEvidence, SampleView
+from tasks.report.roc import RocCurve
 
 DPI = 120  # 10 pt text is ~17 px: readable on a laptop screen at 100% zoom
 CASE_COLOUR, CONTROL_COLOUR = "#d95f02", "#1b9e77"
@@ -27,7 +28,8 @@ def png_bytes(fig: Figure) -> bytes:
 def figures(analysis: Analysis, classifiers: Sequence[str]) -> dict[str, Figure]:
     """Every plot of the report by file stem, in the order the report shows them."""
     heat = analysis.heatmap
-    drawn = {
+    drawn = {"roc": plot_roc(analysis.roc, analysis.symbols)} if analysis.roc else {}
+    drawn |= {
         "auc_by_classifier": plot_auc_by_classifier(analysis.signatures, classifiers),
         "auc_by_length": plot_auc_by_length(analysis.signatures),
         "volcano": plot_volcano(analysis.genes, analysis.symbols, heat.case, heat.control),
@@ -39,6 +41,31 @@ def figures(analysis: Analysis, classifiers: Sequence[str]) -> dict[str, Figure]
     if analysis.null is not None:
         drawn["random_baseline"] = plot_random_baseline(analysis.signatures, analysis.null, 5)
     return drawn
+
+
+def roc_label(curve: RocCurve, symbols: dict[str, str]) -> str:
+    """`#1 (signature 24): GLUD1, TTC3, HCP5 - AUC 0.946`: rank, id, genes by symbol, area."""
+    genes = ", ".join(symbols.get(p, p) for p in curve.probesets)
+    return f"#{curve.rank} (signature {curve.signature}): {genes} - AUC {curve.auc:.3f}"
+
+
+def plot_roc(curves: Sequence[RocCurve], symbols: dict[str, str]) -> Figure:
+    """The top signatures' ROC curves (each the mean over its classifiers), chance dashed."""
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    ax = fig.add_subplot()
+    for curve in curves:
+        ax.plot(curve.fpr, curve.tpr, linewidth=1.6, label=roc_label(curve, symbols))
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="chance (AUC 0.5)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    n = max(c.n_classifiers for c in curves)
+    ax.set_title(f"ROC of the top {len(curves)} signatures: pooled out-of-fold, mean of {n} "
+                 "classifiers", fontsize=10)  # fmt: skip
+    fig.legend(loc="outside lower center", ncols=1, fontsize=8)
+    return fig
 
 
 def plot_auc_by_classifier(signatures: pd.DataFrame, classifiers: Sequence[str]) -> Figure:

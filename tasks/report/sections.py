@@ -30,6 +30,8 @@ FILE_CONTENTS = {
     "records.tsv": "every (signature, classifier) result of this run's main job as received",
     "permutation_records.tsv": "every result on permuted labels (permutation = its seed)",
     "validation_records.tsv": "every (signature, classifier) result on the held-out samples",
+    "predictions.tsv": "the top signatures' out-of-fold score of every sample, per classifier "
+    "(the ROC curves' data; sample-level: keep it where the data may be)",
     "report.md": "this report as Markdown (plots as files)",
     "report.json": "the report's values: top signatures, selection-adjusted p, baseline, null",
     "run.json": "the run's record: dataset sha256, package versions, job ids, rounds, times",
@@ -38,6 +40,11 @@ FILE_CONTENTS = {
 }
 RUN_FILES = ("report.md", "report.json", "run.json", "parameters.json", "history.jsonl")
 PLOT_CAPTIONS = {
+    "roc": "ROC curves of the top signatures from their cross-validated predictions: every "
+    "sample's out-of-fold score (the search's folds and seeds), pooled over the folds into one "
+    "curve per classifier, then averaged over the classifiers at each false positive rate. The "
+    "area under a curve is then the mean of its classifiers' pooled AUCs: the signature's mean "
+    "AUC in the table above (to 1e-6, the records' rounding). Scores in predictions.tsv.",
     "auc_by_classifier": "Cross-validated AUC of every signature, per classifier.",
     "auc_by_length": "Mean AUC across classifiers by signature length.",
     "heatmap": "Row z-scores of the top signatures' probesets; columns are samples sorted by "
@@ -177,7 +184,7 @@ def signatures_section(content: Content) -> Section:
     intro = f"The top {share} of ranked signatures by mean AUC: {n_top}{shown}. "
     intro += rank_p_meaning(content.analysis.null)
     table = table_view("signatures", "Top signatures", rows, "signatures.tsv")
-    plots = _plots(content, "auc_by_classifier", "auc_by_length", "heatmap")
+    plots = _plots(content, "roc", "auc_by_classifier", "auc_by_length", "heatmap")
     return Section("signatures", "Top signatures", intro=intro, tables=(table,), plots=plots)
 
 

@@ -46,6 +46,30 @@ def records_from_results(contents: Iterable[dict]) -> pd.DataFrame:
     return sort_records(frame)
 
 
+PREDICTION_COLUMNS = ["signature", "classifier", "sample", "phenotype", "score"]
+
+
+def predictions_from_results(
+    contents: Iterable[dict], sample_ids: Sequence[str], labels: Sequence[str]
+) -> pd.DataFrame:
+    """One row per (signature, classifier, sample) out-of-fold score, in the dataset's order.
+
+    Scores keep every digit (the ROC is computed from them); records without scores (a
+    classifier that could not fit) have no rows.
+    """
+    rows = [
+        (r["signature"], r["classifier"], row, sample_ids[row], labels[row], score)
+        for content in contents
+        for r in content["records"]
+        if r.get("scores") is not None
+        for row, score in zip(content["scored_rows"], r["scores"])
+    ]
+    frame = pd.DataFrame(rows, columns=["signature", "classifier", "row", *PREDICTION_COLUMNS[2:]])
+    frame = frame.astype({"signature": np.int64, "row": np.int64, "score": np.float64})
+    ordered = frame.sort_values(["signature", "classifier", "row"], kind="stable")
+    return ordered[PREDICTION_COLUMNS].reset_index(drop=True)
+
+
 def sort_records(records: pd.DataFrame) -> pd.DataFrame:
     """Records in their canonical order: permutation, signature, classifier."""
     ordered = records.sort_values(["permutation", "signature", "classifier"], kind="stable")

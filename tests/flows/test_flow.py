@@ -6,6 +6,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
@@ -103,9 +104,11 @@ def test_report_files_exist(reference_run):
         "run.json",
         "parameters.json",
         "records.tsv",
+        "predictions.tsv",
     ):
         assert (run_dir / name).is_file(), name
-    for plot in ("auc_by_classifier", "auc_by_length", "volcano", "heatmap", "random_baseline"):
+    plots = ("roc", "auc_by_classifier", "auc_by_length", "volcano", "heatmap", "random_baseline")
+    for plot in plots:
         assert (run_dir / "plots" / f"{plot}.png").stat().st_size > 1000
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html and "M27891_at" in html
@@ -121,7 +124,9 @@ def test_report_files_exist(reference_run):
             "SELECT run_id, finished_at FROM runs WHERE run_id LIKE ?", [run["run_id"] + "%"]
         )
         runs = dict(rows.fetchall())
-    assert runs.keys() == {run["run_id"], f"{run['run_id']}-perm"}
+    predictions_run = run["predictions"]["run_id"]
+    assert runs.keys() == {run["run_id"], f"{run['run_id']}-perm", predictions_run}
+    assert predictions_run.startswith(f"{run['run_id']}-predictions-")
     # What workers' URLs carry through the DCP scheduler names no file: opaque ids only.
     assert re.fullmatch(r"run-[0-9a-f]{12}(-\d+)?", run["run_id"])
     assert re.fullmatch(r"dataset-[0-9a-f]{16}", run["dataset"]["name"])
@@ -129,9 +134,36 @@ def test_report_files_exist(reference_run):
     assert all(runs.values())
 
 
-def tables(result) -> tuple[bytes, bytes]:
+def test_roc_curves_are_drawn_from_the_top_signatures_out_of_fold_scores(reference_run):
+    from sklearn.metrics import roc_auc_score
+
+    from tasks.policy import ROC_SIGNATURES
+
+    run_dir = Path(reference_run["run_dir"])
+    scores = pd.read_csv(run_dir / "predictions.tsv", sep="\t")
+    signatures = pd.read_csv(run_dir / "signatures.tsv", sep="\t")
+    top = signatures.head(ROC_SIGNATURES)["signature"].tolist()
+    assert sorted(set(scores["signature"])) == sorted(top)
+    assert len(scores) == ROC_SIGNATURES * len(SMALL["classifiers"]) * 38  # every sample
+    assert scores.groupby(["signature", "classifier"])["sample"].apply(list).map(len).eq(38).all()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [row["signature"] for row in report["roc"]] == top
+    for row in report["roc"]:
+        mine = scores[scores["signature"] == row["signature"]]
+        aucs = [
+            roc_auc_score(g["phenotype"] == "AML", g["score"])
+            for _, g in mine.groupby("classifier")
+        ]
+        # The curve's area is the mean pooled AUC of the scores written (to 1e-12), and the
+        # search's mean AUC of that signature, whose records are rounded to 6 digits (1e-6).
+        np.testing.assert_allclose(row["roc_auc"], np.mean(aucs), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(row["roc_auc"], row["mean_auc"], rtol=0, atol=1e-6)
+
+
+def tables(result) -> tuple[bytes, ...]:
     run_dir = Path(result["run_dir"])
-    return (run_dir / "signatures.tsv").read_bytes(), (run_dir / "genes.tsv").read_bytes()
+    names = ("signatures.tsv", "genes.tsv", "predictions.tsv")
+    return tuple((run_dir / name).read_bytes() for name in names)
 
 
 def test_same_tables_with_two_workers_and_with_absorbed_faults(workdir, reference_run, monkeypatch):
@@ -339,7 +371,8 @@ def test_retrying_a_failed_flow_run_redeploys_only_the_slices_without_a_result(
     assert records == Path(reference_run["run_dir"], "records.tsv").read_bytes()
     with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
         runs = db.execute("SELECT run_id, finished_at FROM runs").fetchall()
-    assert [r[0] for r in runs] == [run["run_id"]] and runs[0][1] is not None
+    assert [r[0] for r in runs] == [run["run_id"], run["predictions"]["run_id"]]
+    assert all(finished is not None for _, finished in runs)
 
 
 def test_a_main_search_without_results_stops_the_run_before_the_null(tmp_path, monkeypatch):

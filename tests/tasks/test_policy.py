@@ -7,10 +7,13 @@ from tasks.execution import sizing
 from tasks.execution.rounds import Round, RunOutcome
 from tasks.parameters import SearchParameters
 from tasks.policy import (
+    ROC_SIGNATURES,
     JobResults,
     dataset_stem,
+    follow_up_run_id,
     null_slices,
     record_files,
+    roc_signatures,
     run_key,
     sample_split,
     search_protocol,
@@ -24,6 +27,7 @@ from tasks.report.build import SearchRecords
 from tasks.science.dataset import DatasetError
 from tasks.science.plan import Signature, permutation_seeds, plan_signatures
 from tasks.science.screen import NullDesign, NullPlan
+from tasks.science.tables import RECORD_COLUMNS
 
 SIGNATURES = plan_signatures([f"p{i}" for i in range(50)], 12, 2, 4, seed=1)
 
@@ -124,12 +128,31 @@ def test_record_files_are_those_of_the_jobs_that_ran():
     outcome = RunOutcome("run-x", [Round(0, "job", "done", [1], {})])
     search = SearchRecords((1,), [Signature(0, ("a",))], None, None)
     assert record_files(JobResults(outcome, None, None, search, None)) == ("records.tsv",)
-    both = JobResults(outcome, outcome, outcome, search, None)
-    assert record_files(both) == (
+    every = JobResults(outcome, outcome, outcome, search, None, outcome)
+    assert record_files(every) == (
         "records.tsv",
         "permutation_records.tsv",
         "validation_records.tsv",
+        "predictions.tsv",
     )
+    assert every.run_ids == ["run-x"] * 4  # the predictions run is finished or suspended too
+
+
+def test_roc_signatures_are_the_best_ranked_ones_as_planned():
+    classifiers = ["logistic", "svm"]
+    rows = [
+        (-1, s.id, c, None if s.id == 0 else 0.5 + 0.01 * s.id, 0.5, None)
+        for s in SIGNATURES
+        for c in classifiers
+    ]
+    records = pd.DataFrame(rows, columns=RECORD_COLUMNS).astype({"auc": float})
+    search = SearchRecords((1,), SIGNATURES, records, None)
+    top = roc_signatures(search, classifiers)
+    assert [s.id for s in top] == [11, 10, 9, 8, 7][:ROC_SIGNATURES]
+    assert top[0] is SIGNATURES[11]  # its probesets as planned
+    few = SearchRecords((1,), SIGNATURES[:3], records[records["signature"] < 3], None)
+    assert [s.id for s in roc_signatures(few, classifiers)] == [2, 1]  # no result: not ranked
+    assert follow_up_run_id("run-x", "predictions", top).startswith("run-x-predictions-")
 
 
 def test_the_sample_split_refuses_a_discovery_class_smaller_than_the_folds():

@@ -14,6 +14,7 @@ from tasks.report.analysis import ReportInputs, SearchRecords
 from tasks.report.summary import run_summary
 from tasks.science.plan import plan_signatures
 from tasks.science.screen import NullDesign
+from tasks.science.tables import signature_table
 
 from ...conftest import GOLUB
 
@@ -34,6 +35,21 @@ def synthetic_records(signature_ids: list[int], permutations: list[int], seed: i
         rows, columns=["permutation", "signature", "classifier", "auc", "accuracy"]
     )
     return frame.assign(error=np.nan)
+
+
+def synthetic_predictions(signature_ids: list[int], labels: list[str], seed: int) -> pd.DataFrame:
+    """Out-of-fold scores per (signature, classifier, sample), tied at 2 decimals, cases higher."""
+    rng = np.random.default_rng(seed)
+    case = np.array(labels) == "AML"
+    rows = [
+        (s, c, f"s{i}", labels[i], score)
+        for s in signature_ids
+        for c in sorted(CLASSIFIERS)
+        for i, score in enumerate(
+            np.round(np.clip(rng.uniform(0, 0.8, len(labels)) + 0.3 * case, 0, 1), 2)
+        )
+    ]
+    return pd.DataFrame(rows, columns=["signature", "classifier", "sample", "phenotype", "score"])
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +81,9 @@ def report_inputs(params, golub_summary, outcomes) -> ReportInputs:
     signatures = plan_signatures(probesets, N_SIGNATURES, 5, 9, seed=3)
     ids = [s.id for s in signatures]
     main, perm = outcomes
+    records = synthetic_records(ids, [-1], seed=1)
+    top = signature_table(signatures, records, CLASSIFIERS, set())["signature"].head(3).tolist()
+    labels = [line.split("\t", 1)[0] for line in GOLUB.read_text().strip().split("\n")[1:]]
     return ReportInputs(
         summary=run_summary(params, golub_summary, main, perm, 4, 12.5, {"numpy": "2.0"}),
         dataset_path=GOLUB,
@@ -73,7 +92,7 @@ def report_inputs(params, golub_summary, outcomes) -> ReportInputs:
         search=SearchRecords(
             (1,),
             signatures,
-            synthetic_records(ids, [-1], seed=1),
+            records,
             synthetic_records(ids[:3], [11, 12, 13, 14, 15], seed=2),
             # A panel of 3 on every permutation, no candidates.
             NullDesign(frozenset(ids[:3]), frozenset([11, 12, 13, 14, 15]), {}),
@@ -82,6 +101,12 @@ def report_inputs(params, golub_summary, outcomes) -> ReportInputs:
         failed_signatures=frozenset(),
         top_fraction=0.1,
         annotation_path=Path(GOLUB).with_name("golub_all_aml.annotation.tsv"),
-        record_files=("records.tsv", "permutation_records.tsv", "validation_records.tsv"),
+        record_files=(
+            "records.tsv",
+            "permutation_records.tsv",
+            "validation_records.tsv",
+            "predictions.tsv",
+        ),
         validation_records=synthetic_records(ids[:4], [-1], seed=3),
+        predictions=synthetic_predictions(top, labels, seed=4),
     )

@@ -45,11 +45,12 @@ def test_build_writes_every_file_and_links_every_tsv(tmp_path, report_inputs):
     assert "permutation_records.tsv" in html
     for name in ("report.json", "report.md", "run.json", "parameters.json", "plots/volcano.png"):
         assert f'href="{name}"' in html  # the downloads list every file of the run
+    assert 'href="predictions.tsv"' in html and 'href="plots/roc.png"' in html
     assert "RuntimeError: &lt;boom&gt; &amp; co" in html  # why slices failed, escaped
     assert "Smyth" in html and "Benjamini" in html
     # 27 of the 38 golub samples are ALL: the accuracy a classifier must beat.
     assert "always answering the majority class (ALL)\nscores 0.711" in html
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 8
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 9
     assert html.count('<svg class="volcano"') == 1 and "find a gene" in html
 
 
@@ -143,3 +144,26 @@ def test_the_report_opens_with_the_verdict_and_ends_with_the_run_details(tmp_pat
     # Where the per-rank p-values are shown, what they mean and do not mean.
     assert html.count("several rows below 0.05 are one finding") == 2
     assert files.markdown.index("## Verdict") < files.markdown.index("## Run summary")
+
+
+def test_the_roc_curves_areas_are_the_mean_pooled_auc_of_their_predictions(tmp_path, report_inputs):
+    from sklearn.metrics import roc_auc_score
+
+    build_report(tmp_path, report_inputs)
+    record = json.loads((tmp_path / "report.json").read_text())
+    predicted = report_inputs.predictions
+    table = science_signature_table(report_inputs).set_index("signature")
+    expected_order = sorted(set(predicted["signature"]), key=lambda s: table.at[s, "rank"])
+    assert [row["signature"] for row in record["roc"]] == expected_order
+    for row in record["roc"]:
+        rows = predicted[predicted["signature"] == row["signature"]]
+        aucs = [
+            roc_auc_score(g["phenotype"] == "AML", g["score"])
+            for _, g in rows.groupby("classifier")
+        ]
+        # Tied scores (2 decimals) included: the averaged curve's area is their mean, to 1e-12.
+        np.testing.assert_allclose(row["roc_auc"], np.mean(aucs), rtol=0, atol=1e-12)
+        assert row["mean_auc"] == table.at[row["signature"], "mean_auc"]
+        assert row["n_classifiers"] == 2 and row["rank"] == table.at[row["signature"], "rank"]
+    html = (tmp_path / "report.html").read_text()
+    assert "pooled over the folds" in html and "plots/roc.png" in html

@@ -19,6 +19,7 @@ def test_plots_are_figures_and_leave_pyplot_alone(analysis, report_inputs):
     backend, open_before = matplotlib.get_backend(), plt.get_fignums()
     drawn = plots.figures(analysis, report_inputs.classifiers)
     assert list(drawn) == [
+        "roc",
         "auc_by_classifier",
         "auc_by_length",
         "volcano",
@@ -101,3 +102,16 @@ def test_the_ma_plot_marks_the_bh_significant_probesets(analysis):
     counts = [len(c.get_offsets()) for c in fig.axes[0].collections]
     significant = int((analysis.genes["adj.P.Val"] < 0.05).sum())
     assert counts == [len(analysis.genes) - significant, significant]
+
+
+def test_roc_curves_are_labelled_by_gene_symbol_with_their_area(analysis):
+    fig = plots.plot_roc(analysis.roc, analysis.symbols)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(labels) == len(analysis.roc) + 1 and labels[-1] == "chance (AUC 0.5)"
+    for label, curve in zip(labels, analysis.roc):
+        genes = [analysis.symbols.get(p, p) for p in curve.probesets]
+        assert label == (
+            f"#{curve.rank} (signature {curve.signature}): {', '.join(genes)} - AUC {curve.auc:.3f}"
+        )
+    assert any(p in analysis.symbols for c in analysis.roc for p in c.probesets)  # names shown
+    assert "mean of 2 classifiers" in fig.axes[0].get_title()

@@ -17,6 +17,7 @@ from tasks.science.tables import (
     null_means,
     null_statistic,
     null_summary,
+    predictions_from_results,
     random_signature_baseline,
     rank_enrichment,
     rank_sum_tail,
@@ -313,3 +314,25 @@ def test_the_mean_auc_is_the_mean_over_three_classifiers_not_another_average():
     np.testing.assert_allclose(table["mean_auc"], [0.7, 0.65], rtol=1e-12)
     permuted = records.assign(permutation=7)
     np.testing.assert_allclose(null_means(permuted)["mean_auc"], [0.7, 0.65], rtol=1e-12)
+
+
+def test_predictions_are_named_by_sample_in_the_datasets_order_whatever_the_slice_order():
+    second = {
+        "records": [{"signature": 4, "classifier": "svm", "auc": None, "error": "x"}],
+        "scored_rows": [2, 0],
+    }
+    first = {
+        "records": [
+            {"signature": 3, "classifier": "svm", "auc": 1.0, "scores": [0.1, 0.2]},
+            {"signature": 3, "classifier": "logistic", "auc": 1.0, "scores": [0.3, 0.4]},
+        ],
+        "scored_rows": [2, 0],  # a config's discovery rows, in its order
+    }
+    frame = predictions_from_results([second, first], ["s0", "s1", "s2"], ["A", "B", "A"])
+    assert frame.to_dict(orient="list") == {
+        "signature": [3, 3, 3, 3],
+        "classifier": ["logistic", "logistic", "svm", "svm"],
+        "sample": ["s0", "s2", "s0", "s2"],
+        "phenotype": ["A", "A", "A", "A"],
+        "score": [0.4, 0.3, 0.2, 0.1],
+    }
