@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, Field
@@ -28,29 +28,42 @@ def injected_faults() -> dict[str, list[int]]:
 
 # Top-level parameters, not one `params` object: Prefect merges a run's parameters with the
 # deployment's key by key, so `--params '{"n_signatures": 12}'` keeps the deployment's others.
-def takes_fields_of(model: type[BaseModel], hidden: frozenset[str]) -> Callable[[F], F]:
-    """Give `fn(**fields)` the model's fields but `hidden` as keyword parameters (for Prefect)."""
+def takes_fields_of(
+    model: type[BaseModel],
+    hidden: frozenset[str],
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> Callable[[F], F]:
+    """Give `fn(**fields)` the model's fields but `hidden` as keyword parameters (for Prefect).
+
+    With `groups`, the parameters come group by group, each description led by its group's
+    name: Prefect's form orders fields by their position in the signature. Fields in no group
+    come last, as the model has them.
+    """
+    group_of = {name: title for title, names in (groups or {}).items() for name in names}
+    order = list(group_of)
 
     def decorate(fn: F) -> F:
-        fields = model.model_fields.items()
+        fields = [(n, f) for n, f in model.model_fields.items() if n not in hidden]
+        fields.sort(key=lambda item: order.index(item[0]) if item[0] in group_of else len(order))
         # What `inspect.signature` reads; set through __dict__ (typing has no __signature__).
         fn.__dict__["__signature__"] = inspect.Signature(
-            [_keyword(name, field) for name, field in fields if name not in hidden]
+            [_keyword(name, field, group_of.get(name)) for name, field in fields]
         )
         return fn
 
     return decorate
 
 
-def _keyword(name: str, field: FieldInfo) -> inspect.Parameter:
+def _keyword(name: str, field: FieldInfo, group: str | None = None) -> inspect.Parameter:
     """A keyword parameter with the field's type, limits, default and description."""
     annotation = (
         Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
     )
     default = field.get_default(call_default_factory=True)
+    description = f"{group}: {field.description}" if group else field.description
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,
-        default=Field(default, description=field.description),
+        default=Field(default, description=description),
         annotation=annotation,
     )

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from flows.backends import make_backend
+from flows.cli import GROUPS
 from flows.params import injected_faults, takes_fields_of
 from server.embedded import EmbeddedServer
 from tasks.execution import history
@@ -86,6 +87,10 @@ from tasks.steps import (
 
 if TYPE_CHECKING:  # the worker's types, without loading scikit-learn
     from tasks.science.worker import SliceDatum, WorkerConfig
+
+
+# The run form's groups: the command line's, in its order, then the DCP options (one object).
+FORM_GROUPS = {**GROUPS, "dcp": ("dcp",)}
 
 
 class SlicesFailed(RuntimeError):
@@ -348,7 +353,7 @@ def make_plan(params: SearchParameters, dataset: PreparedSummary, client: Server
     log_prints=True,
     validate_parameters=False,
 )
-@takes_fields_of(SearchParameters, hidden=TEST_ONLY)
+@takes_fields_of(SearchParameters, hidden=TEST_ONLY, groups=FORM_GROUPS)
 def signature_search(**fields) -> dict | State:
     """Search random gene signatures for ones that tell the phenotypes apart."""
     redact_http_logs()  # a deployment starts here, not at `python -m flows`

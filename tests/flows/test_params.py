@@ -6,8 +6,9 @@ import re
 import pytest
 from prefect.utilities.callables import parameter_schema
 
-from flows.params import flow_arguments, injected_faults
-from flows.signature_search import signature_search
+from flows.cli import GROUPS
+from flows.params import flow_arguments, injected_faults, takes_fields_of
+from flows.signature_search import FORM_GROUPS, signature_search
 from tasks.parameters import TEST_ONLY, SearchParameters
 from tasks.science.worker import CLASSIFIERS
 
@@ -25,10 +26,40 @@ def descriptions(schema: dict) -> dict[str, str]:
 
 
 def test_every_field_but_the_test_hooks_is_a_top_level_parameter():
-    assert list(SCHEMA["properties"]) == [
+    assert sorted(SCHEMA["properties"]) == sorted(
         name for name in SearchParameters.model_fields if name not in TEST_ONLY
-    ]
+    )
     assert set(flow_arguments(SearchParameters())) == set(SCHEMA["properties"])
+
+
+def by_position(schema: dict) -> list[str]:
+    """The parameters in the order Prefect's form shows them (by their schema position)."""
+    return sorted(schema["properties"], key=lambda name: schema["properties"][name]["position"])
+
+
+def test_the_form_is_ordered_and_grouped_as_the_command_lines_help():
+    expected = [name for names in GROUPS.values() for name in names] + ["dcp"]
+    assert by_position(SCHEMA) == expected  # every parameter is in a group, none twice
+    positions = [SCHEMA["properties"][name]["position"] for name in expected]
+    assert positions == list(range(len(expected)))
+    for group, names in FORM_GROUPS.items():
+        for name in names:
+            field = SearchParameters.model_fields[name]
+            description = SCHEMA["properties"][name]["description"]
+            assert description == f"{group}: {field.description}", name
+
+
+def test_without_groups_the_parameters_keep_the_models_order():
+    def fn(**fields):
+        return fields
+
+    schema = parameter_schema(takes_fields_of(SearchParameters, TEST_ONLY)(fn))
+    plain = schema.model_dump_for_openapi()
+    assert by_position(plain) == [n for n in SearchParameters.model_fields if n not in TEST_ONLY]
+    assert plain["properties"]["n_signatures"]["description"] == "random signatures to evaluate"
+    ungrouped = takes_fields_of(SearchParameters, TEST_ONLY, {"files": ("database", "seed")})(fn)
+    names = by_position(parameter_schema(ungrouped).model_dump_for_openapi())
+    assert names[:2] == ["database", "seed"] and names[2] == "input_path"  # then the model's
 
 
 def test_the_form_has_the_model_s_defaults_limits_and_choices():
