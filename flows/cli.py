@@ -47,7 +47,13 @@ GROUPS = {
         "top_fraction",
         "extend_search",
     ),
-    "evidence": ("n_permutations", "null_signatures", "null_candidates", "validation_fraction"),
+    "evidence": (
+        "n_permutations",
+        "null_signatures",
+        "null_candidates",
+        "roc_signatures",
+        "validation_fraction",
+    ),
     "execution": (
         "backend",
         "workers",

@@ -272,7 +272,7 @@ def predict(
     search: SearchRecords,
 ) -> tuple[RunOutcome | None, pd.DataFrame | None]:
     """The top signatures' out-of-fold scores for ROC curves: the search's folds and seeds."""
-    top = roc_signatures(search, params.classifiers)
+    top = roc_signatures(search, params.classifiers, params.roc_signatures)
     if not top:
         return None, None
     slices = PlannedSlices(top, ROC_SIGNATURES_PER_SLICE)

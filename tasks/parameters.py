@@ -128,6 +128,13 @@ class SearchParameters(BaseModel):
         "well their probesets separate the groups: the selection-adjusted p compares the "
         "best of these and the panel on the real labels with the same on each permutation",
     )
+    roc_signatures: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="top signatures scored again, sample by sample, for the report's ROC "
+        "curves (a small follow-up job; 0: no curves)",
+    )
     validation_fraction: float = Field(
         0.0,
         ge=0,

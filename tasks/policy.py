@@ -163,17 +163,20 @@ def validation_run_id(run_id: str, top: Sequence[Signature]) -> str:
     return follow_up_run_id(run_id, "validation", top)
 
 
-# The top signatures whose out-of-fold predictions a follow-up job returns for ROC curves,
-# one a slice: spread over the workers whatever their number (the packing changes no score).
-ROC_SIGNATURES = 5
+# The top signatures' out-of-fold predictions (for ROC curves) go one a slice: spread over
+# the workers whatever their number (the packing changes no score).
 ROC_SIGNATURES_PER_SLICE = 1
 
 
-def roc_signatures(search: SearchRecords, classifiers: Sequence[str]) -> list[Signature]:
-    """The best ROC_SIGNATURES ranked signatures of the search, as planned."""
+def roc_signatures(
+    search: SearchRecords, classifiers: Sequence[str], count: int
+) -> list[Signature]:
+    """The best `count` ranked signatures of the search, as planned."""
+    if count == 0:
+        return []
     table = signature_table(search.signatures, search.records, classifiers, set())
     by_id = {s.id: s for s in search.signatures}
-    ranked = table.dropna(subset=["rank"]).head(ROC_SIGNATURES)
+    ranked = table.dropna(subset=["rank"]).head(count)
     return [by_id[int(i)] for i in ranked["signature"]]
 
 

@@ -85,6 +85,7 @@ def test_deployment_run_completes_and_writes_its_report(deployed, tmp_path):
         "cv_folds": 3,
         # No permutation job: it runs as the main job does, and test_flow's reference has one.
         "n_permutations": 0,
+        "roc_signatures": 0,
         "results_dir": str(tmp_path / "results"),
         "data_dir": str(tmp_path / "data"),
         "database": str(tmp_path / "db.sqlite3"),

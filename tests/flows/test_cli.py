@@ -139,7 +139,7 @@ def test_environment_variables_do_not_change_parameters(monkeypatch):
 
 def test_a_run_from_the_command_line_prints_the_report_without_telemetry_noise(tmp_path):
     argv = ["--n-signatures", "8", "--signatures-per-slice", "4", "--classifiers", "logistic"]
-    argv += ["--cv-folds", "3", "--n-permutations", "0", "--workers", "1"]
+    argv += ["--cv-folds", "3", "--n-permutations", "0", "--workers", "1", "--roc-signatures", "0"]
     argv += ["--results-dir", str(tmp_path / "r"), "--data-dir", str(tmp_path / "d")]
     argv += ["--database", str(tmp_path / "db.sqlite3")]
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}

@@ -35,6 +35,7 @@ def study(tmp_path) -> dict:
         "classifiers": ["logistic"],
         "cv_folds": 2,
         "n_permutations": 0,
+        "roc_signatures": 0,
         "workers": 1,
         "results_dir": str(tmp_path / "results"),
         "data_dir": str(tmp_path / "data"),

@@ -65,6 +65,7 @@ def site_entry(directory: Path, name: str, data: str, pool: str, **extra) -> str
         "sample_sheet": str(directory / f"{data}.samples.tsv"),
         "workers": 1,
         "signatures_per_slice": 8,
+        "roc_signatures": 0,  # a site's own choice; its ROC job is tested in test_flow
         "results_dir": str(where / "results"),
         "data_dir": str(where / "data"),
         "database": str(where / "db.sqlite3"),

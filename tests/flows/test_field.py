@@ -35,7 +35,7 @@ ARGV = [
     "--n-signatures", "40", "--signatures-per-slice", "2", "--min-len", "3", "--max-len", "6",
     "--classifiers", "logistic,decision_tree", "--cv-folds", "3", "--n-permutations", "0",
     "--workers", "1", "--seed", "7", "--retry-backoff", "0.2",
-    "--max-slice-retries", "1", "--input", str(GOLUB),
+    "--max-slice-retries", "1", "--roc-signatures", "0", "--input", str(GOLUB),
 ]  # fmt: skip
 # An outage lasts until the flow says it waits it out (so it has outlasted the client's own
 # HTTP retries, however long they take here), then this long: the flow's next attempt, a

@@ -7,7 +7,6 @@ from tasks.execution import sizing
 from tasks.execution.rounds import Round, RunOutcome
 from tasks.parameters import SearchParameters
 from tasks.policy import (
-    ROC_SIGNATURES,
     JobResults,
     dataset_stem,
     follow_up_run_id,
@@ -147,11 +146,12 @@ def test_roc_signatures_are_the_best_ranked_ones_as_planned():
     ]
     records = pd.DataFrame(rows, columns=RECORD_COLUMNS).astype({"auc": float})
     search = SearchRecords((1,), SIGNATURES, records, None)
-    top = roc_signatures(search, classifiers)
-    assert [s.id for s in top] == [11, 10, 9, 8, 7][:ROC_SIGNATURES]
+    top = roc_signatures(search, classifiers, 5)
+    assert [s.id for s in top] == [11, 10, 9, 8, 7]
     assert top[0] is SIGNATURES[11]  # its probesets as planned
     few = SearchRecords((1,), SIGNATURES[:3], records[records["signature"] < 3], None)
-    assert [s.id for s in roc_signatures(few, classifiers)] == [2, 1]  # no result: not ranked
+    assert [s.id for s in roc_signatures(few, classifiers, 5)] == [2, 1]  # no result: not ranked
+    assert roc_signatures(search, classifiers, 0) == []  # roc_signatures 0: no curves
     assert follow_up_run_id("run-x", "predictions", top).startswith("run-x-predictions-")
 
 
