@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Pyodide 0.28.2, whose official lock (npm pyodide@0.28.2) is tasks/resources/pyodide-0.28.2-packages.json.
 PYODIDE_PINS := numpy==2.2.5 pandas==2.3.1 scikit-learn==1.7.0 scipy==1.14.1 pytest pytest-timeout requests
 
-.PHONY: demo test lint test-pyodide-versions test-dcp-worktime test-evidence bench clean
+.PHONY: demo test lint test-pyodide-versions test-dcp-worktime test-evidence test-federation bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -46,6 +46,11 @@ test-dcp-worktime: $(VENV)/.installed
 # The report's statistics at default settings: permuted labels are not significant, real ones are.
 test-evidence: $(VENV)/.installed
 	$(PY) -m pytest -m evidence -o log_cli=true --log-cli-level=INFO tests/flows/test_evidence.py
+
+# A federated search end to end: a Prefect server, three sites' pools and workers, two failing
+# sites, the global report against the pooled analysis (4-6 minutes).
+test-federation: $(VENV)/.installed
+	$(PY) -m pytest -m federation tests/flows/test_federation.py
 
 bench: $(VENV)/.installed
 	$(PY) -m tests.benchmarks.bench_server

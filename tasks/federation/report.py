@@ -179,9 +179,9 @@ def federated_sections(
         ),
         Section(
             "genes",
-            "Genes: meta-analysis of the sites' differential expression",
-            intro=f"The first {len(genes)} of {n_genes} probesets by meta-analysis p "
-            "(all in genes.tsv).",
+            "Genes (meta-analysis)",
+            intro=f"The first {len(genes)} of {n_genes} probesets by the meta-analysis of the "
+            "sites' differential expression, by p (all in genes.tsv).",
             tables=(table_view("genes", "Top genes", genes[gene_columns], "genes.tsv"),),
         ),
         Section("methods", "Methods", items=methods(inputs, analysis)),
