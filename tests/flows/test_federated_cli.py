@@ -7,14 +7,15 @@ import sys
 from ..conftest import ROOT
 
 
-def federated(env: dict, *args: str) -> subprocess.CompletedProcess:
+def federated(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m flows.federated ...` with the given environment."""
     return subprocess.run(
         [sys.executable, "-m", "flows.federated", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 

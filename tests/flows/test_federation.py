@@ -8,7 +8,6 @@ labels do not match the contrast, site-e's data server is down.
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from tasks.science.worker import evaluate_slice
 
 from ..conftest import GOLUB, ROOT
 from ..deploy.test_deployment import PREFECT, api, prefect_server  # noqa: F401 (a fixture)
+from .test_federated_cli import federated
 
 # Five sites' flow runs, each its own process with its own server, workers and report: 4-6
 # minutes on a 2-core machine, beyond CI's budget beside the rest: `make test-federation`.
@@ -100,18 +100,6 @@ def write_sites(directory: Path) -> Path:
     return path
 
 
-def federated(env: dict, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
-    """`python -m flows.federated ...` against the test's Prefect server."""
-    return subprocess.run(
-        [sys.executable, "-m", "flows.federated", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="module")
 def federation(prefect_server, tmp_path_factory):  # noqa: F811 (the imported fixture)
     """Sites deployed, a worker per pool started elsewhere, one federated run done."""
@@ -119,7 +107,7 @@ def federation(prefect_server, tmp_path_factory):  # noqa: F811 (the imported fi
     samples = split_sites(directory)
     sites = write_sites(directory)
     env = {**prefect_server, "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    deployed = federated(env, "deploy", "--sites", str(sites))
+    deployed = federated(env, "deploy", "--sites", str(sites), timeout=300)
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     workers = []
     for pool in ("pool-a", "pool-b", "pool-c"):
@@ -146,6 +134,7 @@ def federation(prefect_server, tmp_path_factory):  # noqa: F811 (the imported fi
             str(results),
             "--poll-seconds",
             "1",
+            timeout=1500,
         )
         yield {"env": env, "done": done, "results": results, "samples": samples, "dir": directory}
     finally:
