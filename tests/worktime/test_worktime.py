@@ -39,7 +39,9 @@ from ..dcp_offline import offline_sdk_env
 from .harness import export_job, run_slice
 from .pyodide_dist import pyodide_dir
 
-pytestmark = pytest.mark.worktime
+# Each test boots Pyodide in Node: beside `make test` on 2 cores one took over 300 s (CI,
+# 2026-12-02), so the bound is against a hang only.
+pytestmark = [pytest.mark.worktime, pytest.mark.timeout(1200)]
 PROBE = """def probe(datum, dataset, config, *work):
     import json
     import dcp
