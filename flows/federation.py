@@ -95,11 +95,11 @@ def gather(futures: dict[str, PrefectFuture]) -> tuple[dict[str, dict], dict[str
     """Each site's payload, or why it has none (a failed site does not lose the others)."""
     payloads, failures = {}, {}
     for name, future in futures.items():
-        state = future.wait() or future.state
+        future.wait()
         if future.state.is_completed():
             payloads[name] = future.result()
         else:
-            failures[name] = str(future.state.message or state)
+            failures[name] = str(future.state.message or future.state.name)
             get_run_logger().error("site %s left out: %s", name, failures[name])
     return payloads, failures
 

@@ -33,7 +33,7 @@ def plan_sha256(signatures: Sequence[Signature]) -> str:
 
 def _floats(values: Iterable) -> list[float | None]:
     """JSON numbers; NaN (not valid JSON) as null."""
-    return [None if v is None or math.isnan(v) else float(v) for v in map(float, values)]
+    return [None if math.isnan(v) else v for v in map(float, values)]
 
 
 def universe_payload(site: str, probesets: list[str], counts: dict[str, int]) -> dict:

@@ -31,7 +31,7 @@ class SiteResult:
         return self.n_case + self.n_control
 
 
-def site_result(payload: dict, case: str, control: str) -> SiteResult:
+def site_result(payload: dict) -> SiteResult:
     """A site's summary payload as frames (its group sizes under the global names)."""
     null = payload["null"]
     signatures = payload["signatures"]["signature"]

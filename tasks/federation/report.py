@@ -73,7 +73,7 @@ def accepted_sites(inputs: FederatedInputs) -> tuple[list[SiteResult], dict[str,
         elif payload["signatures"]["signature"] != ids:
             failures[name] = "its summary lacks planned signatures"
         else:
-            sites.append(site_result(payload, inputs.federation.case, inputs.federation.control))
+            sites.append(site_result(payload))
     return sites, failures
 
 
@@ -117,6 +117,8 @@ def verdict(analysis: FederatedAnalysis, symbols: dict[str, str], inputs: Federa
     n_null = len(analysis.null)
     per_site = ", ".join(f"{s.name} {best[f'mean_auc_{s.name}']:.3f}" for s in analysis.sites)
     covered = f"{len(analysis.sites)} of {len(inputs.federation.sites)}"
+    if analysis.failures:
+        covered += f"; left out: {', '.join(sorted(analysis.failures))}"
     facts = {
         "best signature": f"#{int(best['signature'])}: {with_symbols(best['probesets'], symbols)}",
         "combined mean AUC": f"{best['mean_auc']:.4f} (per site: {per_site}; I² {best['i2']:.2f})",
@@ -126,8 +128,7 @@ def verdict(analysis: FederatedAnalysis, symbols: dict[str, str], inputs: Federa
             if n_null
             else "no permutations: no null"
         ),
-        "sites": covered
-        + (f"; left out: {', '.join(sorted(analysis.failures))}" * bool(analysis.failures)),
+        "sites": covered,
         "top gene": _top_gene(analysis.genes, symbols),
     }
     return facts

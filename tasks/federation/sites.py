@@ -8,30 +8,22 @@ from pathlib import Path
 
 import yaml
 
+from tasks.federation.parameters import FederationParameters
 from tasks.parameters import SearchParameters
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
-# What the coordinator sets for every site alike: a site may not choose these.
-SHARED = frozenset(
-    {
-        "n_signatures",
-        "min_len",
-        "max_len",
-        "classifiers",
-        "cv_folds",
-        "seed",
-        "n_permutations",
-        "null_signatures",
-        "null_candidates",
-        "probesets",
-        "case",
-        "control",
-        "contrasts",
-        "extend_search",
-        "validation_fraction",
-        "faults",
-    }
-)
+# What the coordinator sets for every site alike (and what a federated search has no place
+# for): a site may not choose these. Its case and control are the entry's own keys.
+SHARED = frozenset(FederationParameters().site_search_fields()) | {
+    "null_candidates",
+    "probesets",
+    "case",
+    "control",
+    "contrasts",
+    "extend_search",
+    "validation_fraction",
+    "faults",
+}
 SECRET_WORDS = ("token", "secret", "password", "key_file", "keystore")
 
 
