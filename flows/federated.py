@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows.cli import add_option, describe, flag
+from flows.cli import StrictParser, add_option, describe, flag
 from tasks.federation.parameters import FederationParameters
 from tasks.federation.sites import Federation, SitesError
 
@@ -63,8 +63,8 @@ def deploy_sites(federation: Federation) -> list[str]:
     return made
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """`deploy --sites F` and `run --sites F [search options]`."""
+def build_parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """`deploy --sites F` and `run --sites F [search options]`: the parser and `run`'s."""
     parser = argparse.ArgumentParser(prog=PROG, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     deploy = commands.add_parser("deploy", help="register the sites' deployments")
@@ -73,12 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, field in FederationParameters.model_fields.items():
         option = "--sites" if name == "sites_path" else flag(name)
         add_option(run, option, name, field)
-    return parser
+    return parser, run
 
 
 def main(argv: list[str]) -> int:
     """Deploy or run; a mistake is one line on stderr and exit code 2."""
-    args = vars(build_parser().parse_args(argv))
+    parser, run = build_parser()
+    parsed, unknown = parser.parse_known_args(argv)
+    if unknown:  # named with the nearest of `run`'s options, as `python -m flows` does
+        message = f"unrecognized arguments: {' '.join(unknown)}"
+        return _fail(message + StrictParser.nearest_option(run, message), 2)  # type: ignore[arg-type]
+    args = vars(parsed)
     command = args.pop("command")
     if not os.environ.get("PREFECT_API_URL"):
         return _fail("a federated search needs a Prefect server: set PREFECT_API_URL", 2)

@@ -43,3 +43,13 @@ def test_a_missing_sites_file_is_named(tmp_path):
     done = federated(env, "run", "--sites", str(tmp_path / "none.yaml"), "--n-signatures", "5")
     assert done.returncode == 2
     assert f"{tmp_path / 'none.yaml'}: file not found" in done.stderr
+
+
+def test_a_misspelt_option_gets_the_nearest_one(tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    done = federated(env, "run", "--sites", str(tmp_path / "s.yaml"), "--n-signatres", "5")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "python -m flows.federated: error: unrecognized arguments: --n-signatres 5; "
+        "did you mean --n-signatures?"
+    ]
