@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 from pathlib import Path
 from uuid import UUID
 
@@ -117,6 +118,28 @@ def register_run_task(
     get_run_logger().info("server ready; dataset %s sha256 %s", dataset.name, served[:12])
 
 
+class RenamedRuns(logging.Filter):
+    """Give a renamed run's later lines its new name.
+
+    Prefect's engine keeps a logger bound to the name the run started with, so its last
+    line ("Finished in state ...") would name a run that no longer exists by that name.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = self.names.get(str(getattr(record, "flow_run_id", "")))
+        if name is not None:
+            record.flow_run_name = name
+        return True
+
+
+RENAMED_RUNS = RenamedRuns()
+logging.getLogger("prefect.flow_runs").addFilter(RENAMED_RUNS)
+
+
 @task(name="name-run", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def rename_flow_run_task(name: str) -> None:
     """Rename the running flow run: the UI, alerts and later log lines show the new name."""
@@ -126,6 +149,7 @@ def rename_flow_run_task(name: str) -> None:
     with get_client(sync_client=True) as client:
         client.set_flow_run_name(context.flow_run.id, name)
     context.flow_run.name = name
+    RENAMED_RUNS.names[str(context.flow_run.id)] = name
 
 
 @task(name="plan-signatures")

@@ -4,8 +4,10 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from prefect import flow
 
 from flows import signature_search as module
+from tasks.steps import rename_flow_run_task
 
 STARTED = datetime(2026, 12, 2, 7, 30, 5, tzinfo=UTC)
 ID = "454d57aa-0000-4000-8000-000000000000"
@@ -43,3 +45,15 @@ def test_a_retry_keeps_the_name_an_earlier_attempt_resolved(monkeypatch):
     other = runtime("golub_all_aml-AML-vs-ALL-300sig-20261202-073005-ffffff")
     monkeypatch.setattr(module, "flow_run", other)
     assert module.run_name().endswith("-454d57")  # another run's name is not taken over
+
+
+def test_the_engine_lines_after_a_rename_carry_the_new_name(caplog):
+    @flow(name="renamed-run", flow_run_name="before-the-rename")
+    def renamed_run() -> None:
+        rename_flow_run_task("after-the-rename")
+
+    with caplog.at_level("INFO", logger="prefect.flow_runs"):
+        renamed_run()
+    finished = [r for r in caplog.records if r.getMessage().startswith("Finished in state")]
+    names = [r.flow_run_name for r in finished if r.name == "prefect.flow_runs"]
+    assert names == ["after-the-rename"]
