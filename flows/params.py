@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import SkipJsonSchema
 
 from tasks.parameters import FAULTS_VARIABLE, TEST_ONLY, SearchParameters
 
@@ -56,10 +57,13 @@ def takes_fields_of(
 
 def _keyword(name: str, field: FieldInfo, group: str | None = None) -> inspect.Parameter:
     """A keyword parameter with the field's type, limits, default and description."""
-    annotation = (
-        Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
-    )
+    annotation = field.annotation
     default = field.get_default(call_default_factory=True)
+    if annotation == str | None and default is None:
+        # The form shows an empty text box, not a str/None switch set to "Property is type
+        # None"; SearchParameters reads the empty text it sends as unset.
+        annotation, default = str | SkipJsonSchema[None], ""
+    annotation = Annotated[annotation, *field.metadata] if field.metadata else annotation
     description = f"{group}: {field.description}" if group else field.description
     return inspect.Parameter(
         name,

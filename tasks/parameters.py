@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from tasks.execution.dcp import DcpOptions
 from tasks.execution.local import FaultPlan
@@ -20,15 +20,23 @@ TEST_ONLY = frozenset({"faults"})
 MAX_SLICES = 500_000
 
 
+def _empty_is_unset(value: object) -> object:
+    """An empty text (what the run form sends for a field left empty) means unset."""
+    return None if value == "" else value
+
+
+OptionalText = Annotated[str | None, BeforeValidator(_empty_is_unset)]
+
+
 class SearchParameters(BaseModel):
     """Everything a signature search run takes."""
 
     input_path: str = Field("input/golub_all_aml.tsv", description="expression input file")
-    sample_sheet: str | None = Field(None, description="sample sheet for a matrix input")
-    phenotype_field: str | None = Field(
+    sample_sheet: OptionalText = Field(None, description="sample sheet for a matrix input")
+    phenotype_field: OptionalText = Field(
         None, description="GEO characteristics field or sample-sheet column holding the phenotype"
     )
-    annotation_path: str | None = Field(
+    annotation_path: OptionalText = Field(
         None,
         description="probeset annotation: a TSV of probeset, description and symbol, or a GEO "
         "platform table (GPL, its ID and Gene Symbol columns); when unset, the file named like "
@@ -46,7 +54,7 @@ class SearchParameters(BaseModel):
         "expression adjusts for, comma-separated; numeric if every value is a number, "
         "else a factor; name:factor or name:numeric to choose",
     )
-    pair: str | None = Field(
+    pair: OptionalText = Field(
         None,
         description="sample-sheet column naming each sample's pair or patient (paired "
         "samples): a blocking factor of the design",
@@ -56,7 +64,7 @@ class SearchParameters(BaseModel):
         description="classifiers see the values with the covariates' (and pairs') effects "
         "removed, fitted without the phenotype (limma removeBatchEffect); default: unadjusted",
     )
-    contrasts: str | None = Field(
+    contrasts: OptionalText = Field(
         None,
         description="a contrasts TSV (columns id, variable, reference, target, optional "
         "covariates): one search, report and Prefect subflow per contrast, and an index page",
@@ -66,8 +74,8 @@ class SearchParameters(BaseModel):
         description="only these probesets, in this order (a federated search's common "
         "universe); empty: every probeset preparation keeps",
     )
-    case: str | None = Field(None, description="case label; when unset, the minority label")
-    control: str | None = Field(None, description="control label; when unset, the other label")
+    case: OptionalText = Field(None, description="case label; when unset, the minority label")
+    control: OptionalText = Field(None, description="control label; when unset, the other label")
     n_signatures: int = Field(300, ge=1, le=10_000_000, description="random signatures to evaluate")
     min_len: int = Field(5, ge=1, le=1000, description="shortest signature")
     max_len: int = Field(9, ge=1, le=1000, description="longest signature")
@@ -90,7 +98,7 @@ class SearchParameters(BaseModel):
     server_url: str = Field(
         "", description="URL of a running data server; when empty, an embedded one is started"
     )
-    ca_bundle: str | None = Field(
+    ca_bundle: OptionalText = Field(
         None,
         description="PEM file of the CA that signed an https server_url's certificate "
         "(default: $SIGSEARCH_CA_BUNDLE, else the system's CAs)",

@@ -26,9 +26,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.execution.jobs import JobSpec, SliceEvent, drain
+from tasks.schema import optional_fields_as_their_types
 from tasks.science.work import WORK_MODULES
 
 DEFAULT_SCHEDULER = "https://scheduler.distributed.computer"
@@ -37,6 +38,7 @@ DEFAULT_SCHEDULER = "https://scheduler.distributed.computer"
 class DcpOptions(BaseModel):
     """Options of the `dcp` backend; credentials come from blocks or environment, not here."""
 
+    model_config = ConfigDict(json_schema_extra=optional_fields_as_their_types)
     compute_group_block: str = Field(
         "", description="Prefect Secret block holding 'joinKey:joinSecret' (else DCP_COMPUTE_GROUP)"
     )

@@ -124,11 +124,27 @@ def test_a_run_s_parameters_merge_with_the_deployment_s(deployed):
 
 
 @pytest.mark.parametrize(
+    "params",
+    [
+        {"case": "", "sample_sheet": "", "ca_bundle": ""},  # what the form sends left empty
+        {"dcp": {"slice_payment_offer": None}},  # a nested optional: null or not sent
+    ],
+)
+def test_the_deployment_takes_an_optional_field_empty_or_null(deployed, params):
+    command = ["deployment", "run", "signature-search/local", "--params", json.dumps(params)]
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", prefect(deployed, *command)).group(1)
+    parameters = api(deployed, "GET", f"/flow_runs/{flow_run_id}")["parameters"]
+    api(deployed, "DELETE", f"/flow_runs/{flow_run_id}")  # no worker may pick it up
+    assert {k: parameters[k] for k in params} == params
+
+
+@pytest.mark.parametrize(
     ("params", "said"),
     [
         ({"classifiers": ["knn"]}, "Validation failed for field 'classifiers[0]'"),
         ({"backend": "slurm"}, "'slurm' is not one of ['local', 'dcp']"),
         ({"n_signatures": 0}, "0 is less than the minimum of 1"),
+        ({"case": None}, "None is not of type 'string'"),  # an optional text is unset by ""
         ({"faults": {"fail": [1]}}, "specified but not found on the deployment: 'faults'"),
     ],
 )

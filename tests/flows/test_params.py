@@ -66,11 +66,34 @@ def test_the_form_has_the_model_s_defaults_limits_and_choices():
     defaults = SearchParameters()
     for name, field in SCHEMA["properties"].items():
         if name != "dcp":
-            assert field["default"] == getattr(defaults, name), name
+            unset = "" if getattr(defaults, name) is None else getattr(defaults, name)
+            assert field["default"] == unset, name  # an optional text is empty in the form
     assert SCHEMA["properties"]["n_signatures"]["minimum"] == 1
     assert SCHEMA["properties"]["backend"]["enum"] == ["local", "dcp"]
     classifiers = SCHEMA["properties"]["classifiers"]
     assert classifiers["items"]["enum"] == list(CLASSIFIERS) and classifiers["minItems"] == 1
+
+
+def test_no_field_of_the_form_is_a_type_switch():
+    # Prefect's form shows `anyOf [X, null]` as an X/None switch ("Property is type None").
+    fields = list(SCHEMA["properties"].items())
+    for model, definition in SCHEMA.get("definitions", {}).items():
+        fields += [(f"{model}.{n}", f) for n, f in definition.get("properties", {}).items()]
+    switches = [name for name, field in fields if "anyOf" in field]
+    assert not switches
+    offer = SCHEMA["definitions"]["DcpOptions"]["properties"]["slice_payment_offer"]
+    assert offer["type"] == "number" and "default" not in offer  # left empty: not sent
+
+
+OPTIONAL_TEXT = [n for n, f in SearchParameters.model_fields.items() if f.annotation == str | None]
+
+
+@pytest.mark.parametrize("name", OPTIONAL_TEXT)
+def test_an_optional_text_is_an_empty_text_box_and_empty_means_unset(name):
+    assert SCHEMA["properties"][name]["type"] == "string"
+    assert SCHEMA["properties"][name]["default"] == ""  # what the form sends when left empty
+    assert getattr(SearchParameters(**{name: ""}), name) is None
+    assert getattr(SearchParameters(**{name: None}), name) is None
 
 
 @pytest.mark.parametrize(("name", "text"), sorted(descriptions(SCHEMA).items()))
