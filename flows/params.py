@@ -6,7 +6,7 @@ import inspect
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
@@ -57,12 +57,12 @@ def takes_fields_of(
 
 def _keyword(name: str, field: FieldInfo, group: str | None = None) -> inspect.Parameter:
     """A keyword parameter with the field's type, limits, default and description."""
-    annotation = field.annotation
+    annotation: Any = field.annotation
     default = field.get_default(call_default_factory=True)
     if annotation == str | None and default is None:
         # The form shows an empty text box, not a str/None switch set to "Property is type
         # None"; SearchParameters reads the empty text it sends as unset.
-        annotation, default = str | SkipJsonSchema[None], ""
+        annotation, default = str | Annotated[None, SkipJsonSchema()], ""
     annotation = Annotated[annotation, *field.metadata] if field.metadata else annotation
     description = f"{group}: {field.description}" if group else field.description
     return inspect.Parameter(
