@@ -19,10 +19,23 @@ GPL_ROWS = (
 
 def test_the_bundled_annotation_names_genes_the_descriptions_did_not():
     symbols = read_annotation(BUNDLED)["symbol"]
-    # zyxin, cystatin A, c-myb and IL-8 had no symbol in their descriptions; adipsin was "DF".
-    expected = {"X95735_at": "ZYX", "M27891_at": "CST3", "M84526_at": "CFD"}
+    # zyxin, cystatin A, c-myb and IL-8 had no symbol in their descriptions' first words;
+    # adipsin was "DF"; LTC4S, hCox-2 and ITGAD are named only in brackets.
+    expected = {
+        "X95735_at": "ZYX",
+        "M27891_at": "CST3",
+        "M84526_at": "CFD",
+        "D88422_at": "CSTA",
+        "U22376_cds2_s_at": "MYB",
+        "M28130_rna1_s_at": "CXCL8",
+        "U50136_rna1_at": "LTC4S",
+        "U04636_rna1_at": "PTGS2",
+        "U40279_at": "ITGAD",
+    }
     assert {p: symbols[p] for p in expected} == expected
-    assert (symbols != "").sum() == 2448 and len(symbols) == 3051
+    # "Amphiregulin (AR)" is not the androgen receptor; a region naming several genes names none.
+    assert symbols["M30703_s_at"] == "" and symbols["U52112_rna5_at"] == ""
+    assert (symbols != "").sum() == 2522 and len(symbols) == 3051
 
 
 @pytest.mark.parametrize(
